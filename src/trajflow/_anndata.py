@@ -1,0 +1,206 @@
+"""The AnnData layer: validate user input, pick the representation, standardise it.
+
+Nothing here knows about torch. Everything returns plain numpy arrays so the torch core can be
+fed (and tested) without AnnData.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+
+logger = logging.getLogger("trajflow")
+
+#: obsm key trajflow writes when it has to compute a PCA itself.
+PCA_KEY_ADDED = "X_pca"
+
+
+def check_anndata(adata: Any) -> AnnData:
+    """Raise a clear error unless ``adata`` is a non-empty, in-memory :class:`~anndata.AnnData`."""
+    if not isinstance(adata, AnnData):
+        raise TypeError(
+            f"Expected an AnnData object, got {type(adata).__name__}. "
+            "Wrap your matrix with `anndata.AnnData(X, obs=...)` first."
+        )
+    if adata.n_obs == 0:
+        raise ValueError("The AnnData object has no cells (n_obs == 0); nothing to fit.")
+    return adata
+
+
+def parse_times(adata: AnnData, time_key: str) -> np.ndarray:
+    """Return ``adata.obs[time_key]`` as a float array.
+
+    Categorical or string labels are accepted when every label parses as a number
+    (``"2"``, ``"4.5"``, ``"day 7"`` does not).
+    """
+    if time_key not in adata.obs.columns:
+        cols = ", ".join(map(repr, adata.obs.columns[:10])) or "none"
+        raise KeyError(
+            f"time_key={time_key!r} is not a column of adata.obs (columns: {cols}). "
+            "Pass the column that holds the time point of each cell, e.g. time_key='day'."
+        )
+    col = adata.obs[time_key]
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        col = col.astype(str)
+    if pd.api.types.is_bool_dtype(col):
+        raise TypeError(f"adata.obs[{time_key!r}] is boolean; it must hold numeric time points.")
+    if pd.api.types.is_numeric_dtype(col):
+        values = col.to_numpy(dtype=float)
+    else:
+        parsed = pd.to_numeric(col.astype(str).str.strip(), errors="coerce")
+        bad = col[parsed.isna() & col.notna()]
+        if len(bad):
+            examples = ", ".join(map(repr, pd.unique(bad.astype(str))[:3]))
+            raise ValueError(
+                f"adata.obs[{time_key!r}] has labels that are not numbers ({examples}). "
+                "Time points must be numeric or strings that parse as numbers; map them first, "
+                f"e.g. adata.obs[{time_key!r}] = adata.obs[{time_key!r}].map({{'day0': 0, ...}})."
+            )
+        values = parsed.to_numpy(dtype=float)
+    if not np.all(np.isfinite(values)):
+        n_bad = int((~np.isfinite(values)).sum())
+        raise ValueError(
+            f"adata.obs[{time_key!r}] has {n_bad} missing or infinite time values. "
+            "Drop those cells (adata = adata[adata.obs[time_key].notna()].copy()) or fill them in."
+        )
+    return values
+
+
+def _looks_like_counts(X: Any) -> bool:
+    """Non-negative integers in a sample of the matrix: raw counts, not log-normalised data."""
+    data = X.data if sparse.issparse(X) else np.asarray(X)
+    sample = np.asarray(data).ravel()[:100_000]
+    if sample.size == 0:
+        return False
+    return bool(np.all(sample >= 0) and np.allclose(sample, np.round(sample)) and sample.max() > 1)
+
+
+def ensure_pca(adata: AnnData, n_comps: int, *, key_added: str = PCA_KEY_ADDED) -> None:
+    """Compute a PCA of ``adata.X`` into ``adata.obsm[key_added]``.
+
+    Raw counts are normalised to 10,000 per cell and log1p-transformed on a copy first; the
+    user's ``X`` is never changed. Writes ``obsm[key_added]`` and ``uns['trajflow_pca']``.
+    """
+    import scanpy as sc
+
+    if adata.X is None:
+        raise ValueError(
+            f"use_rep='X_pca' was asked for, but adata.obsm has no 'X_pca' and adata.X is empty. "
+            "Provide a representation in adata.obsm and pass its key as use_rep."
+        )
+    if adata.isbacked:
+        raise ValueError(
+            "adata is backed (on disk); trajflow needs it in memory to compute a PCA. "
+            "Load it with adata = adata.to_memory() or anndata.read_h5ad(path)."
+        )
+    tmp = AnnData(X=adata.X.copy() if sparse.issparse(adata.X) else np.array(adata.X, copy=True))
+    counts = _looks_like_counts(tmp.X)
+    if counts:
+        sc.pp.normalize_total(tmp, target_sum=1e4)
+        sc.pp.log1p(tmp)
+    n_comps = int(min(n_comps, tmp.n_obs - 1, tmp.n_vars - 1))
+    sc.pp.pca(tmp, n_comps=n_comps, random_state=0)
+    adata.obsm[key_added] = tmp.obsm["X_pca"]
+    adata.uns["trajflow_pca"] = {
+        "n_comps": n_comps,
+        "log_normalised": counts,
+        "variance_ratio": tmp.uns["pca"]["variance_ratio"],
+        "PCs": tmp.varm["PCs"],
+    }
+    logger.warning(
+        "adata.obsm[%r] was missing: computed a %d-component PCA of adata.X%s and wrote "
+        "adata.obsm[%r] and adata.uns['trajflow_pca'].",
+        key_added,
+        n_comps,
+        " after normalize_total + log1p (X looked like raw counts)" if counts else "",
+        key_added,
+    )
+
+
+def get_representation(
+    adata: AnnData, use_rep: str, n_dims: int | None, *, allow_pca: bool = True
+) -> np.ndarray:
+    """Return the first ``n_dims`` columns of the representation as a float64 array.
+
+    ``use_rep`` is an ``obsm`` key or ``"X"``. When ``use_rep == "X_pca"`` is missing, a PCA is
+    computed (see :func:`ensure_pca`) if ``allow_pca``.
+    """
+    if n_dims is not None and (not isinstance(n_dims, int | np.integer) or n_dims < 1):
+        raise ValueError(f"n_dims must be a positive integer or None, got {n_dims!r}.")
+    if use_rep == "X":
+        if adata.X is None:
+            raise ValueError("use_rep='X' but adata.X is empty; pass an obsm key as use_rep.")
+        if adata.isbacked:
+            raise ValueError(
+                "adata is backed (on disk); load it into memory first with adata.to_memory()."
+            )
+        rep = adata.X
+    elif use_rep in adata.obsm:
+        rep = adata.obsm[use_rep]
+    elif use_rep == PCA_KEY_ADDED and allow_pca:
+        ensure_pca(adata, n_comps=max(50, n_dims or 0))
+        rep = adata.obsm[use_rep]
+    else:
+        keys = ", ".join(map(repr, adata.obsm.keys())) or "none"
+        raise KeyError(
+            f"use_rep={use_rep!r} is not in adata.obsm (available: {keys}). "
+            "Pass one of those keys, use_rep='X', or compute it first (e.g. sc.pp.pca)."
+        )
+    if sparse.issparse(rep):
+        rep = rep.toarray()
+    rep = np.asarray(rep, dtype=np.float64)
+    if rep.ndim != 2:
+        raise ValueError(f"The representation {use_rep!r} must be 2-D, got shape {rep.shape}.")
+    if n_dims is not None:
+        if n_dims > rep.shape[1]:
+            raise ValueError(
+                f"n_dims={n_dims} is larger than the representation {use_rep!r}, which has "
+                f"{rep.shape[1]} dimensions. Use n_dims <= {rep.shape[1]}."
+            )
+        rep = rep[:, :n_dims]
+    finite = np.isfinite(rep)
+    if not finite.all():
+        rows = int((~finite.all(axis=1)).sum())
+        raise ValueError(
+            f"The representation {use_rep!r} has NaN or infinite values in {rows} cells. "
+            "Remove those cells or recompute the representation."
+        )
+    return rep
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """Per-dimension standardisation ``(x - mean) / scale``; the inverse maps back to user space."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> Standardizer:
+        mean = x.mean(axis=0)
+        scale = x.std(axis=0)
+        # A constant dimension carries no signal; keep it unscaled instead of dividing by zero.
+        scale = np.where(scale > 1e-12, scale, 1.0)
+        return cls(mean=mean, scale=scale)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean) / self.scale
+
+    def inverse_transform(self, z: np.ndarray) -> np.ndarray:
+        return z * self.scale + self.mean
+
+    def inverse_transform_velocity(self, v: np.ndarray) -> np.ndarray:
+        return v * self.scale
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, list[float]]) -> Standardizer:
+        return cls(mean=np.asarray(d["mean"], dtype=np.float64), scale=np.asarray(d["scale"]))

@@ -1,0 +1,189 @@
+"""Train one time-conditioned velocity network jointly over all consecutive pairs of populations."""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .couplings import Coupling
+from .paths import bridge_path, straight_path
+
+PathKind = Literal["straight", "bridge"]
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite. The network keeps its last finite weights."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings of :func:`train_flow`.
+
+    ``sigma`` is the width of the Gaussian tube around straight paths (``path="straight"``), or the
+    diffusion per unit of time of the Brownian bridge (``path="bridge"``), in standardised units.
+    ``batch_size`` counts pairs drawn *per pair of time points* per step.
+    """
+
+    n_steps: int = 3000
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    path: PathKind = "straight"
+    sigma: float = 0.1
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    check_every: int = 50
+
+    def __post_init__(self) -> None:
+        for name in ("n_steps", "batch_size", "check_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr!r}.")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
+        if self.path not in ("straight", "bridge"):
+            raise ValueError(f"path must be 'straight' or 'bridge', got {self.path!r}.")
+        if self.path == "bridge" and not self.sigma > 0:
+            raise ValueError(f"sigma must be > 0 for the Brownian bridge, got {self.sigma!r}.")
+        if self.path == "straight" and not self.sigma >= 0:
+            raise ValueError(f"sigma must be >= 0, got {self.sigma!r}.")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}.")
+
+
+@dataclass
+class TrainResult:
+    """What happened during training."""
+
+    losses: list[float] = field(default_factory=list)
+    loss_steps: list[int] = field(default_factory=list)
+    steps_done: int = 0
+    interrupted: bool = False
+
+
+def train_flow(
+    populations: Sequence[Tensor],
+    times: Sequence[float],
+    couplings: Sequence[Coupling],
+    velocity_net: nn.Module,
+    config: TrainConfig,
+    *,
+    generator: torch.Generator,
+    score_net: nn.Module | None = None,
+    progress: bool = True,
+    start_step: int = 0,
+    optimizer_state: dict | None = None,
+    on_check: Callable[[int, dict], None] | None = None,
+) -> TrainResult:
+    """Conditional flow matching over the consecutive pairs ``(populations[k], populations[k+1])``.
+
+    Every step draws ``config.batch_size`` pairs from each coupling, places them on their
+    conditional path at a uniform pair time, maps that to the absolute time
+    ``times[k] + s * (times[k+1] - times[k])`` and regresses the network on the conditional
+    velocity (divided by the span, so velocities are per unit of absolute time). All pairs go
+    through the network in one batched call.
+
+    A ``KeyboardInterrupt`` stops training and returns what was trained so far
+    (``interrupted=True``). A non-finite loss restores the last finite weights and raises
+    :class:`TrainingDivergedError`. ``on_check(step, state)`` is called every
+    ``config.check_every`` steps with the optimiser state (used for checkpointing).
+    """
+    if len(populations) != len(times) or len(couplings) != len(times) - 1:
+        raise ValueError("Need one coupling per consecutive pair of populations.")
+    device = populations[0].device
+    dim = populations[0].shape[1]
+    bs = config.batch_size
+    n_pairs = len(couplings)
+    starts = torch.tensor(times[:-1], dtype=torch.float32, device=device).repeat_interleave(bs)
+    spans = torch.tensor(
+        [b - a for a, b in zip(times[:-1], times[1:], strict=True)], dtype=torch.float32, device=device
+    ).repeat_interleave(bs)[:, None]
+    # Bridge noise per pair grows with the square root of the span: one Brownian motion overall.
+    pair_sigma = config.sigma * spans.sqrt() if config.path == "bridge" else None
+
+    params = list(velocity_net.parameters()) + (
+        list(score_net.parameters()) if score_net is not None else []
+    )
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    schedule = None
+    if config.lr_schedule == "cosine":
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, config.n_steps) / config.n_steps))
+        )
+        for _ in range(start_step):
+            schedule.step()
+
+    nets = [velocity_net] + ([score_net] if score_net is not None else [])
+    last_good = [copy.deepcopy(n.state_dict()) for n in nets]
+    result = TrainResult(steps_done=start_step)
+    running = torch.zeros((), device=device)
+    since_check = 0
+    bar = tqdm(
+        total=config.n_steps, initial=start_step, disable=not progress, desc="training", leave=False
+    )
+    try:
+        for step in range(start_step, config.n_steps):
+            x0s, x1s = [], []
+            for k, coupling in enumerate(couplings):
+                i, j = coupling.sample(bs, generator)
+                x0s.append(populations[k][i])
+                x1s.append(populations[k + 1][j])
+            x0, x1 = torch.cat(x0s), torch.cat(x1s)
+            s = torch.rand(n_pairs * bs, 1, generator=generator, device=device)
+            noise = torch.randn(n_pairs * bs, dim, generator=generator, device=device)
+            if config.path == "straight":
+                xs, us = straight_path(x0, x1, s, config.sigma, noise)
+            else:
+                xs, us, lam = bridge_path(x0, x1, s, pair_sigma, noise)
+            t = starts[:, None] + s.clamp(0, 1) * spans
+            loss = (velocity_net(xs, t) - us / spans).pow(2).mean()
+            if score_net is not None:
+                loss = loss + (lam * score_net(xs, t) + noise).pow(2).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if schedule is not None:
+                schedule.step()
+            running = running + loss.detach()
+            since_check += 1
+            result.steps_done = step + 1
+            bar.update(1)
+            if since_check == config.check_every or step + 1 == config.n_steps:
+                mean_loss = float(running) / since_check
+                running.zero_()
+                since_check = 0
+                if not math.isfinite(mean_loss):
+                    for net, state in zip(nets, last_good, strict=True):
+                        net.load_state_dict(state)
+                    raise TrainingDivergedError(
+                        f"The training loss became {mean_loss} near step {step + 1}. The model "
+                        "keeps its last finite weights. Lower lr, check the input for extreme "
+                        "values, or use fewer dimensions."
+                    )
+                last_good = [copy.deepcopy(n.state_dict()) for n in nets]
+                result.losses.append(mean_loss)
+                result.loss_steps.append(step + 1)
+                bar.set_postfix(loss=f"{mean_loss:.4f}")
+                if on_check is not None:
+                    on_check(step + 1, {"optimizer": optimizer.state_dict()})
+    except KeyboardInterrupt:
+        result.interrupted = True
+        warnings.warn(
+            f"Training interrupted after {result.steps_done} of {config.n_steps} steps; "
+            "the model keeps what was trained so far.",
+            stacklevel=2,
+        )
+    finally:
+        bar.close()
+    return result
