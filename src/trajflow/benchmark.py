@@ -1,0 +1,224 @@
+"""Leave-one-timepoint-out benchmarking (the TorchCFM / [SF]2M single-cell protocol).
+
+For every interior time point ``t``: train on all other time points (the pair around the gap
+covers its whole span), push every cell of the previous time point to ``t`` and score the
+prediction against all observed cells at ``t``. Scores are computed on the first ``n_dims``
+dimensions standardised over *all* cells, as in the published protocol, so numbers are
+comparable across methods and with TorchCFM's.
+"""
+
+from __future__ import annotations
+
+import platform
+import time as _time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import ot
+import pandas as pd
+import torch
+from anndata import AnnData
+from tqdm.auto import tqdm
+
+from ._anndata import Standardizer, check_anndata, get_representation, parse_times
+from ._fit import fit_trajectories
+from ._methods import get_method
+from ._timecourse import TimeCourse, as_time_list, match_time
+from .core import resolve_device
+from .metrics import energy_distance, mmd, wasserstein
+
+__all__ = ["BASELINES", "leave_one_out", "noise_floor", "ot_interpolation", "summarize"]
+
+#: Model-free reference predictions scored beside every method.
+BASELINES = ("previous", "ot-interpolation")
+
+
+def ot_interpolation(
+    x_prev: np.ndarray, x_next: np.ndarray, fraction: float, *, n_cells: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Displacement (McCann) interpolation along the exact OT plan between two populations.
+
+    Pairs ``(i, j)`` are drawn from the plan (squared Euclidean cost) in proportion to their
+    mass and placed at ``(1 - fraction) x_prev[i] + fraction x_next[j]``. Returns ``n_cells``
+    points (default: as many as ``x_prev``).
+    """
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}.")
+    plan = ot.emd(ot.unif(len(x_prev)), ot.unif(len(x_next)), ot.dist(x_prev, x_next), numItermax=10_000_000)
+    i, j = np.nonzero(plan > 1e-12)
+    weights = plan[i, j] / plan[i, j].sum()
+    rng = np.random.default_rng(seed)
+    k = rng.choice(len(i), size=n_cells or len(x_prev), p=weights)
+    return (1 - fraction) * x_prev[i[k]] + fraction * x_next[j[k]]
+
+
+def _scores(pred: np.ndarray, obs: np.ndarray) -> dict[str, float]:
+    return {
+        "w1": wasserstein(pred, obs, p=1),
+        "w2": wasserstein(pred, obs, p=2),
+        "mmd": mmd(pred, obs),
+        "energy": energy_distance(pred, obs),
+    }
+
+
+def noise_floor(x: np.ndarray, *, n_repeats: int = 10, seed: int = 0) -> tuple[float, float]:
+    """W1 between two random halves of one population: the best score a perfect predictor could
+    expect at this sample size. Returns ``(mean, std)`` over ``n_repeats`` splits."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_repeats):
+        perm = rng.permutation(len(x))
+        half = len(x) // 2
+        values.append(wasserstein(x[perm[:half]], x[perm[half:]]))
+    return float(np.mean(values)), float(np.std(values))
+
+
+def _interior_times(times: Sequence[float]) -> list[float]:
+    return list(times[1:-1])
+
+
+def leave_one_out(
+    adata: AnnData,
+    *,
+    time_key: str = "time",
+    methods: Sequence[str] = ("ot-cfm", "sb-cfm", "i-cfm"),
+    seeds: Sequence[int] = (0, 1, 2),
+    n_dims: int = 5,
+    holdout_times: float | Sequence[float] | None = None,
+    use_rep: str = "X_pca",
+    baselines: bool = True,
+    fit_kwargs: Mapping[str, Any] | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Leave-one-timepoint-out benchmark of flow methods and model-free baselines.
+
+    Parameters
+    ----------
+    adata
+        Time course with ``obs[time_key]`` and ``obsm[use_rep]``. Not modified (a missing
+        ``X_pca`` is computed on a shallow copy).
+    time_key, use_rep, n_dims
+        As in :func:`~trajflow.fit_trajectories`.
+    methods
+        ``method=`` values of :func:`~trajflow.fit_trajectories` to compare.
+    seeds
+        One fit per method, seed and held-out time.
+    holdout_times
+        Time points to hold out, one at a time. Default: every interior time point (each needs a
+        neighbour on both sides).
+    baselines
+        Also score ``previous`` (the previous time point, unmoved) and ``ot-interpolation``
+        (displacement interpolation along the exact OT plan between the two neighbours).
+    fit_kwargs
+        Extra keyword arguments for every :func:`~trajflow.fit_trajectories` call.
+    device, progress
+        Device for training; progress bar over runs.
+
+    Returns
+    -------
+    One row per (method, seed, held-out time) with columns ``method, seed, holdout_time, w1, w2,
+    mmd, energy, fit_seconds, n_predicted, n_observed, trajflow_version, torch_version, device``.
+    Baselines have ``fit_seconds = 0``.
+    """
+    from . import __version__
+
+    check_anndata(adata)
+    for m in methods:
+        get_method(m)
+    fit_kwargs = dict(fit_kwargs or {})
+    clash = {"holdout", "time_key", "use_rep", "n_dims", "method", "seed", "device", "progress"}
+    if clash & fit_kwargs.keys():
+        raise ValueError(f"fit_kwargs may not set {sorted(clash & fit_kwargs.keys())}; use the arguments.")
+    if not seeds:
+        raise ValueError("seeds is empty; pass at least one seed, e.g. seeds=(0,).")
+    if use_rep not in adata.obsm and use_rep != "X":
+        adata = adata.copy()  # a computed PCA must not land in the caller's object
+    times = parse_times(adata, time_key)
+    rep = get_representation(adata, use_rep, n_dims)
+    course = TimeCourse.from_arrays(rep, times, np.asarray(adata.obs_names), time_key=time_key)
+    interior = _interior_times(course.times)
+    if holdout_times is None:
+        holdouts = interior
+    else:
+        holdouts = [match_time(t, course.times, what="Held-out time") for t in as_time_list(holdout_times)]
+    not_interior = [t for t in holdouts if t not in interior]
+    if not_interior:
+        raise ValueError(
+            f"Held-out time(s) {not_interior} are not interior time points {interior}: leave-one-out "
+            "needs an observed time point on both sides of the one it holds out."
+        )
+    if not holdouts:
+        raise ValueError(
+            f"No interior time point to hold out among {course.times}; the benchmark needs at "
+            "least 3 time points."
+        )
+    # Score in the protocol's space: the first n_dims dimensions standardised over all cells.
+    scorer = Standardizer.fit(rep)
+    dev = resolve_device(device)
+    meta = {"trajflow_version": __version__, "torch_version": torch.__version__, "device": str(dev)}
+
+    rows: list[dict[str, Any]] = []
+    n_runs = len(holdouts) * len(seeds) * (len(methods) + (len(BASELINES) if baselines else 0))
+    bar = tqdm(total=n_runs, disable=not progress, desc="leave-one-out")
+    try:
+        for hold in holdouts:
+            k = course.times.index(hold)
+            t_prev, t_next = course.times[k - 1], course.times[k + 1]
+            obs = scorer.transform(course.populations[k])
+            z_prev = scorer.transform(course.populations[k - 1])
+            z_next = scorer.transform(course.populations[k + 1])
+            base = {"holdout_time": hold, "n_observed": len(obs)}
+            for seed in seeds:
+                if baselines:
+                    frac = (hold - t_prev) / (t_next - t_prev)
+                    for name, pred in (
+                        ("previous", z_prev),
+                        ("ot-interpolation", ot_interpolation(z_prev, z_next, frac, seed=seed)),
+                    ):
+                        rows.append({"method": name, "seed": seed, **base, **_scores(pred, obs),
+                                     "fit_seconds": 0.0, "n_predicted": len(pred), **meta})
+                        bar.update(1)
+                for method in methods:
+                    bar.set_postfix(method=method, holdout=hold, seed=seed)
+                    t0 = _time.perf_counter()
+                    model = fit_trajectories(
+                        adata, time_key=time_key, use_rep=use_rep, n_dims=n_dims, method=method,
+                        holdout=hold, seed=seed, device=dev, progress=False, **fit_kwargs,
+                    )
+                    fit_seconds = _time.perf_counter() - t0
+                    predicted = model.predict(hold, source_time=t_prev).obsm[model.use_rep]
+                    pred = scorer.transform(predicted)
+                    rows.append({"method": method, "seed": seed, **base, **_scores(pred, obs),
+                                 "fit_seconds": fit_seconds, "n_predicted": len(pred), **meta})
+                    bar.update(1)
+    finally:
+        bar.close()
+    columns = ["method", "seed", "holdout_time", "w1", "w2", "mmd", "energy", "fit_seconds",
+               "n_predicted", "n_observed", "trajflow_version", "torch_version", "device"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame.attrs.update({"platform": platform.platform(), "n_dims": n_dims, "time_key": time_key})
+    return frame
+
+
+def summarize(results: pd.DataFrame, metric: str = "w1") -> pd.DataFrame:
+    """Mean ± std of ``metric`` per method (rows) and held-out time (columns), plus ``mean``
+    (the mean over held-out times, ± the std over seeds of that mean) and mean fit seconds.
+
+    Methods are ordered by their overall mean, best first.
+    """
+    if metric not in results.columns:
+        raise KeyError(f"metric {metric!r} is not a column of the results ({list(results.columns)}).")
+    table: dict[str, dict[str, str]] = {}
+    per_seed = results.groupby(["method", "seed"])[metric].mean()
+    overall = per_seed.groupby("method").agg(["mean", "std"]).fillna(0.0)
+    for (method, hold), g in results.groupby(["method", "holdout_time"]):
+        table.setdefault(method, {})[f"t={hold:g}"] = f"{g[metric].mean():.3f} ± {g[metric].std(ddof=1) if len(g) > 1 else 0.0:.3f}"
+    out = pd.DataFrame.from_dict(table, orient="index")
+    out["mean"] = [f"{overall.loc[m, 'mean']:.3f} ± {overall.loc[m, 'std']:.3f}" for m in out.index]
+    out["fit_s"] = results.groupby("method")["fit_seconds"].mean().reindex(out.index).round(2)
+    out = out.loc[overall["mean"].reindex(out.index).sort_values().index]
+    out.index.name = "method"
+    return out
