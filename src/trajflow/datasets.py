@@ -5,8 +5,7 @@ It reads a local copy when there is one and otherwise downloads TrajectoryNet's 
 ``eb_velocity_v5.npz`` into a cache and converts it to AnnData.
 
 Where a local copy is looked for, in order: the ``path`` argument; the ``TRAJFLOW_EB_PATH``
-environment variable; ``eb_moon2019_nlsb_subset.h5ad`` in ``TRAJFLOW_DATA_DIR`` (default
-``../shared/data`` relative to the working directory); the cache.
+environment variable; ``eb_moon2019_nlsb_subset.h5ad`` in :func:`data_dir`; the cache.
 """
 
 from __future__ import annotations
@@ -30,8 +29,16 @@ EB_DAYS = ("0-3", "6-9", "12-15", "18-21", "24-27")
 
 
 def data_dir() -> Path:
-    """``TRAJFLOW_DATA_DIR``, defaulting to ``../shared/data``."""
-    return Path(os.environ.get("TRAJFLOW_DATA_DIR", "../shared/data"))
+    """Where the shared example data lives: ``TRAJFLOW_DATA_DIR`` if set, else the first
+    ``shared/data`` folder found in the working directory or one of its parents (so the same rule
+    works from the repository root, ``tests/`` and ``tutorials/``), else ``../shared/data``."""
+    if "TRAJFLOW_DATA_DIR" in os.environ:
+        return Path(os.environ["TRAJFLOW_DATA_DIR"])
+    cwd = Path.cwd().resolve()
+    for folder in (cwd, *cwd.parents):
+        if (folder / "shared" / "data").is_dir():
+            return folder / "shared" / "data"
+    return Path("../shared/data")
 
 
 def cache_dir() -> Path:
