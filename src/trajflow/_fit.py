@@ -155,14 +155,14 @@ def fit_trajectories(
         batch_size=batch_size,
         lr=lr,
         weight_decay=weight_decay,
-        path=spec.path,
+        path=spec.path if spec.path != "spline" else "straight",
         sigma=float(sigma),
         lr_schedule=lr_schedule,
     )
     tensors = [torch.as_tensor(p, device=dev) for p in z_pops]
     t0 = _time.perf_counter()
     couplings = []
-    for k in range(len(tensors) - 1):
+    for k in range(len(tensors) - 1 if spec.path != "spline" else 0):
         span = taus[k + 1] - taus[k]
         reg = 2 * sigma**2 * span if spec.coupling == "entropic" else None
         couplings.append(build_coupling(spec.coupling, tensors[k], tensors[k + 1], reg=reg, strategy=coupling))
@@ -171,9 +171,19 @@ def fit_trajectories(
         vnet = VelocityNet(rep.shape[1], hidden, n_layers, activation).to(dev)
         snet = VelocityNet(rep.shape[1], hidden, n_layers, activation).to(dev) if spec.learns_score else None
     generator = torch.Generator(device=dev).manual_seed(seed)
-    result = train_flow(
-        tensors, taus, couplings, vnet, config, generator=generator, score_net=snet, progress=progress
-    )
+    if spec.path == "spline":  # multi-marginal flow matching: its own trainer, same VelocityNet
+        from .core.multimarginal import MultiMarginalConfig, train_multimarginal
+
+        mm_config = MultiMarginalConfig(
+            n_steps=n_steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+            sigma=float(sigma), spline=spec.spline, lr_schedule=lr_schedule, ema=spec.ema,
+            bend=spec.bend,
+        )
+        result = train_multimarginal(tensors, taus, vnet, mm_config, generator=generator, progress=progress)
+    else:
+        result = train_flow(
+            tensors, taus, couplings, vnet, config, generator=generator, score_net=snet, progress=progress
+        )
     fit_seconds = _time.perf_counter() - t0
     model_config = {
         "method": method,
@@ -196,6 +206,7 @@ def fit_trajectories(
         "seed": seed,
     }
     history = {
+        "initial_loss": result.initial_loss,
         "loss": result.losses,
         "loss_step": result.loss_steps,
         "steps_done": result.steps_done,

@@ -214,7 +214,11 @@ class TrajectoryModel:
             )
         solver = solver or self.config["solver"]
         n_steps = n_steps or self.config["solver_steps"]
-        taus = np.concatenate([[self._tau(t_from)], self._tau(np.asarray(t_grid, dtype=float))])
+        taus = np.atleast_1d(self._tau(np.asarray(t_grid, dtype=float)))
+        # The solver needs the start time first; drop it from the output if the caller did not ask.
+        prepend = not np.isclose(taus[0], self._tau(t_from))
+        if prepend:
+            taus = np.concatenate([[self._tau(t_from)], taus])
         grid = torch.as_tensor(taus, dtype=torch.float32, device=self.device)
         x = torch.as_tensor(np.asarray(z0, dtype=np.float32), device=self.device)
         if sde:
@@ -224,7 +228,8 @@ class TrajectoryModel:
             )
         else:
             out = integrate_ode(self._drift(False), x, grid, solver=solver, n_steps=n_steps)
-        return out[1:].cpu().numpy().astype(np.float64)
+        out = out[1:] if prepend else out
+        return out.cpu().numpy().astype(np.float64)
 
     def predict(
         self,

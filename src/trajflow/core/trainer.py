@@ -64,6 +64,7 @@ class TrainConfig:
 class TrainResult:
     """What happened during training."""
 
+    initial_loss: float | None = None
     losses: list[float] = field(default_factory=list)
     loss_steps: list[int] = field(default_factory=list)
     steps_done: int = 0
@@ -155,6 +156,8 @@ def train_flow(
             optimizer.step()
             if schedule is not None:
                 schedule.step()
+            if result.initial_loss is None:
+                result.initial_loss = float(loss.detach())
             running = running + loss.detach()
             since_check += 1
             result.steps_done = step + 1

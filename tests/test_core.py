@@ -1,0 +1,125 @@
+"""The torch core on tensors alone: couplings, paths, training, integration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from trajflow.core import (
+    IndependentCoupling,
+    MinibatchOTCoupling,
+    PlanCoupling,
+    TrainConfig,
+    VelocityNet,
+    bridge_path,
+    build_coupling,
+    entropic_ot_plan,
+    exact_ot_plan,
+    integrate_ode,
+    integrate_sde,
+    straight_path,
+    train_flow,
+)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_exact_plan_recovers_shifted_permutation():
+    x0 = torch.randn(50, 3, generator=gen())
+    perm = torch.randperm(50, generator=gen(1))
+    x1 = x0[perm] + 0.01
+    plan = exact_ot_plan(x0, x1)
+    assert plan.shape == (50, 50)
+    assert torch.allclose(plan.sum(1), torch.full((50,), 1 / 50), atol=1e-6)
+    i, j = PlanCoupling(plan).sample(1000, gen())
+    # x1[j] must be the (shifted) copy of x0[i]: the OT plan undoes the permutation.
+    assert torch.allclose(x1[j] - x0[i], torch.full((1000, 3), 0.01), atol=1e-5)
+
+
+def test_entropic_plan_has_uniform_marginals_and_is_diffuse():
+    x0, x1 = torch.randn(40, 2, generator=gen()), torch.randn(60, 2, generator=gen(1)) + 1
+    plan = entropic_ot_plan(x0, x1, reg=1.0)
+    assert torch.allclose(plan.sum(1), torch.full((40,), 1 / 40), atol=1e-5)
+    assert torch.allclose(plan.sum(0), torch.full((60,), 1 / 60), atol=1e-5)
+    assert (plan > 1e-8).sum() > 40 + 60  # more than an exact plan's support
+    with pytest.raises(ValueError, match="positive"):
+        entropic_ot_plan(x0, x1, reg=0.0)
+
+
+def test_independent_and_minibatch_couplings_index_ranges():
+    x0, x1 = torch.randn(30, 2), torch.randn(20, 2)
+    for coupling in (IndependentCoupling(30, 20, torch.device("cpu")),
+                     MinibatchOTCoupling(x0, x1, "exact"),
+                     MinibatchOTCoupling(x0, x1, "entropic", reg=0.5)):
+        i, j = coupling.sample(16, gen())
+        assert i.shape == j.shape == (16,)
+        assert int(i.max()) < 30 and int(j.max()) < 20
+
+
+def test_build_coupling_strategy_and_errors():
+    x0, x1 = torch.randn(10, 2), torch.randn(12, 2)
+    assert isinstance(build_coupling("exact", x0, x1), PlanCoupling)
+    assert isinstance(build_coupling("exact", x0, x1, max_full_entries=50), MinibatchOTCoupling)
+    assert isinstance(build_coupling("exact", x0, x1, strategy="minibatch"), MinibatchOTCoupling)
+    assert isinstance(build_coupling("independent", x0, x1), IndependentCoupling)
+    with pytest.raises(ValueError, match="Unknown coupling kind"):
+        build_coupling("sinkhorn", x0, x1)
+    with pytest.raises(ValueError, match="positive reg"):
+        build_coupling("entropic", x0, x1)
+    with pytest.raises(ValueError, match="strategy"):
+        build_coupling("exact", x0, x1, strategy="sometimes")
+
+
+def test_paths_end_points_and_velocity():
+    x0, x1 = torch.zeros(5, 2), torch.ones(5, 2)
+    noise = torch.randn(5, 2, generator=gen())
+    xs, us = straight_path(x0, x1, torch.full((5, 1), 0.25), 0.0, noise)
+    assert torch.allclose(xs, torch.full((5, 2), 0.25)) and torch.allclose(us, x1 - x0)
+    xs, us, lam = bridge_path(x0, x1, torch.full((5, 1), 0.5), 1.0, noise)
+    # At s = 1/2 the bridge is widest (sd sigma/2) and its flow velocity is the straight one.
+    assert torch.allclose(lam, torch.full((5, 1), 0.5))
+    assert torch.allclose(us, x1 - x0, atol=1e-6)
+    assert torch.allclose(xs, 0.5 + 0.5 * noise)
+
+
+def test_integrators_on_constant_field():
+    x0 = torch.zeros(4, 2)
+    field = lambda x, t: torch.ones_like(x)  # noqa: E731
+    for solver in ("euler", "rk4", "dopri5"):
+        out = integrate_ode(field, x0, torch.tensor([0.0, 0.5, 2.0]), solver=solver, n_steps=10)
+        assert out.shape == (3, 4, 2)
+        assert torch.allclose(out[-1], torch.full((4, 2), 2.0), atol=1e-4)
+    back = integrate_ode(field, x0, torch.tensor([1.0, 0.0]), n_steps=5)
+    assert torch.allclose(back[-1], torch.full((4, 2), -1.0), atol=1e-5)
+    sde = integrate_sde(field, 0.0, x0, torch.tensor([0.0, 1.0]), n_steps=10, generator=gen())
+    assert torch.allclose(sde[-1], torch.ones(4, 2), atol=1e-5)
+    noisy = integrate_sde(field, 1.0, torch.zeros(4000, 1), torch.tensor([0.0, 1.0]), generator=gen())
+    assert abs(float(noisy[-1].std()) - 1.0) < 0.06
+    with pytest.raises(ValueError, match="Unknown solver"):
+        integrate_ode(field, x0, torch.tensor([0.0, 1.0]), solver="leapfrog")
+
+
+@pytest.mark.parametrize("path,kind,reg", [("straight", "exact", None), ("straight", "independent", None),
+                                           ("bridge", "entropic", 0.5)])
+def test_training_lowers_loss(path, kind, reg):
+    torch.manual_seed(0)
+    pops = [torch.randn(100, 2, generator=gen(k)) + 3 * k for k in range(3)]
+    couplings = [build_coupling(kind, pops[k], pops[k + 1], reg=reg) for k in range(2)]
+    net = VelocityNet(2, hidden=32, n_layers=2)
+    score = VelocityNet(2, hidden=32, n_layers=2) if path == "bridge" else None
+    cfg = TrainConfig(n_steps=300, batch_size=64, path=path, sigma=0.3 if path == "bridge" else 0.1,
+                      check_every=25)
+    result = train_flow(pops, [0.0, 1.0, 2.0], couplings, net, cfg, generator=gen(), score_net=score,
+                        progress=False)
+    assert result.steps_done == 300 and not result.interrupted
+    assert np.mean(result.losses[-3:]) < 0.5 * np.mean(result.losses[:2])
+
+
+def test_train_config_rejects_bad_values():
+    for bad in ({"n_steps": 0}, {"batch_size": -1}, {"lr": 0.0}, {"path": "curvy"},
+                {"path": "bridge", "sigma": 0.0}, {"sigma": -0.1}, {"lr_schedule": "step"}):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)

@@ -1,0 +1,145 @@
+"""fit_trajectories and TrajectoryModel end to end on small synthetic and real data."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import moving_gaussians
+from scipy import sparse
+
+import trajflow
+from trajflow.metrics import wasserstein
+
+FAST = {"n_steps": 400, "batch_size": 64, "progress": False}
+
+
+@pytest.mark.parametrize("method", ["ot-cfm", "sb-cfm", "i-cfm"])
+def test_each_method_trains_and_lowers_loss(gaussians, method):
+    model = trajflow.fit_trajectories(gaussians, method=method, **FAST)
+    loss = model.history["loss"]
+    assert model.history["steps_done"] == 400
+    assert np.mean(loss[-3:]) < 0.7 * model.history["initial_loss"]
+    assert model.method == method and model.n_dims == 2
+
+
+@pytest.mark.parametrize("method", ["ot-cfm", "sb-cfm"])
+def test_predicts_held_out_gaussian(method):
+    adata = moving_gaussians(n_per_time=300)
+    model = trajflow.fit_trajectories(adata, method=method, holdout=2.0, n_steps=800, progress=False)
+    assert model.times == [0.0, 1.0, 3.0] and model.holdout == [2.0]
+    pred = model.predict(2.0)
+    assert pred.n_obs == 300 and pred.obs["time"].eq(2.0).all()
+    assert (pred.obs["source_time"] == 1.0).all()
+    truth = adata.obsm["X_pca"][adata.obs["time"] == 2.0]
+    previous = adata.obsm["X_pca"][adata.obs["time"] == 1.0]
+    w_pred = wasserstein(pred.obsm["X_pca"], truth)
+    assert w_pred < 0.35, w_pred  # the clouds are 2 apart; sampling noise alone is ~0.1
+    assert w_pred < 0.25 * wasserstein(previous, truth)
+
+
+def test_sde_sampling_for_sb_cfm(gaussians):
+    model = trajflow.fit_trajectories(gaussians, method="sb-cfm", sigma=0.5, n_steps=600, progress=False)
+    ode = model.predict(2.0).obsm["X_pca"]
+    sde = model.predict(2.0, sde=True, seed=1).obsm["X_pca"]
+    truth = gaussians.obsm["X_pca"][gaussians.obs["time"] == 2.0]
+    assert wasserstein(sde, truth) < 0.5
+    assert not np.allclose(ode, sde)
+    ot_model = trajflow.fit_trajectories(gaussians, n_steps=50, progress=False)
+    with pytest.raises(ValueError, match="score network"):
+        ot_model.predict(2.0, sde=True)
+
+
+def test_trajectories_and_velocity(gaussians):
+    model = trajflow.fit_trajectories(gaussians, n_steps=600, progress=False)
+    traj = model.trajectories(n_points=7, n_cells=25)
+    assert traj.paths.shape == (25, 7, 2) and traj.times[0] == 0.0 and traj.times[-1] == 3.0
+    assert traj.source_time == 0.0 and len(traj.cell_names) == 25
+    # Cells travel about speed * 3 = 6 along the first axis.
+    assert np.mean(traj.end_points[:, 0] - traj.paths[:, 0, 0]) == pytest.approx(6.0, abs=0.8)
+    v = model.velocity(np.array([[2.0, 0.0], [4.0, 0.0]]), 1.5)
+    assert v.shape == (2, 2) and np.all(np.abs(v[:, 0] - 2.0) < 0.7)
+    assert model.velocity(gaussians, 1.0).shape == (gaussians.n_obs, 2)
+    back = model.trajectories(source_time=3.0, end_time=0.0, n_points=3, n_cells=50)
+    assert np.mean(back.end_points[:, 0]) == pytest.approx(0.0, abs=0.8)
+
+
+def test_predict_options_and_extrapolation(gaussians):
+    model = trajflow.fit_trajectories(gaussians, n_steps=100, progress=False)
+    pred = model.predict(1.5, source_time=0.0, n_cells=10, seed=3)
+    assert pred.n_obs == 10 and (pred.obs["source_time"] == 0.0).all()
+    assert pred.obs["source_cell"].isin(gaussians.obs_names).all()
+    with pytest.warns(trajflow.ExtrapolationWarning, match="outside the trained range"):
+        model.predict(4.0)
+    with pytest.raises(ValueError, match="not one of the observed time points"):
+        model.predict(2.0, source_time=0.5)
+
+
+def test_outputs_are_in_user_space():
+    adata = moving_gaussians()
+    adata.obsm["X_pca"] = adata.obsm["X_pca"] * 100 + 1000  # far from standardised
+    model = trajflow.fit_trajectories(adata, n_steps=300, progress=False)
+    pred = model.predict(1.0).obsm["X_pca"]
+    truth = adata.obsm["X_pca"][adata.obs["time"] == 1.0]
+    assert np.abs(pred.mean(0) - truth.mean(0)).max() < 60  # clouds 200 apart, sd 50
+
+
+def test_save_load_round_trip(gaussians, tmp_path):
+    model = trajflow.fit_trajectories(gaussians, method="sb-cfm", n_steps=100, progress=False)
+    path = model.save(tmp_path / "model")
+    assert sorted(p.name for p in path.iterdir()) == ["cells.npz", "config.json", "weights.pt"]
+    loaded = trajflow.TrajectoryModel.load(path, device="cpu")
+    np.testing.assert_array_equal(loaded.predict(1.5).obsm["X_pca"], model.predict(1.5).obsm["X_pca"])
+    np.testing.assert_array_equal(
+        loaded.predict(2.0, sde=True, seed=4).obsm["X_pca"], model.predict(2.0, sde=True, seed=4).obsm["X_pca"]
+    )
+    assert loaded.config == model.config and loaded.times == model.times
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        model.save(path)
+    model.save(path, overwrite=True)
+
+
+def test_categorical_and_string_times():
+    adata = moving_gaussians(times=(0.0, 2.0, 4.0), n_per_time=60)
+    adata.obs["day"] = pd.Categorical(adata.obs["time"].map(lambda t: f"{t:g}"))
+    model = trajflow.fit_trajectories(adata, time_key="day", n_steps=50, progress=False)
+    assert model.times == [0.0, 2.0, 4.0]
+    assert model.predict(3.0).obs["day"].eq(3.0).all()
+
+
+def test_pca_computed_from_counts_without_touching_x():
+    rng = np.random.default_rng(0)
+    n_genes = 60
+    base = rng.gamma(2.0, 2.0, size=n_genes)
+    blocks, times = [], []
+    for t in (0.0, 1.0, 2.0):
+        rates = base * np.exp(0.8 * t * (np.arange(n_genes) < 20))
+        blocks.append(rng.poisson(rates, size=(80, n_genes)))
+        times += [t] * 80
+    counts = sparse.csr_matrix(np.concatenate(blocks).astype(np.float32))
+    adata = ad.AnnData(X=counts, obs=pd.DataFrame({"time": times}, index=[f"c{i}" for i in range(240)]))
+    before = adata.X.copy()
+    model = trajflow.fit_trajectories(adata, n_dims=3, n_steps=50, progress=False)
+    assert "X_pca" in adata.obsm and adata.uns["trajflow_pca"]["log_normalised"]
+    assert (adata.X != before).nnz == 0  # X itself is untouched
+    assert model.n_dims == 3
+
+
+def test_use_rep_x_and_default_n_dims():
+    adata = moving_gaussians(dim=3, n_per_time=40)
+    model = trajflow.fit_trajectories(adata, use_rep="X", n_steps=20, progress=False)
+    assert model.n_dims == 3 and model.use_rep == "X"
+    assert model.predict(1.0).obsm["X"].shape == (40, 3)
+
+
+def test_eb_default_fit_beats_baseline(eb_adata):
+    """Real data: default OT-CFM with day 2 held out predicts day 2 better than day 1 does."""
+    model = trajflow.fit_trajectories(eb_adata, holdout=2.0, progress=False)
+    x = eb_adata.obsm["X_pca"][:, :5]
+    scale = x.std(0)
+    t = eb_adata.obs["time"].to_numpy()
+    pred = model.predict(2.0).obsm["X_pca"]
+    w_model = wasserstein(pred / scale, x[t == 2] / scale)
+    w_prev = wasserstein(x[t == 1] / scale, x[t == 2] / scale)
+    assert w_model < 0.8 * w_prev, (w_model, w_prev)

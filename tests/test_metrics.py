@@ -1,0 +1,82 @@
+"""Metrics against closed forms, and their basic properties (property-based)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.stats
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from trajflow.metrics import energy_distance, mmd, wasserstein
+
+
+def test_point_masses():
+    a, b = np.array([[0.0, 0.0]]), np.array([[3.0, 4.0]])
+    assert wasserstein(a, b) == pytest.approx(5.0)
+    assert wasserstein(a, b, p=2) == pytest.approx(5.0)
+    assert energy_distance(a, b) == pytest.approx(10.0)
+
+
+def test_shifted_samples_1d():
+    x = np.random.default_rng(0).normal(size=300)
+    assert wasserstein(x, x + 1.5) == pytest.approx(1.5)
+    assert wasserstein(x, x + 1.5, p=2) == pytest.approx(1.5)
+
+
+def test_w1_matches_scipy_on_unequal_sizes():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=70), rng.exponential(size=45)
+    assert wasserstein(a, b) == pytest.approx(scipy.stats.wasserstein_distance(a, b), rel=1e-6)
+
+
+def test_identical_samples_are_zero_and_distinct_positive():
+    x = np.random.default_rng(2).normal(size=(50, 3))
+    for f in (wasserstein, mmd, energy_distance):
+        assert f(x, x) == pytest.approx(0.0, abs=1e-9)
+        assert f(x, x + 1.0) > 0.1
+
+
+@pytest.mark.parametrize("f", [wasserstein, mmd, energy_distance])
+def test_bad_inputs(f):
+    with pytest.raises(ValueError, match="empty"):
+        f(np.zeros((0, 2)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="same number of dimensions"):
+        f(np.zeros((3, 2)), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        f(np.array([[np.nan, 0.0]]), np.zeros((3, 2)))
+
+
+def test_wasserstein_rejects_unknown_p():
+    with pytest.raises(ValueError, match="p must be"):
+        wasserstein(np.zeros((2, 1)), np.ones((2, 1)), p=3)
+
+
+finite = st.floats(-100, 100, allow_nan=False, allow_infinity=False)
+clouds = arrays(np.float64, st.tuples(st.integers(1, 12), st.just(2)), elements=finite)
+lines = arrays(np.float64, st.integers(1, 15), elements=finite)
+
+
+@settings(max_examples=40, deadline=None)
+@given(a=clouds, b=clouds)
+def test_w1_symmetric(a, b):
+    assert wasserstein(a, b) == pytest.approx(wasserstein(b, a), rel=1e-7, abs=1e-7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(a=clouds)
+def test_w1_zero_for_identical(a):
+    assert wasserstein(a, a.copy()) == pytest.approx(0.0, abs=1e-7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(a=clouds, b=clouds, c=st.floats(0.01, 10))
+def test_w1_scales_with_data(a, b, c):
+    assert wasserstein(c * a, c * b) == pytest.approx(c * wasserstein(a, b), rel=1e-6, abs=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(a=lines, b=lines)
+def test_w1_matches_1d_closed_form(a, b):
+    assert wasserstein(a, b) == pytest.approx(scipy.stats.wasserstein_distance(a, b), rel=1e-6, abs=1e-6)
