@@ -1,0 +1,65 @@
+"""Leave-one-out benchmark and its baselines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import moving_gaussians
+
+from trajflow.benchmark import leave_one_out, noise_floor, ot_interpolation, summarize
+from trajflow.metrics import wasserstein
+
+
+def test_ot_interpolation_midpoint_of_shift():
+    x = np.random.default_rng(0).normal(size=(100, 2))
+    mid = ot_interpolation(x, x + np.array([4.0, 0.0]), 0.25)
+    assert mid.shape == (100, 2)
+    # Pairs are resampled from the plan, so only resampling noise separates it from x + 1.
+    assert wasserstein(mid, x + np.array([1.0, 0.0])) < 0.3
+    np.testing.assert_allclose(mid.mean(0), x.mean(0) + [1.0, 0.0], atol=0.15)
+    with pytest.raises(ValueError, match="fraction"):
+        ot_interpolation(x, x, 1.5)
+
+
+def test_leave_one_out_rows_and_scores():
+    adata = moving_gaussians(times=(0.0, 1.0, 2.0, 3.0), n_per_time=120)
+    before = adata.copy()
+    res = leave_one_out(adata, methods=("ot-cfm", "i-cfm"), seeds=(0, 1), n_dims=2,
+                        fit_kwargs={"n_steps": 300}, progress=False)
+    # 2 interior times x 2 seeds x (2 methods + 2 baselines)
+    assert len(res) == 16
+    for col in ("method", "seed", "holdout_time", "w1", "w2", "mmd", "fit_seconds",
+                "trajflow_version", "torch_version", "device"):
+        assert col in res.columns
+    assert set(res["holdout_time"]) == {1.0, 2.0}
+    mean = res.groupby("method")["w1"].mean()
+    assert mean["ot-cfm"] < 0.5 * mean["previous"]
+    assert mean["ot-interpolation"] < 0.5 * mean["previous"]
+    assert (res.loc[res.method == "ot-cfm", "fit_seconds"] > 0).all()
+    table = summarize(res)
+    assert list(table.columns[:2]) == ["t=1", "t=2"] and "mean" in table.columns
+    assert table.index[-1] == "previous"
+    np.testing.assert_array_equal(adata.obsm["X_pca"], before.obsm["X_pca"])
+    assert list(adata.obsm.keys()) == ["X_pca"] and not adata.uns
+
+
+def test_leave_one_out_validation():
+    adata = moving_gaussians(n_per_time=30)
+    with pytest.raises(ValueError, match="not interior"):
+        leave_one_out(adata, holdout_times=[0.0], n_dims=2, progress=False)
+    with pytest.raises(ValueError, match="Unknown method"):
+        leave_one_out(adata, methods=("flow-magic",), n_dims=2, progress=False)
+    with pytest.raises(ValueError, match="not one of the observed"):
+        leave_one_out(adata, holdout_times=[1.5], n_dims=2, progress=False)
+    with pytest.raises(ValueError, match="fit_kwargs may not set"):
+        leave_one_out(adata, n_dims=2, fit_kwargs={"seed": 3}, progress=False)
+    two = moving_gaussians(times=(0.0, 1.0), n_per_time=30)
+    with pytest.raises(ValueError, match="at least 3 time points"):
+        leave_one_out(two, n_dims=2, progress=False)
+
+
+def test_noise_floor_shrinks_with_sample_size():
+    rng = np.random.default_rng(0)
+    small, spread = noise_floor(rng.normal(size=(100, 2)), n_repeats=3)
+    large, _ = noise_floor(rng.normal(size=(1000, 2)), n_repeats=3)
+    assert 0 < large < small < 1.0 and spread >= 0
