@@ -46,7 +46,11 @@ def emt_path() -> Path:
 
 
 def moving_gaussians(
-    times=(0.0, 1.0, 2.0, 3.0), n_per_time: int = 200, dim: int = 2, speed: float = 2.0, seed: int = 0
+    times=(0.0, 1.0, 2.0, 3.0),
+    n_per_time: int = 200,
+    dim: int = 2,
+    speed: float = 2.0,
+    seed: int = 0,
 ) -> ad.AnnData:
     """Gaussian clouds (sd 0.5) whose centre moves along the first axis at ``speed`` per unit time."""
     rng = np.random.default_rng(seed)

@@ -51,9 +51,11 @@ def test_entropic_plan_has_uniform_marginals_and_is_diffuse():
 
 def test_independent_and_minibatch_couplings_index_ranges():
     x0, x1 = torch.randn(30, 2), torch.randn(20, 2)
-    for coupling in (IndependentCoupling(30, 20, torch.device("cpu")),
-                     MinibatchOTCoupling(x0, x1, "exact"),
-                     MinibatchOTCoupling(x0, x1, "entropic", reg=0.5)):
+    for coupling in (
+        IndependentCoupling(30, 20, torch.device("cpu")),
+        MinibatchOTCoupling(x0, x1, "exact"),
+        MinibatchOTCoupling(x0, x1, "entropic", reg=0.5),
+    ):
         i, j = coupling.sample(16, gen())
         assert i.shape == j.shape == (16,)
         assert int(i.max()) < 30 and int(j.max()) < 20
@@ -96,30 +98,47 @@ def test_integrators_on_constant_field():
     assert torch.allclose(back[-1], torch.full((4, 2), -1.0), atol=1e-5)
     sde = integrate_sde(field, 0.0, x0, torch.tensor([0.0, 1.0]), n_steps=10, generator=gen())
     assert torch.allclose(sde[-1], torch.ones(4, 2), atol=1e-5)
-    noisy = integrate_sde(field, 1.0, torch.zeros(4000, 1), torch.tensor([0.0, 1.0]), generator=gen())
+    noisy = integrate_sde(
+        field, 1.0, torch.zeros(4000, 1), torch.tensor([0.0, 1.0]), generator=gen()
+    )
     assert abs(float(noisy[-1].std()) - 1.0) < 0.06
     with pytest.raises(ValueError, match="Unknown solver"):
         integrate_ode(field, x0, torch.tensor([0.0, 1.0]), solver="leapfrog")
 
 
-@pytest.mark.parametrize("path,kind,reg", [("straight", "exact", None), ("straight", "independent", None),
-                                           ("bridge", "entropic", 0.5)])
+@pytest.mark.parametrize(
+    "path,kind,reg",
+    [("straight", "exact", None), ("straight", "independent", None), ("bridge", "entropic", 0.5)],
+)
 def test_training_lowers_loss(path, kind, reg):
     torch.manual_seed(0)
     pops = [torch.randn(100, 2, generator=gen(k)) + 3 * k for k in range(3)]
     couplings = [build_coupling(kind, pops[k], pops[k + 1], reg=reg) for k in range(2)]
     net = VelocityNet(2, hidden=32, n_layers=2)
     score = VelocityNet(2, hidden=32, n_layers=2) if path == "bridge" else None
-    cfg = TrainConfig(n_steps=300, batch_size=64, path=path, sigma=0.3 if path == "bridge" else 0.1,
-                      check_every=25)
-    result = train_flow(pops, [0.0, 1.0, 2.0], couplings, net, cfg, generator=gen(), score_net=score,
-                        progress=False)
+    cfg = TrainConfig(
+        n_steps=300,
+        batch_size=64,
+        path=path,
+        sigma=0.3 if path == "bridge" else 0.1,
+        check_every=25,
+    )
+    result = train_flow(
+        pops, [0.0, 1.0, 2.0], couplings, net, cfg, generator=gen(), score_net=score, progress=False
+    )
     assert result.steps_done == 300 and not result.interrupted
     assert np.mean(result.losses[-3:]) < 0.5 * np.mean(result.losses[:2])
 
 
 def test_train_config_rejects_bad_values():
-    for bad in ({"n_steps": 0}, {"batch_size": -1}, {"lr": 0.0}, {"path": "curvy"},
-                {"path": "bridge", "sigma": 0.0}, {"sigma": -0.1}, {"lr_schedule": "step"}):
+    for bad in (
+        {"n_steps": 0},
+        {"batch_size": -1},
+        {"lr": 0.0},
+        {"path": "curvy"},
+        {"path": "bridge", "sigma": 0.0},
+        {"sigma": -0.1},
+        {"lr_schedule": "step"},
+    ):
         with pytest.raises(ValueError):
             TrainConfig(**bad)

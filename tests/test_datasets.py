@@ -10,8 +10,13 @@ from trajflow import datasets
 
 def _write_npz(path, n=30):
     rng = np.random.default_rng(0)
-    np.savez(path, pcs=rng.normal(size=(n, 100)), sample_labels=np.repeat(np.arange(5), n // 5),
-             delta_embedding=rng.normal(size=(n, 100)), embedding=rng.normal(size=(n, 2)))
+    np.savez(
+        path,
+        pcs=rng.normal(size=(n, 100)),
+        sample_labels=np.repeat(np.arange(5), n // 5),
+        delta_embedding=rng.normal(size=(n, 100)),
+        embedding=rng.normal(size=(n, 2)),
+    )
 
 
 def test_npz_conversion(tmp_path):

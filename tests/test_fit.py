@@ -6,11 +6,12 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import moving_gaussians
 from scipy import sparse
 
 import trajflow
 from trajflow.metrics import wasserstein
+
+from conftest import moving_gaussians
 
 FAST = {"n_steps": 400, "batch_size": 64, "progress": False}
 
@@ -27,7 +28,9 @@ def test_each_method_trains_and_lowers_loss(gaussians, method):
 @pytest.mark.parametrize("method", ["ot-cfm", "sb-cfm"])
 def test_predicts_held_out_gaussian(method):
     adata = moving_gaussians(n_per_time=300)
-    model = trajflow.fit_trajectories(adata, method=method, holdout=2.0, n_steps=800, progress=False)
+    model = trajflow.fit_trajectories(
+        adata, method=method, holdout=2.0, n_steps=800, progress=False
+    )
     assert model.times == [0.0, 1.0, 3.0] and model.holdout == [2.0]
     pred = model.predict(2.0)
     assert pred.n_obs == 300 and pred.obs["time"].eq(2.0).all()
@@ -40,7 +43,9 @@ def test_predicts_held_out_gaussian(method):
 
 
 def test_sde_sampling_for_sb_cfm(gaussians):
-    model = trajflow.fit_trajectories(gaussians, method="sb-cfm", sigma=0.5, n_steps=600, progress=False)
+    model = trajflow.fit_trajectories(
+        gaussians, method="sb-cfm", sigma=0.5, n_steps=600, progress=False
+    )
     ode = model.predict(2.0).obsm["X_pca"]
     sde = model.predict(2.0, sde=True, seed=1).obsm["X_pca"]
     truth = gaussians.obsm["X_pca"][gaussians.obs["time"] == 2.0]
@@ -90,9 +95,12 @@ def test_save_load_round_trip(gaussians, tmp_path):
     path = model.save(tmp_path / "model")
     assert sorted(p.name for p in path.iterdir()) == ["cells.npz", "config.json", "weights.pt"]
     loaded = trajflow.TrajectoryModel.load(path, device="cpu")
-    np.testing.assert_array_equal(loaded.predict(1.5).obsm["X_pca"], model.predict(1.5).obsm["X_pca"])
     np.testing.assert_array_equal(
-        loaded.predict(2.0, sde=True, seed=4).obsm["X_pca"], model.predict(2.0, sde=True, seed=4).obsm["X_pca"]
+        loaded.predict(1.5).obsm["X_pca"], model.predict(1.5).obsm["X_pca"]
+    )
+    np.testing.assert_array_equal(
+        loaded.predict(2.0, sde=True, seed=4).obsm["X_pca"],
+        model.predict(2.0, sde=True, seed=4).obsm["X_pca"],
     )
     assert loaded.config == model.config and loaded.times == model.times
     with pytest.raises(FileExistsError, match="overwrite=True"):
@@ -118,11 +126,13 @@ def test_pca_computed_from_counts_without_touching_x():
         blocks.append(rng.poisson(rates, size=(80, n_genes)))
         times += [t] * 80
     counts = sparse.csr_matrix(np.concatenate(blocks).astype(np.float32))
-    adata = ad.AnnData(X=counts, obs=pd.DataFrame({"time": times}, index=[f"c{i}" for i in range(240)]))
+    adata = ad.AnnData(
+        X=counts, obs=pd.DataFrame({"time": times}, index=[f"c{i}" for i in range(240)])
+    )
     before = adata.X.copy()
     model = trajflow.fit_trajectories(adata, n_dims=3, n_steps=50, progress=False)
     assert "X_pca" in adata.obsm and adata.uns["trajflow_pca"]["log_normalised"]
-    assert (adata.X != before).nnz == 0  # X itself is untouched
+    assert (before != adata.X).nnz == 0  # X itself is untouched
     assert model.n_dims == 3
 
 

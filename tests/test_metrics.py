@@ -79,4 +79,6 @@ def test_w1_scales_with_data(a, b, c):
 @settings(max_examples=40, deadline=None)
 @given(a=lines, b=lines)
 def test_w1_matches_1d_closed_form(a, b):
-    assert wasserstein(a, b) == pytest.approx(scipy.stats.wasserstein_distance(a, b), rel=1e-6, abs=1e-6)
+    assert wasserstein(a, b) == pytest.approx(
+        scipy.stats.wasserstein_distance(a, b), rel=1e-6, abs=1e-6
+    )

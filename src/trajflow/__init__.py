@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import benchmark, datasets, metrics
+from . import benchmark, datasets, metrics, tl
 from ._fit import fit_trajectories
 from ._methods import METHODS
 from ._model import ExtrapolationWarning, TrajectoryModel, Trajectories
@@ -26,4 +26,5 @@ __all__ = [
     "datasets",
     "fit_trajectories",
     "metrics",
+    "tl",
 ]

@@ -91,7 +91,7 @@ def ensure_pca(adata: AnnData, n_comps: int, *, key_added: str = PCA_KEY_ADDED) 
 
     if adata.X is None:
         raise ValueError(
-            f"use_rep='X_pca' was asked for, but adata.obsm has no 'X_pca' and adata.X is empty. "
+            "use_rep='X_pca' was asked for, but adata.obsm has no 'X_pca' and adata.X is empty. "
             "Provide a representation in adata.obsm and pass its key as use_rep."
         )
     if adata.isbacked:

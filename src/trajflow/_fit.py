@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import logging
+import os
 import time as _time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from anndata import AnnData
+from pandas.api.types import is_numeric_dtype as pd_is_numeric
 
 from ._anndata import Standardizer, check_anndata, get_representation, parse_times
 from ._methods import get_method
 from ._model import TrajectoryModel
 from ._timecourse import TimeCourse, as_time_list, match_time
-from .core import TrainConfig, VelocityNet, build_coupling, resolve_device, train_flow
+from .core import (
+    TrainConfig,
+    TrainingDivergedError,
+    TrainResult,
+    VelocityNet,
+    build_coupling,
+    resolve_device,
+    train_flow,
+)
 from .core.integrate import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS
 
 logger = logging.getLogger("trajflow")
@@ -27,6 +38,27 @@ def _check_positive(name: str, value: Any, kind: type = int) -> None:
     ok = isinstance(value, kind | np.integer) if kind is int else isinstance(value, int | float)
     if not ok or isinstance(value, bool) or not value > 0:
         raise ValueError(f"{name} must be a positive {kind.__name__}, got {value!r}.")
+
+
+def _growth_weights(adata: AnnData, growth_key: str) -> np.ndarray:
+    """``adata.obs[growth_key]`` as positive finite floats, or a clear error."""
+    if not isinstance(growth_key, str) or growth_key not in adata.obs.columns:
+        cols = ", ".join(map(repr, adata.obs.columns[:10])) or "none"
+        raise KeyError(
+            f"growth_key={growth_key!r} is not a column of adata.obs (columns: {cols}). Add a "
+            "column of per-cell growth factors (e.g. adata.obs['growth'] = np.exp(rate)) first."
+        )
+    col = adata.obs[growth_key]
+    if not pd_is_numeric(col) or col.dtype == bool:
+        raise TypeError(f"adata.obs[{growth_key!r}] must hold numbers (growth factors).")
+    values = col.to_numpy(dtype=float)
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        n_bad = int((~np.isfinite(values) | (values <= 0)).sum())
+        raise ValueError(
+            f"adata.obs[{growth_key!r}] has {n_bad} missing, infinite or non-positive values; "
+            "growth factors must be positive (1 = no net growth). Use exp(rate) for a log-rate."
+        )
+    return values
 
 
 def fit_trajectories(
@@ -47,11 +79,16 @@ def fit_trajectories(
     n_layers: int = 3,
     activation: str = "selu",
     coupling: Literal["auto", "full", "minibatch"] = "auto",
+    growth_key: str | None = None,
+    unbalanced: float | None = None,
     solver: str = "euler",
     solver_steps: int = 100,
     device: str | torch.device = "auto",
     seed: int = 0,
     progress: bool = True,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 500,
+    resume_from: str | os.PathLike | None = None,
 ) -> TrajectoryModel:
     """Learn a continuous flow of cells through a snapshot time course.
 
@@ -95,6 +132,21 @@ def fit_trajectories(
         ``"auto"`` solves the OT plan between whole populations once when they are small
         (``n_a * n_b <= 4e6``) and draws pairs from it every step; larger pairs solve a plan per
         minibatch. ``"full"``/``"minibatch"`` force one.
+    growth_key
+        Column of ``adata.obs`` with each cell's growth factor per unit of ``obs[time_key]``:
+        the expected number of descendants it has one unit of time later (e.g.
+        ``exp(growth_rate)``, from proliferation and apoptosis gene scores as Waddington-OT's
+        ``cell_growth_rate``). Positive numbers. The source marginal of the coupling between
+        time points ``t0 < t1`` is then proportional to ``g ** (t1 - t0)``, so proliferating
+        cells are paired with more descendants. Default ``None``: every cell weighs the same.
+    unbalanced
+        Mass relaxation ``reg_m`` of unbalanced OT (``None``, the default: balanced OT). The
+        coupling's marginal constraints become a KL penalty of weight ``reg_m`` (in units of the
+        squared Euclidean cost between standardised cells), so cells may appear or vanish
+        between time points instead of being forced onto far-away targets; smaller values
+        relax more, large values approach balanced OT (try 0.1-10). Only for methods with an
+        OT coupling (``ot-cfm``: entropic regularisation
+        :data:`~trajflow.core.couplings.UNBALANCED_EXACT_REG`; ``sb-cfm``: its own).
     solver, solver_steps
         How predictions are integrated: a torchdiffeq method (``"euler"``, ``"rk4"``,
         ``"dopri5"``...) and, for fixed-step methods, the number of steps over a prediction's span.
@@ -104,6 +156,19 @@ def fit_trajectories(
         Seeds network initialisation and pair sampling. Global RNG state is left untouched.
     progress
         Show a progress bar over training steps.
+    checkpoint_dir, checkpoint_every
+        Save a resumable checkpoint (a loadable model plus optimiser and sampler state) to
+        ``checkpoint_dir`` about every ``checkpoint_every`` steps, replacing the previous one.
+    resume_from
+        A ``checkpoint_dir`` written by an earlier call with the same data and settings: training
+        continues from its step, and ends with the same model as an uninterrupted fit (on CPU).
+
+    Notes
+    -----
+    A ``KeyboardInterrupt`` during training returns the model trained so far
+    (``model.history['interrupted']`` is True). A NaN or infinite loss raises
+    :class:`~trajflow.TrainingDivergedError` whose ``model`` attribute holds the model with the
+    last finite weights.
 
     Returns
     -------
@@ -116,21 +181,55 @@ def fit_trajectories(
     """
     spec = get_method(method)
     check_anndata(adata)
-    for name, value in (("n_steps", n_steps), ("batch_size", batch_size), ("hidden", hidden),
-                        ("n_layers", n_layers), ("solver_steps", solver_steps)):
+    for name, value in (
+        ("n_steps", n_steps),
+        ("batch_size", batch_size),
+        ("hidden", hidden),
+        ("n_layers", n_layers),
+        ("solver_steps", solver_steps),
+    ):
         _check_positive(name, value)
     if solver not in FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS:
-        raise ValueError(f"Unknown solver {solver!r}; use one of {FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS}.")
+        raise ValueError(
+            f"Unknown solver {solver!r}; use one of {FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS}."
+        )
     sigma = spec.default_sigma if sigma is None else sigma
-    if not isinstance(sigma, int | float) or not np.isfinite(sigma) or sigma < 0 or (
-        spec.path == "bridge" and sigma == 0
+    if (
+        not isinstance(sigma, int | float)
+        or not np.isfinite(sigma)
+        or sigma < 0
+        or (spec.path == "bridge" and sigma == 0)
     ):
         raise ValueError(
             f"sigma must be a finite number {'> 0' if spec.path == 'bridge' else '>= 0'} for "
             f"method={method!r}, got {sigma!r}."
         )
+    if unbalanced is not None and (
+        isinstance(unbalanced, bool)
+        or not isinstance(unbalanced, int | float)
+        or not np.isfinite(unbalanced)
+        or unbalanced <= 0
+    ):
+        raise ValueError(
+            f"unbalanced (the mass relaxation reg_m) must be a positive finite number, or None "
+            f"for balanced OT; got {unbalanced!r}. Try unbalanced=1.0."
+        )
+    if unbalanced is not None and spec.coupling not in ("exact", "entropic"):
+        raise ValueError(
+            f"unbalanced= needs an OT coupling, but method={method!r} uses a "
+            f"{spec.coupling!r} coupling; use method='ot-cfm' or 'sb-cfm'."
+        )
+    if (growth_key is not None or unbalanced is not None) and spec.path not in (
+        "straight",
+        "bridge",
+    ):
+        raise ValueError(
+            f"growth_key= and unbalanced= are not supported by method={method!r}; use "
+            "'ot-cfm', 'sb-cfm' or 'i-cfm'."
+        )
     dev = resolve_device(device)
     times = parse_times(adata, time_key)
+    growth = None if growth_key is None else _growth_weights(adata, growth_key)
     if n_dims is None:
         rep_full = get_representation(adata, use_rep, None)
         n_dims = min(DEFAULT_N_DIMS, rep_full.shape[1])
@@ -138,8 +237,16 @@ def fit_trajectories(
     else:
         rep = get_representation(adata, use_rep, n_dims)
     course = TimeCourse.from_arrays(rep, times, np.asarray(adata.obs_names), time_key=time_key)
-    holdout_times = [match_time(t, course.times, what="Held-out time") for t in as_time_list(holdout)]
+    holdout_times = [
+        match_time(t, course.times, what="Held-out time") for t in as_time_list(holdout)
+    ]
     train = course.without(holdout_times)
+    if growth is not None:
+        growth_pops = (
+            TimeCourse.from_arrays(growth[:, None], times, np.asarray(adata.obs_names))
+            .without(holdout_times)
+            .populations
+        )
 
     scaler = Standardizer.fit(np.concatenate(train.populations))
     # One unit of internal time = the mean spacing of all observed time points (held-out included),
@@ -165,68 +272,203 @@ def fit_trajectories(
     for k in range(len(tensors) - 1 if spec.path != "spline" else 0):
         span = taus[k + 1] - taus[k]
         reg = 2 * sigma**2 * span if spec.coupling == "entropic" else None
-        couplings.append(build_coupling(spec.coupling, tensors[k], tensors[k + 1], reg=reg, strategy=coupling))
+        source_weights = None
+        if growth is not None:  # growth factor per unit time, raised to the pair's span
+            source_weights = growth_pops[k][:, 0] ** (train.times[k + 1] - train.times[k])
+        couplings.append(
+            build_coupling(
+                spec.coupling,
+                tensors[k],
+                tensors[k + 1],
+                reg=reg,
+                strategy=coupling,
+                reg_m=unbalanced,
+                source_weights=source_weights,
+            )
+        )
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
         vnet = VelocityNet(rep.shape[1], hidden, n_layers, activation).to(dev)
-        snet = VelocityNet(rep.shape[1], hidden, n_layers, activation).to(dev) if spec.learns_score else None
+        snet = (
+            VelocityNet(rep.shape[1], hidden, n_layers, activation).to(dev)
+            if spec.learns_score
+            else None
+        )
     generator = torch.Generator(device=dev).manual_seed(seed)
+
+    def make_model(result: TrainResult, fit_seconds: float) -> TrajectoryModel:
+        """The model as it stands after ``result`` (also used for checkpoints and failures)."""
+        model_config = {
+            "method": method,
+            "time_key": time_key,
+            "use_rep": use_rep,
+            "n_dims": int(rep.shape[1]),
+            "holdout": holdout_times,
+            "sigma": float(sigma),
+            "n_steps": n_steps,
+            "batch_size": batch_size,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "lr_schedule": lr_schedule,
+            "hidden": hidden,
+            "n_layers": n_layers,
+            "activation": activation,
+            "coupling": coupling,
+            "growth_key": growth_key,
+            "unbalanced": None if unbalanced is None else float(unbalanced),
+            "solver": solver,
+            "solver_steps": solver_steps,
+            "seed": seed,
+        }
+        history = {
+            "initial_loss": result.initial_loss,
+            "loss": result.losses,
+            "loss_step": result.loss_steps,
+            "steps_done": result.steps_done,
+            "interrupted": result.interrupted,
+            "fit_seconds": fit_seconds,
+        }
+        return TrajectoryModel(
+            velocity_net=vnet,
+            score_net=snet,
+            config=model_config,
+            scaler=scaler,
+            cells=cells,
+            observed_times=course.times,
+            time_origin=origin,
+            time_unit=unit,
+            history=history,
+            device=dev,
+        )
+
     if spec.path == "spline":  # multi-marginal flow matching: its own trainer, same VelocityNet
+        if checkpoint_dir is not None or resume_from is not None:
+            raise ValueError(f"Checkpointing is not supported for method={method!r} yet.")
         from .core.multimarginal import MultiMarginalConfig, train_multimarginal
 
         mm_config = MultiMarginalConfig(
-            n_steps=n_steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-            sigma=float(sigma), spline=spec.spline, lr_schedule=lr_schedule, ema=spec.ema,
+            n_steps=n_steps,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            sigma=float(sigma),
+            spline=spec.spline,
+            lr_schedule=lr_schedule,
+            ema=spec.ema,
             bend=spec.bend,
         )
-        result = train_multimarginal(tensors, taus, vnet, mm_config, generator=generator, progress=progress)
-    else:
-        result = train_flow(
-            tensors, taus, couplings, vnet, config, generator=generator, score_net=snet, progress=progress
+        result = train_multimarginal(
+            tensors, taus, vnet, mm_config, generator=generator, progress=progress
         )
+    else:
+        expected = {
+            "method": method,
+            "time_key": time_key,
+            "use_rep": use_rep,
+            "n_dims": int(rep.shape[1]),
+            "holdout": holdout_times,
+            "sigma": float(sigma),
+            "batch_size": batch_size,
+            "hidden": hidden,
+            "n_layers": n_layers,
+            "activation": activation,
+        }
+        resume = _load_checkpoint(resume_from, expected, vnet=vnet, snet=snet, generator=generator)
+        on_check = None
+        if checkpoint_dir is not None:
+            _check_positive("checkpoint_every", checkpoint_every)
+            last_saved = [resume["step"] if resume else 0]
+
+            def on_check(step: int, state: dict) -> None:
+                if step - last_saved[0] < checkpoint_every and step != n_steps:
+                    return
+                so_far = state["result"]
+                if resume:  # keep the whole loss history in the checkpoint
+                    so_far = TrainResult(
+                        initial_loss=resume["initial_loss"],
+                        losses=resume["losses"] + so_far.losses,
+                        loss_steps=resume["loss_steps"] + so_far.loss_steps,
+                        steps_done=so_far.steps_done,
+                    )
+                trainer_state = {
+                    "step": step,
+                    "optimizer": state["optimizer"],
+                    "generator": generator.get_state(),
+                    "losses": so_far.losses,
+                    "loss_steps": so_far.loss_steps,
+                    "initial_loss": so_far.initial_loss,
+                }
+                make_model(so_far, _time.perf_counter() - t0).save(
+                    checkpoint_dir, overwrite=True, extra={TRAINER_STATE_FILE: trainer_state}
+                )
+                last_saved[0] = step
+
+        try:
+            result = train_flow(
+                tensors,
+                taus,
+                couplings,
+                vnet,
+                config,
+                generator=generator,
+                score_net=snet,
+                progress=progress,
+                start_step=resume["step"] if resume else 0,
+                optimizer_state=resume["optimizer"] if resume else None,
+                on_check=on_check,
+            )
+        except TrainingDivergedError as err:
+            err.model = make_model(err.result, _time.perf_counter() - t0)
+            raise
+        if resume:
+            result.losses[:0] = resume["losses"]
+            result.loss_steps[:0] = resume["loss_steps"]
+            result.initial_loss = resume["initial_loss"]
     fit_seconds = _time.perf_counter() - t0
-    model_config = {
-        "method": method,
-        "time_key": time_key,
-        "use_rep": use_rep,
-        "n_dims": int(rep.shape[1]),
-        "holdout": holdout_times,
-        "sigma": float(sigma),
-        "n_steps": n_steps,
-        "batch_size": batch_size,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "lr_schedule": lr_schedule,
-        "hidden": hidden,
-        "n_layers": n_layers,
-        "activation": activation,
-        "coupling": coupling,
-        "solver": solver,
-        "solver_steps": solver_steps,
-        "seed": seed,
-    }
-    history = {
-        "initial_loss": result.initial_loss,
-        "loss": result.losses,
-        "loss_step": result.loss_steps,
-        "steps_done": result.steps_done,
-        "interrupted": result.interrupted,
-        "fit_seconds": fit_seconds,
-    }
-    model = TrajectoryModel(
-        velocity_net=vnet,
-        score_net=snet,
-        config=model_config,
-        scaler=scaler,
-        cells=cells,
-        observed_times=course.times,
-        time_origin=origin,
-        time_unit=unit,
-        history=history,
-        device=dev,
-    )
     logger.info(
-        "Fitted %s on %d time points (%d cells) in %.1f s", method, len(train.times),
-        sum(len(p) for p in z_pops), fit_seconds,
+        "Fitted %s on %d time points (%d cells) in %.1f s",
+        method,
+        len(train.times),
+        sum(len(p) for p in z_pops),
+        fit_seconds,
     )
-    return model
+    return make_model(result, fit_seconds)
+
+
+#: File in a checkpoint directory with what resuming needs beyond the model itself.
+TRAINER_STATE_FILE = "trainer_state.pt"
+
+
+def _load_checkpoint(
+    path: str | os.PathLike | None,
+    expected: dict[str, Any],
+    *,
+    vnet: VelocityNet,
+    snet: VelocityNet | None,
+    generator: torch.Generator,
+) -> dict[str, Any] | None:
+    """Load a checkpoint into the fresh networks and generator; return the trainer state."""
+    if path is None:
+        return None
+    state_file = Path(path) / TRAINER_STATE_FILE
+    if not state_file.is_file():
+        raise FileNotFoundError(
+            f"{path} is not a trajflow checkpoint (no {TRAINER_STATE_FILE}); pass the "
+            "checkpoint_dir of an earlier fit."
+        )
+    saved = TrajectoryModel.load(path, device="cpu")
+    mismatched = {
+        k: (saved.config.get(k), v) for k, v in expected.items() if saved.config.get(k) != v
+    }
+    if mismatched:
+        detail = ", ".join(
+            f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in mismatched.items()
+        )
+        raise ValueError(f"Cannot resume from {path}: settings differ ({detail}).")
+    vnet.load_state_dict(saved._velocity_net.state_dict())
+    if snet is not None:
+        snet.load_state_dict(saved._score_net.state_dict())
+    trainer_state = torch.load(state_file, map_location="cpu", weights_only=True)
+    generator.set_state(trainer_state["generator"])
+    logger.info("Resuming from %s at step %d", path, trainer_state["step"])
+    return trainer_state

@@ -274,7 +274,9 @@ class TrajectoryModel:
         if source_time is not None:
             source_time = self._check_time(source_time, "source_time")
         src, z0, names = self._source_cells(source_time, time, n_cells, seed)
-        z = self._push(z0, src, np.array([time]), sde=sde, seed=seed, solver=solver, n_steps=n_steps)[0]
+        z = self._push(
+            z0, src, np.array([time]), sde=sde, seed=seed, solver=solver, n_steps=n_steps
+        )[0]
         x = self.scaler.inverse_transform(z)
         obs = pd.DataFrame(
             {self.time_key: np.full(len(x), time), "source_time": src, "source_cell": names},
@@ -312,6 +314,26 @@ class TrajectoryModel:
         paths = self.scaler.inverse_transform(z).transpose(1, 0, 2)
         return Trajectories(times=grid, paths=paths, source_time=src, cell_names=names)
 
+    def representation(self, adata: AnnData) -> np.ndarray:
+        """The cells of ``adata`` in this model's space: ``obsm[use_rep][:, :n_dims]``.
+
+        Raises a clear error when ``adata`` lacks the representation or it has fewer dimensions
+        than the model was fitted on.
+        """
+        if isinstance(adata, AnnData) and self.use_rep != "X" and self.use_rep not in adata.obsm:
+            raise KeyError(
+                f"This model was fitted on adata.obsm[{self.use_rep!r}], which this AnnData lacks "
+                f"(obsm keys: {list(adata.obsm.keys())}). Compute the same representation first."
+            )
+        full = get_representation(adata, self.use_rep, None, allow_pca=False)
+        if full.shape[1] < self.n_dims:
+            raise ValueError(
+                f"This model was fitted on {self.n_dims} dimensions of {self.use_rep!r}, but this "
+                f"AnnData's {self.use_rep!r} has {full.shape[1]}. Use the AnnData the model was "
+                "fitted on, or one with the same representation."
+            )
+        return full[:, : self.n_dims]
+
     def velocity(self, x: np.ndarray | AnnData, time: float) -> np.ndarray:
         """The learned velocity ``dx/dt`` at positions ``x`` and ``time``.
 
@@ -319,7 +341,7 @@ class TrajectoryModel:
         ``obsm[use_rep]`` is used. Returned in representation units per unit of ``obs[time_key]``.
         """
         if isinstance(x, AnnData):
-            x = get_representation(x, self.use_rep, self.n_dims, allow_pca=False)
+            x = self.representation(x)
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_dims:
             raise ValueError(
@@ -329,7 +351,10 @@ class TrajectoryModel:
         z = torch.as_tensor(self.scaler.transform(x), dtype=torch.float32, device=self.device)
         with torch.no_grad():
             v = self._velocity_net(z, torch.tensor(float(self._tau(time)), device=self.device))
-        return self.scaler.inverse_transform_velocity(v.cpu().numpy().astype(np.float64)) / self._time_unit
+        return (
+            self.scaler.inverse_transform_velocity(v.cpu().numpy().astype(np.float64))
+            / self._time_unit
+        )
 
     # ----------------------------------------------------------------- persistence
     def state(self) -> dict[str, Any]:
@@ -355,12 +380,20 @@ class TrajectoryModel:
             },
         }
 
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    def save(
+        self,
+        path: str | os.PathLike,
+        *,
+        overwrite: bool = False,
+        extra: dict[str, Any] | None = None,
+    ) -> Path:
         """Save to directory ``path``: ``config.json``, ``weights.pt`` (state dicts) and
         ``cells.npz`` (the training cells, needed to predict).
 
         Written to a temporary directory first and renamed, so an interrupted save never leaves
         a half-written model. Refuses to replace an existing ``path`` unless ``overwrite=True``.
+        ``extra`` maps further file names to objects written with ``torch.save`` in the same
+        atomic step (used for training checkpoints).
         """
         path = Path(path)
         if path.exists() and not overwrite:
@@ -376,10 +409,12 @@ class TrajectoryModel:
                 weights["score"] = self._score_net.state_dict()
             torch.save(weights, tmp / _WEIGHTS_FILE)
             arrays = {}
-            for k, t in enumerate(self._cells.times):
+            for k, _t in enumerate(self._cells.times):
                 arrays[f"cells_{k}"] = self._cells.populations[k].astype(np.float32)
                 arrays[f"names_{k}"] = self._cells.cell_names[k].astype(str)
             np.savez_compressed(tmp / _CELLS_FILE, **arrays)
+            for name, obj in (extra or {}).items():
+                torch.save(obj, tmp / name)
             if path.exists():
                 backup = path.with_name(f".{path.name}.old")
                 shutil.rmtree(backup, ignore_errors=True)
@@ -402,7 +437,9 @@ class TrajectoryModel:
         path = Path(path)
         if not path.is_dir():
             raise FileNotFoundError(f"No saved trajflow model at {path} (not a directory).")
-        missing = [f for f in (_CONFIG_FILE, _WEIGHTS_FILE, _CELLS_FILE) if not (path / f).is_file()]
+        missing = [
+            f for f in (_CONFIG_FILE, _WEIGHTS_FILE, _CELLS_FILE) if not (path / f).is_file()
+        ]
         if missing:
             raise FileNotFoundError(
                 f"{path} is an incomplete trajflow model: missing {', '.join(missing)}. "
@@ -421,7 +458,9 @@ class TrajectoryModel:
             )
         net_cfg = state["network"]
         get_method(state["config"]["method"])
-        vnet = VelocityNet(net_cfg["dim"], net_cfg["hidden"], net_cfg["n_layers"], net_cfg["activation"])
+        vnet = VelocityNet(
+            net_cfg["dim"], net_cfg["hidden"], net_cfg["n_layers"], net_cfg["activation"]
+        )
         weights = torch.load(path / _WEIGHTS_FILE, map_location="cpu", weights_only=True)
         vnet.load_state_dict(weights["velocity"])
         snet = None

@@ -48,7 +48,12 @@ class TimeCourse:
 
     @classmethod
     def from_arrays(
-        cls, x: np.ndarray, t: np.ndarray, names: np.ndarray | None = None, *, time_key: str = "time"
+        cls,
+        x: np.ndarray,
+        t: np.ndarray,
+        names: np.ndarray | None = None,
+        *,
+        time_key: str = "time",
     ) -> TimeCourse:
         if names is None:
             names = np.arange(len(x)).astype(str)

@@ -35,7 +35,11 @@ BASELINES = ("previous", "ot-interpolation")
 
 
 def ot_interpolation(
-    x_prev: np.ndarray, x_next: np.ndarray, fraction: float, *, n_cells: int | None = None,
+    x_prev: np.ndarray,
+    x_next: np.ndarray,
+    fraction: float,
+    *,
+    n_cells: int | None = None,
     seed: int = 0,
 ) -> np.ndarray:
     """Displacement (McCann) interpolation along the exact OT plan between two populations.
@@ -46,7 +50,9 @@ def ot_interpolation(
     """
     if not 0 <= fraction <= 1:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}.")
-    plan = ot.emd(ot.unif(len(x_prev)), ot.unif(len(x_next)), ot.dist(x_prev, x_next), numItermax=10_000_000)
+    plan = ot.emd(
+        ot.unif(len(x_prev)), ot.unif(len(x_next)), ot.dist(x_prev, x_next), numItermax=10_000_000
+    )
     i, j = np.nonzero(plan > 1e-12)
     weights = plan[i, j] / plan[i, j].sum()
     rng = np.random.default_rng(seed)
@@ -131,7 +137,9 @@ def leave_one_out(
     fit_kwargs = dict(fit_kwargs or {})
     clash = {"holdout", "time_key", "use_rep", "n_dims", "method", "seed", "device", "progress"}
     if clash & fit_kwargs.keys():
-        raise ValueError(f"fit_kwargs may not set {sorted(clash & fit_kwargs.keys())}; use the arguments.")
+        raise ValueError(
+            f"fit_kwargs may not set {sorted(clash & fit_kwargs.keys())}; use the arguments."
+        )
     if not seeds:
         raise ValueError("seeds is empty; pass at least one seed, e.g. seeds=(0,).")
     if use_rep not in adata.obsm and use_rep != "X":
@@ -143,7 +151,9 @@ def leave_one_out(
     if holdout_times is None:
         holdouts = interior
     else:
-        holdouts = [match_time(t, course.times, what="Held-out time") for t in as_time_list(holdout_times)]
+        holdouts = [
+            match_time(t, course.times, what="Held-out time") for t in as_time_list(holdout_times)
+        ]
     not_interior = [t for t in holdouts if t not in interior]
     if not_interior:
         raise ValueError(
@@ -178,26 +188,65 @@ def leave_one_out(
                         ("previous", z_prev),
                         ("ot-interpolation", ot_interpolation(z_prev, z_next, frac, seed=seed)),
                     ):
-                        rows.append({"method": name, "seed": seed, **base, **_scores(pred, obs),
-                                     "fit_seconds": 0.0, "n_predicted": len(pred), **meta})
+                        rows.append(
+                            {
+                                "method": name,
+                                "seed": seed,
+                                **base,
+                                **_scores(pred, obs),
+                                "fit_seconds": 0.0,
+                                "n_predicted": len(pred),
+                                **meta,
+                            }
+                        )
                         bar.update(1)
                 for method in methods:
                     bar.set_postfix(method=method, holdout=hold, seed=seed)
                     t0 = _time.perf_counter()
                     model = fit_trajectories(
-                        adata, time_key=time_key, use_rep=use_rep, n_dims=n_dims, method=method,
-                        holdout=hold, seed=seed, device=dev, progress=False, **fit_kwargs,
+                        adata,
+                        time_key=time_key,
+                        use_rep=use_rep,
+                        n_dims=n_dims,
+                        method=method,
+                        holdout=hold,
+                        seed=seed,
+                        device=dev,
+                        progress=False,
+                        **fit_kwargs,
                     )
                     fit_seconds = _time.perf_counter() - t0
                     predicted = model.predict(hold, source_time=t_prev).obsm[model.use_rep]
                     pred = scorer.transform(predicted)
-                    rows.append({"method": method, "seed": seed, **base, **_scores(pred, obs),
-                                 "fit_seconds": fit_seconds, "n_predicted": len(pred), **meta})
+                    rows.append(
+                        {
+                            "method": method,
+                            "seed": seed,
+                            **base,
+                            **_scores(pred, obs),
+                            "fit_seconds": fit_seconds,
+                            "n_predicted": len(pred),
+                            **meta,
+                        }
+                    )
                     bar.update(1)
     finally:
         bar.close()
-    columns = ["method", "seed", "holdout_time", "w1", "w2", "mmd", "energy", "fit_seconds",
-               "n_predicted", "n_observed", "trajflow_version", "torch_version", "device"]
+    columns = [
+        "method",
+        "seed",
+        "holdout_time",
+        "w1",
+        "w2",
+        "mmd",
+        "energy",
+        "fit_seconds",
+        "n_predicted",
+        "n_observed",
+        "trajflow_version",
+        "torch_version",
+        "device",
+    ]
     frame = pd.DataFrame(rows, columns=columns)
     frame.attrs.update({"platform": platform.platform(), "n_dims": n_dims, "time_key": time_key})
     return frame
@@ -210,12 +259,16 @@ def summarize(results: pd.DataFrame, metric: str = "w1") -> pd.DataFrame:
     Methods are ordered by their overall mean, best first.
     """
     if metric not in results.columns:
-        raise KeyError(f"metric {metric!r} is not a column of the results ({list(results.columns)}).")
+        raise KeyError(
+            f"metric {metric!r} is not a column of the results ({list(results.columns)})."
+        )
     table: dict[str, dict[str, str]] = {}
     per_seed = results.groupby(["method", "seed"])[metric].mean()
     overall = per_seed.groupby("method").agg(["mean", "std"]).fillna(0.0)
     for (method, hold), g in results.groupby(["method", "holdout_time"]):
-        table.setdefault(method, {})[f"t={hold:g}"] = f"{g[metric].mean():.3f} ± {g[metric].std(ddof=1) if len(g) > 1 else 0.0:.3f}"
+        table.setdefault(method, {})[f"t={hold:g}"] = (
+            f"{g[metric].mean():.3f} ± {g[metric].std(ddof=1) if len(g) > 1 else 0.0:.3f}"
+        )
     out = pd.DataFrame.from_dict(table, orient="index")
     out["mean"] = [f"{overall.loc[m, 'mean']:.3f} ± {overall.loc[m, 'std']:.3f}" for m in out.index]
     out["fit_s"] = results.groupby("method")["fit_seconds"].mean().reindex(out.index).round(2)

@@ -41,9 +41,16 @@ def _benchmark(args: argparse.Namespace) -> int:
 
     adata = _read(args.data)
     results = leave_one_out(
-        adata, time_key=args.time_key, methods=args.methods, seeds=args.seeds, n_dims=args.n_dims,
-        holdout_times=args.holdout_times, use_rep=args.use_rep, fit_kwargs=_fit_kwargs(args),
-        device=args.device, progress=not args.quiet,
+        adata,
+        time_key=args.time_key,
+        methods=args.methods,
+        seeds=args.seeds,
+        n_dims=args.n_dims,
+        holdout_times=args.holdout_times,
+        use_rep=args.use_rep,
+        fit_kwargs=_fit_kwargs(args),
+        device=args.device,
+        progress=not args.quiet,
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -69,9 +76,16 @@ def _fit(args: argparse.Namespace) -> int:
 
     adata = _read(args.data)
     model = fit_trajectories(
-        adata, time_key=args.time_key, use_rep=args.use_rep, n_dims=args.n_dims,
-        method=args.method, holdout=args.holdout, seed=args.seed, device=args.device,
-        progress=not args.quiet, **_fit_kwargs(args),
+        adata,
+        time_key=args.time_key,
+        use_rep=args.use_rep,
+        n_dims=args.n_dims,
+        method=args.method,
+        holdout=args.holdout,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
+        **_fit_kwargs(args),
     )
     model.save(args.out, overwrite=args.overwrite)
     print(f"{model}\nfitted in {model.history['fit_seconds']:.1f} s, saved to {args.out}")
@@ -107,12 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("benchmark", help="leave-one-timepoint-out benchmark")
     _add_data_args(b)
-    b.add_argument("--methods", nargs="+", default=["ot-cfm", "sb-cfm", "i-cfm"], choices=sorted(METHODS))
+    b.add_argument(
+        "--methods", nargs="+", default=["ot-cfm", "sb-cfm", "i-cfm"], choices=sorted(METHODS)
+    )
     b.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    b.add_argument("--holdout-times", nargs="+", type=float, default=None,
-                   help="time points to hold out (default: every interior one)")
+    b.add_argument(
+        "--holdout-times",
+        nargs="+",
+        type=float,
+        default=None,
+        help="time points to hold out (default: every interior one)",
+    )
     b.add_argument("--out", default="results.csv", help="per-run CSV (default: results.csv)")
-    b.add_argument("--no-figure", action="store_true", help="do not write the figure next to the CSV")
+    b.add_argument(
+        "--no-figure", action="store_true", help="do not write the figure next to the CSV"
+    )
     b.set_defaults(func=_benchmark)
 
     f = sub.add_parser("fit", help="fit a model and save it")

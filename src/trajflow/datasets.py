@@ -67,7 +67,9 @@ def eb_npz_to_anndata(path: str | os.PathLike) -> ad.AnnData:
     obs = pd.DataFrame(
         {
             "time": labels,
-            "day_range": pd.Categorical([EB_DAYS[int(t)] if 0 <= t < len(EB_DAYS) else "?" for t in labels]),
+            "day_range": pd.Categorical(
+                [EB_DAYS[int(t)] if 0 <= t < len(EB_DAYS) else "?" for t in labels]
+            ),
         },
         index=pd.Index([f"eb-{i}" for i in range(len(pcs))]),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -20,7 +21,16 @@ PathKind = Literal["straight", "bridge"]
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite. The network keeps its last finite weights."""
+    """The loss became NaN or infinite. The network keeps its last finite weights.
+
+    ``result`` holds the training record up to the failure; :func:`trajflow.fit_trajectories`
+    also attaches the ``model`` with the last finite weights.
+    """
+
+    def __init__(self, message: str, result: TrainResult | None = None):
+        super().__init__(message)
+        self.result = result
+        self.model = None
 
 
 @dataclass
@@ -57,7 +67,9 @@ class TrainConfig:
         if self.path == "straight" and not self.sigma >= 0:
             raise ValueError(f"sigma must be >= 0, got {self.sigma!r}.")
         if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}.")
+            raise ValueError(
+                f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}."
+            )
 
 
 @dataclass
@@ -106,7 +118,7 @@ def train_flow(
     n_pairs = len(couplings)
     starts = torch.tensor(times[:-1], dtype=torch.float32, device=device).repeat_interleave(bs)
     spans = torch.tensor(
-        [b - a for a, b in zip(times[:-1], times[1:], strict=True)], dtype=torch.float32, device=device
+        [b - a for a, b in itertools.pairwise(times)], dtype=torch.float32, device=device
     ).repeat_interleave(bs)[:, None]
     # Bridge noise per pair grows with the square root of the span: one Brownian motion overall.
     pair_sigma = config.sigma * spans.sqrt() if config.path == "bridge" else None
@@ -119,11 +131,15 @@ def train_flow(
         optimizer.load_state_dict(optimizer_state)
     schedule = None
     if config.lr_schedule == "cosine":
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda k: 0.5 * (1 + math.cos(math.pi * min(k, config.n_steps) / config.n_steps))
-        )
-        for _ in range(start_step):
-            schedule.step()
+        for group in optimizer.param_groups:  # a resumed optimiser carries its decayed lr
+            group["lr"] = config.lr
+
+        def cosine(k: int) -> float:
+            return 0.5 * (
+                1 + math.cos(math.pi * min(k + start_step, config.n_steps) / config.n_steps)
+            )
+
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
 
     nets = [velocity_net] + ([score_net] if score_net is not None else [])
     last_good = [copy.deepcopy(n.state_dict()) for n in nets]
@@ -172,14 +188,15 @@ def train_flow(
                     raise TrainingDivergedError(
                         f"The training loss became {mean_loss} near step {step + 1}. The model "
                         "keeps its last finite weights. Lower lr, check the input for extreme "
-                        "values, or use fewer dimensions."
+                        "values, or use fewer dimensions.",
+                        result,
                     )
                 last_good = [copy.deepcopy(n.state_dict()) for n in nets]
                 result.losses.append(mean_loss)
                 result.loss_steps.append(step + 1)
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
                 if on_check is not None:
-                    on_check(step + 1, {"optimizer": optimizer.state_dict()})
+                    on_check(step + 1, {"optimizer": optimizer.state_dict(), "result": result})
     except KeyboardInterrupt:
         result.interrupted = True
         warnings.warn(
