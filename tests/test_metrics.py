@@ -82,3 +82,15 @@ def test_w1_matches_1d_closed_form(a, b):
     assert wasserstein(a, b) == pytest.approx(
         scipy.stats.wasserstein_distance(a, b), rel=1e-6, abs=1e-6
     )
+
+
+def test_large_populations_are_subsampled_with_spread():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(600, 2)), rng.normal(size=(500, 2)) + [1.0, 0.0]
+    exact = wasserstein(a, b, max_size=None)
+    value, spread = wasserstein(a, b, max_size=300, n_repeats=4, return_spread=True)
+    assert spread > 0 and abs(value - exact) < 0.15
+    assert wasserstein(a, b, return_spread=True) == (pytest.approx(exact), 0.0)
+    assert wasserstein(a, b, max_size=300, seed=1) == wasserstein(a, b, max_size=300, seed=1)
+    with pytest.raises(ValueError, match="max_size"):
+        wasserstein(a, b, max_size=1)

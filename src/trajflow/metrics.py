@@ -45,15 +45,56 @@ def _pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def wasserstein(a: np.ndarray, b: np.ndarray, p: int = 1) -> float:
-    """Exact p-Wasserstein distance between the empirical distributions of ``a`` and ``b``.
+#: Populations larger than this (per side) are scored by :func:`wasserstein` on subsamples:
+#: the exact solver's time grows roughly cubically with size (measured in benchmarks/README.md).
+MAX_EXACT_SIZE = 10_000
 
-    Uniform weights, Euclidean ground distance, solved by POT's network simplex (``ot.emd2``).
-    ``p=1`` gives W1 (the benchmark's score), ``p=2`` gives W2.
+
+def wasserstein(
+    a: np.ndarray,
+    b: np.ndarray,
+    p: int = 1,
+    *,
+    max_size: int | None = MAX_EXACT_SIZE,
+    n_repeats: int = 5,
+    seed: int = 0,
+    return_spread: bool = False,
+) -> float | tuple[float, float]:
+    """p-Wasserstein distance between the empirical distributions of ``a`` and ``b``.
+
+    Uniform weights, Euclidean ground distance, solved exactly by POT's network simplex
+    (``ot.emd2``). ``p=1`` gives W1 (the benchmark's score), ``p=2`` gives W2.
+
+    When a side has more than ``max_size`` points, the exact distance is too slow; it is then
+    estimated as the mean over ``n_repeats`` exact distances between random subsamples of
+    ``max_size`` points per side (drawn with ``seed``). Subsampling biases W upwards slightly
+    (sampling noise of ``max_size`` points); ``benchmarks/metrics_size.py`` measures by how much.
+    ``max_size=None`` always solves exactly.
+
+    Returns the distance, or ``(distance, spread)`` with ``return_spread=True``, where the
+    spread is the standard deviation over the repeats (0 when solved exactly).
     """
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p!r}.")
     a, b = _pair(a, b)
+    if max_size is not None and (not isinstance(max_size, int) or max_size < 2):
+        raise ValueError(f"max_size must be an integer >= 2 or None, got {max_size!r}.")
+    if max_size is None or max(len(a), len(b)) <= max_size:
+        value = _exact_wasserstein(a, b, p)
+        return (value, 0.0) if return_spread else value
+    if n_repeats < 1:
+        raise ValueError(f"n_repeats must be >= 1, got {n_repeats!r}.")
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_repeats):
+        sa = a[rng.choice(len(a), size=min(len(a), max_size), replace=False)]
+        sb = b[rng.choice(len(b), size=min(len(b), max_size), replace=False)]
+        values.append(_exact_wasserstein(sa, sb, p))
+    value, spread = float(np.mean(values)), float(np.std(values))
+    return (value, spread) if return_spread else value
+
+
+def _exact_wasserstein(a: np.ndarray, b: np.ndarray, p: int) -> float:
     # scipy's direct cdist, not the |a|^2 + |b|^2 - 2ab expansion, which loses precision near 0.
     cost = cdist(a, b, "sqeuclidean" if p == 2 else "euclidean")
     value = ot.emd2(ot.unif(len(a)), ot.unif(len(b)), cost, numItermax=10_000_000)
