@@ -27,6 +27,7 @@ from .core import (
     resolve_device,
     train_flow,
 )
+from .core.distributed import data_parallel, init_distributed, process_device
 from .core.integrate import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS
 
 logger = logging.getLogger("trajflow")
@@ -155,7 +156,7 @@ def fit_trajectories(
     seed
         Seeds network initialisation and pair sampling. Global RNG state is left untouched.
     progress
-        Show a progress bar over training steps.
+        Show a progress bar over training steps (on the first process only under torchrun).
     checkpoint_dir, checkpoint_every
         Save a resumable checkpoint (a loadable model plus optimiser and sampler state) to
         ``checkpoint_dir`` about every ``checkpoint_every`` steps, replacing the previous one.
@@ -165,6 +166,10 @@ def fit_trajectories(
 
     Notes
     -----
+    Launched under ``torchrun --nproc_per_node=N``, the fit trains data-parallel with
+    DistributedDataParallel (``gloo`` on CPU, ``nccl`` on GPU): each process draws
+    ``batch_size / N`` pairs per pair of time points per step and gradients are averaged, so the
+    total batch is unchanged; only the first process writes checkpoints.
     A ``KeyboardInterrupt`` during training returns the model trained so far
     (``model.history['interrupted']`` is True). A NaN or infinite loss raises
     :class:`~trajflow.TrainingDivergedError` whose ``model`` attribute holds the model with the
@@ -228,6 +233,11 @@ def fit_trajectories(
             "'ot-cfm', 'sb-cfm' or 'i-cfm'."
         )
     dev = resolve_device(device)
+    # Under torchrun: join the process group, one device per process (see core.distributed).
+    parallel = init_distributed(dev)
+    dev = process_device(dev, parallel)
+    world, rank = (parallel.world_size, parallel.rank) if parallel else (1, 0)
+    progress = progress and rank == 0
     times = parse_times(adata, time_key)
     growth = None if growth_key is None else _growth_weights(adata, growth_key)
     if n_dims is None:
@@ -259,7 +269,7 @@ def fit_trajectories(
 
     config = TrainConfig(
         n_steps=n_steps,
-        batch_size=batch_size,
+        batch_size=-(-batch_size // world),  # each process draws its share of the batch
         lr=lr,
         weight_decay=weight_decay,
         path=spec.path if spec.path != "spline" else "straight",
@@ -294,7 +304,7 @@ def fit_trajectories(
             if spec.learns_score
             else None
         )
-    generator = torch.Generator(device=dev).manual_seed(seed)
+    generator = torch.Generator(device=dev).manual_seed(seed + rank)
 
     def make_model(result: TrainResult, fit_seconds: float) -> TrajectoryModel:
         """The model as it stands after ``result`` (also used for checkpoints and failures)."""
@@ -327,6 +337,7 @@ def fit_trajectories(
             "steps_done": result.steps_done,
             "interrupted": result.interrupted,
             "fit_seconds": fit_seconds,
+            "world_size": world,
         }
         return TrajectoryModel(
             velocity_net=vnet,
@@ -355,7 +366,7 @@ def fit_trajectories(
             spline=spec.spline,
             lr_schedule=lr_schedule,
             ema=spec.ema,
-            bend=spec.bend,
+            bend=spec.bend, bend_eps=spec.bend_eps,
         )
         result = train_multimarginal(
             tensors, taus, vnet, mm_config, generator=generator, progress=progress
@@ -375,7 +386,7 @@ def fit_trajectories(
         }
         resume = _load_checkpoint(resume_from, expected, vnet=vnet, snet=snet, generator=generator)
         on_check = None
-        if checkpoint_dir is not None:
+        if checkpoint_dir is not None and rank == 0:
             _check_positive("checkpoint_every", checkpoint_every)
             last_saved = [resume["step"] if resume else 0]
 
@@ -408,10 +419,10 @@ def fit_trajectories(
                 tensors,
                 taus,
                 couplings,
-                vnet,
+                data_parallel(vnet, dev) if parallel else vnet,
                 config,
                 generator=generator,
-                score_net=snet,
+                score_net=data_parallel(snet, dev) if parallel and snet is not None else snet,
                 progress=progress,
                 start_step=resume["step"] if resume else 0,
                 optimizer_state=resume["optimizer"] if resume else None,

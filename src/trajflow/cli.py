@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,8 +88,17 @@ def _fit(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         **_fit_kwargs(args),
     )
-    model.save(args.out, overwrite=args.overwrite)
-    print(f"{model}\nfitted in {model.history['fit_seconds']:.1f} s, saved to {args.out}")
+    from .core.distributed import barrier
+
+    is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only the first process writes
+    try:
+        if is_main:
+            model.save(args.out, overwrite=args.overwrite)
+            print(f"{model}\nfitted in {model.history['fit_seconds']:.1f} s, saved to {args.out}")
+    finally:
+        barrier()
+    if not is_main:
+        return 0
     if args.figure:
         from . import pl
 
@@ -168,6 +178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError) as err:
         print(f"trajflow: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        from .core.distributed import shutdown
+
+        shutdown()
 
 
 if __name__ == "__main__":
