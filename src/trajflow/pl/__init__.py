@@ -1,3 +1,21 @@
-"""Plots (matplotlib, scanpy look and feel). Being built in issue 3."""
+"""Plots (matplotlib, scanpy look and feel).
+
+Every function takes the model (or results) first and the AnnData second, keyword-only options
+after that, accepts ``ax=`` (``fig=`` for the multi-panel :func:`holdout`), returns the Axes (or
+Figure), and shows or saves nothing unless asked (``show=True``, ``save=path``). The AnnData is
+never modified.
+
+Paths and predictions live in the model's representation space (``obsm[use_rep]``, first
+``n_dims`` columns). They are drawn either on two of those dimensions (exact) or on any 2-D
+``obsm`` embedding such as ``X_umap`` through a fitted k-nearest-neighbour map
+(:class:`EmbeddingMap`).
+"""
 
 from __future__ import annotations
+
+from ._benchmark import benchmark
+from ._flow import trajectories, velocity
+from ._holdout import holdout, prediction
+from ._utils import EmbeddingMap
+
+__all__ = ["EmbeddingMap", "benchmark", "holdout", "prediction", "trajectories", "velocity"]

@@ -1,0 +1,514 @@
+"""Plots of the learned flow: per-cell trajectories and the velocity field."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.collections import LineCollection
+from matplotlib.colors import Colormap
+from matplotlib.lines import Line2D
+
+from .._anndata import get_representation
+from ._utils import (
+    EmbeddingMap,
+    TimeColors,
+    cell_times,
+    finish,
+    format_time,
+    lighten,
+    new_axes,
+    point_size,
+    style_embedding_axes,
+)
+
+if TYPE_CHECKING:
+    from .._model import TrajectoryModel
+
+
+def _scatter_background(
+    ax: Axes,
+    adata: AnnData,
+    emap: EmbeddingMap,
+    tc: TimeColors,
+    times: np.ndarray,
+    *,
+    color: str,
+    time_key: str,
+    lightness: float,
+    size: float | None,
+    seed: int,
+) -> None:
+    """Observed cells, in random order so no time point hides the others."""
+    n = adata.n_obs
+    order = np.random.default_rng(seed).permutation(n)
+    s = point_size(n) if size is None else size
+    xy = emap.coords[order]
+    if color == time_key:
+        colors = lighten(tc(times[order]), lightness)
+        ax.scatter(xy[:, 0], xy[:, 1], c=colors, s=s, linewidths=0, rasterized=True, zorder=1)
+        tc.colorbar(ax)
+        return
+    if color not in adata.obs.columns:
+        raise KeyError(f"color={color!r} is not a column of adata.obs.")
+    col = adata.obs[color]
+    if isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col):
+        cats = pd.Categorical(col)
+        palette = colormaps["tab20" if len(cats.categories) > 10 else "tab10"]
+        base = np.array([palette(i % palette.N) for i in range(len(cats.categories))])
+        colors = lighten(base[cats.codes[order]], lightness)
+        ax.scatter(xy[:, 0], xy[:, 1], c=colors, s=s, linewidths=0, rasterized=True, zorder=1)
+        handles = [
+            Line2D([], [], ls="", marker="o", color=lighten(base[i], lightness * 0.5), label=str(c))
+            for i, c in enumerate(cats.categories)
+        ]
+        ax.legend(
+            handles=handles,
+            title=color,
+            loc="upper left",
+            bbox_to_anchor=(1.0, 1.0),
+            frameon=False,
+            fontsize="small",
+        )
+        return
+    values = col.to_numpy(dtype=float)[order]
+    sc = ax.scatter(
+        xy[:, 0],
+        xy[:, 1],
+        c=values,
+        cmap="Greys",
+        s=s,
+        linewidths=0,
+        alpha=0.6,
+        rasterized=True,
+        zorder=1,
+    )
+    cbar = ax.figure.colorbar(sc, ax=ax, pad=0.02, fraction=0.05)
+    cbar.set_label(color)
+
+
+def trajectories(
+    model: TrajectoryModel,
+    adata: AnnData,
+    *,
+    basis: str | None = None,
+    components: Sequence[int] = (1, 2),
+    color: str | None = None,
+    source_times: float | Sequence[float] | None = None,
+    end_time: float | None = None,
+    n_cells: int = 15,
+    n_points: int = 60,
+    sde: bool = False,
+    seed: int = 0,
+    n_neighbors: int = 15,
+    smooth: int = 7,
+    cmap: str | Colormap | None = None,
+    lightness: float = 0.65,
+    size: float | None = None,
+    linewidth: float = 1.0,
+    legend: bool = True,
+    title: str | None = None,
+    ax: Axes | None = None,
+    show: bool | None = None,
+    save: str | os.PathLike | None = None,
+) -> Axes:
+    """Learned per-cell paths over the observed cells.
+
+    Observed cells are drawn as a light background coloured by time. From each start time a
+    random sample of ``n_cells`` observed cells is pushed through the learned flow to
+    ``end_time`` (default: the last time point); each path is a line coloured by the time it has
+    reached, its start marked by a dot in the start time's colour and its end by a black dot.
+
+    Parameters
+    ----------
+    model
+        A fitted :class:`~trajflow.TrajectoryModel`.
+    adata
+        The observed cells, with ``obs[model.time_key]`` and ``obsm[model.use_rep]`` (at least
+        ``model.n_dims`` columns). Not modified.
+    basis
+        Where to draw. ``None`` (default): the model's representation, e.g. PC1/PC2 for
+        ``use_rep='X_pca'`` (exact). Any other 2-D ``obsm`` embedding (``'umap'``, ``'X_umap'``,
+        ``'tsne'``...): paths live in the representation space and are placed on the embedding by
+        a fitted map, a k-nearest-neighbour regression (inverse-distance weights) from the
+        representation (``obsm[use_rep][:, :n_dims]``) to the embedding, trained on ``adata``'s
+        cells; see :class:`~trajflow.pl.EmbeddingMap`.
+    components
+        Two 1-based columns of the basis to plot.
+    color
+        ``obs`` column for the background cells. Default: the model's time key, with a colour
+        bar labelled with the real time values. Paths are always coloured by time.
+    source_times
+        Time point(s) paths start from. Default: every trained time point but the last.
+    end_time
+        Where paths end. Default: the last trained time point.
+    n_cells
+        Paths per start time (sampled with ``seed``).
+    n_points
+        Points per path.
+    sde
+        Sample SDE paths (``method='sb-cfm'`` only) instead of the deterministic ODE.
+    seed
+        Seeds the choice of cells (and SDE noise).
+    n_neighbors
+        Neighbours of the kNN map for non-linear bases.
+    smooth
+        Non-linear bases only: a kNN-mapped path jitters as its nearest observed cells change,
+        so it is smoothed by a moving average over ``smooth`` points (start and end points are
+        kept exactly; ``1`` turns smoothing off).
+    cmap
+        Colour map of time (default ``'viridis'``).
+    lightness
+        How far background cells are blended towards white (0: full colour).
+    size
+        Marker area of background cells (default: scaled to the number of cells).
+    linewidth
+        Width of path lines.
+    legend
+        Draw the start/end marker legend.
+    title
+        Axes title (default: method and what is shown).
+    ax
+        Draw into this Axes; a new figure is made otherwise.
+    show
+        Call ``plt.show()``. Default: no.
+    save
+        Write the figure to this path (``dpi=150``, tight bounding box).
+
+    Returns
+    -------
+    The Axes. Paths from each start time are one :class:`~matplotlib.collections.LineCollection`
+    (label ``"paths from <time>"``) with ``n_cells * (n_points - 1)`` segments.
+    """
+    time_key = model.time_key
+    color = time_key if color is None else color
+    emap = EmbeddingMap.fit(
+        adata,
+        use_rep=model.use_rep,
+        n_dims=model.n_dims,
+        basis=basis,
+        components=components,
+        n_neighbors=n_neighbors,
+    )
+    times = cell_times(adata, time_key)
+    tc = TimeColors.make([*model.observed_times, *np.unique(times)], time_key, cmap)
+    end = model.times[-1] if end_time is None else float(end_time)
+    if source_times is None:
+        starts = [t for t in model.times if t < end]
+    else:
+        starts = [float(t) for t in np.atleast_1d(source_times)]
+    if not starts:
+        raise ValueError(f"No start time before end_time={end:g}; trained times are {model.times}.")
+
+    ax = new_axes(ax)
+    _scatter_background(
+        ax,
+        adata,
+        emap,
+        tc,
+        times,
+        color=color,
+        time_key=time_key,
+        lightness=lightness,
+        size=size,
+        seed=seed,
+    )
+    for k, start in enumerate(starts):
+        traj = model.trajectories(
+            source_time=start,
+            end_time=end,
+            n_points=n_points,
+            n_cells=n_cells,
+            sde=sde,
+            seed=seed + k,
+        )
+        xy = emap.transform(traj.paths)  # (n_cells, n_points, 2)
+        if not emap.linear:
+            xy = _smooth_paths(xy, smooth)
+        segments = np.stack([xy[:, :-1], xy[:, 1:]], axis=2).reshape(-1, 2, 2)
+        mid_t = 0.5 * (traj.times[:-1] + traj.times[1:])
+        seg_colors = tc(np.tile(mid_t, len(xy)))
+        # A thin dark casing keeps light (late) path colours readable over the pale background.
+        ax.add_collection(
+            LineCollection(
+                segments,
+                colors="#222222",
+                linewidths=linewidth + 0.9,
+                alpha=0.55,
+                zorder=2,
+                capstyle="round",
+            )
+        )
+        lc = LineCollection(
+            segments,
+            colors=seg_colors,
+            linewidths=linewidth,
+            zorder=3,
+            capstyle="round",
+            label=f"paths from {format_time(traj.source_time)}",
+        )
+        ax.add_collection(lc)
+        ax.scatter(
+            xy[:, 0, 0],
+            xy[:, 0, 1],
+            s=22,
+            c=tc(np.full(len(xy), traj.source_time)),
+            edgecolors="black",
+            linewidths=0.6,
+            zorder=4,
+        )
+        ax.scatter(xy[:, -1, 0], xy[:, -1, 1], s=9, c="black", linewidths=0, zorder=5)
+    style_embedding_axes(ax, emap.axis_labels)
+    if legend:
+        handles = [
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker="o",
+                markerfacecolor="white",
+                markeredgecolor="black",
+                markersize=5,
+                label="start (coloured by time)",
+            ),
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker="o",
+                color="black",
+                markersize=3.5,
+                label=f"end ({time_key} {format_time(end)})",
+            ),
+        ]
+        ax.legend(handles=handles, loc="best", fontsize="small", framealpha=0.8)
+    if title is None:
+        where = "" if emap.linear else " (kNN-mapped)"
+        title = f"{model.method} trajectories{where}"
+    ax.set_title(title)
+    return finish(ax, show=show, save=save)
+
+
+def _smooth_paths(xy: np.ndarray, window: int) -> np.ndarray:
+    """Moving average along each path (edge-padded), keeping the first and last points."""
+    if window <= 1 or xy.shape[1] < 3:
+        return xy
+    half = window // 2
+    padded = np.pad(xy, ((0, 0), (half, half), (0, 0)), mode="edge")
+    kernel = np.ones(2 * half + 1) / (2 * half + 1)
+    out = np.apply_along_axis(lambda v: np.convolve(v, kernel, mode="valid"), 1, padded)
+    out[:, 0], out[:, -1] = xy[:, 0], xy[:, -1]
+    return out
+
+
+def _support(model: TrajectoryModel, adata: AnnData, time: float) -> tuple[np.ndarray, bool]:
+    """Cells the field is drawn over: those observed at ``time``, else the predicted population."""
+    times = cell_times(adata, model.time_key)
+    hit = np.isclose(times, time, rtol=1e-9, atol=1e-9)
+    if hit.any():
+        rep = get_representation(adata, model.use_rep, model.n_dims, allow_pca=False)
+        return rep[hit], True
+    return model.predict(time).obsm[model.use_rep], False
+
+
+_MAX_FIELD_CELLS = 20_000
+
+
+def _grid_field(
+    xy: np.ndarray, uv: np.ndarray, extent: np.ndarray, n_grid: int, smooth: float, min_mass: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Gaussian-kernel average of per-cell 2-D velocities on a regular grid; grid points with
+    little nearby mass are masked (NaN)."""
+    (x0, y0), (x1, y1) = extent
+    gx, gy = np.linspace(x0, x1, n_grid), np.linspace(y0, y1, n_grid)
+    xx, yy = np.meshgrid(gx, gy)
+    grid = np.column_stack([xx.ravel(), yy.ravel()])
+    bw = smooth * max(gx[1] - gx[0], gy[1] - gy[0])
+    if len(xy) > _MAX_FIELD_CELLS:  # bound memory (grid x cells) on very large data
+        keep = np.random.default_rng(0).choice(len(xy), _MAX_FIELD_CELLS, replace=False)
+        xy, uv = xy[keep], uv[keep]
+    d2 = (grid**2).sum(1)[:, None] + (xy**2).sum(1)[None, :] - 2.0 * grid @ xy.T
+    w = np.exp(-0.5 * np.maximum(d2, 0.0) / bw**2)
+    mass = w.sum(1)
+    field = (w @ uv) / np.maximum(mass, 1e-12)[:, None]
+    # Empty where cells are too few nearby, or where the nearest cell is beyond the kernel width.
+    nearest = np.sqrt(np.maximum(d2.min(1), 0.0))
+    field[(mass < min_mass) | (nearest > bw)] = np.nan
+    return xx, yy, field[:, 0].reshape(xx.shape), field[:, 1].reshape(xx.shape)
+
+
+def velocity(
+    model: TrajectoryModel,
+    adata: AnnData,
+    *,
+    time: float | None = None,
+    basis: str | None = None,
+    components: Sequence[int] = (1, 2),
+    kind: Literal["stream", "quiver"] = "stream",
+    n_grid: int | None = None,
+    smooth: float = 1.5,
+    min_mass: float = 2.0,
+    density: float = 1.2,
+    step: float = 0.5,
+    n_neighbors: int = 15,
+    cmap: str | Colormap | None = None,
+    lightness: float = 0.75,
+    size: float | None = None,
+    arrow_color: str = "black",
+    title: str | None = None,
+    ax: Axes | None = None,
+    show: bool | None = None,
+    save: str | os.PathLike | None = None,
+) -> Axes:
+    """The learned velocity field at one time, as streamlines or arrows over the cells.
+
+    The field is evaluated at the cells present at ``time``: the observed cells when ``time`` is
+    an observed time point of ``adata``, otherwise the population ``model.predict(time)``. Each
+    cell's velocity is placed on the 2-D basis, then averaged on a regular grid with a Gaussian
+    kernel; grid points with little nearby mass are left empty, so arrows only appear where
+    there are cells. Those cells are drawn in their time colour over a pale background of the
+    observed cells of all times.
+
+    Parameters
+    ----------
+    model
+        A fitted :class:`~trajflow.TrajectoryModel`.
+    adata
+        Observed cells with ``obs[model.time_key]`` and ``obsm[model.use_rep]``. Not modified.
+    time
+        Time at which the field is drawn. Default: the middle trained time point.
+    basis, components, n_neighbors
+        As in :func:`trajflow.pl.trajectories`. On the representation basis the arrows are the
+        exact velocity components along the two plotted dimensions. On a non-linear embedding a
+        velocity ``v`` at ``x`` becomes ``(f(x + h v) - f(x)) / h`` with ``f`` the kNN map and
+        ``h = step`` times the mean spacing of the observed time points: the direction on the
+        embedding in which each cell is heading over that interval.
+    kind
+        ``"stream"`` (streamlines, width by speed) or ``"quiver"`` (arrows on the grid).
+    n_grid, smooth, min_mass
+        Grid points per axis (default 40 for streamlines, 20 for arrows); kernel width in grid
+        spacings; minimum kernel mass (≈ number of nearby cells) for a grid point to get an
+        arrow. Grid points farther than the kernel width from every cell stay empty too.
+    density
+        Streamline density (``matplotlib.pyplot.streamplot``).
+    step
+        See ``basis``; only used for non-linear bases.
+    cmap, lightness, size
+        Background colours (time colour map, blend towards white, marker area).
+    arrow_color
+        Colour of streamlines or arrows.
+    title, ax, show, save
+        As in :func:`trajflow.pl.trajectories`.
+
+    Returns
+    -------
+    The Axes.
+    """
+    if kind not in ("stream", "quiver"):
+        raise ValueError(f"kind must be 'stream' or 'quiver', got {kind!r}.")
+    time_key = model.time_key
+    time = float(model.times[len(model.times) // 2] if time is None else time)
+    emap = EmbeddingMap.fit(
+        adata,
+        use_rep=model.use_rep,
+        n_dims=model.n_dims,
+        basis=basis,
+        components=components,
+        n_neighbors=n_neighbors,
+    )
+    times = cell_times(adata, time_key)
+    tc = TimeColors.make([*model.observed_times, *np.unique(times)], time_key, cmap)
+    x, observed = _support(model, adata, time)
+    v = model.velocity(x, time)
+    xy = emap.transform(x)
+    if emap.linear:
+        uv = v[:, list(emap.components)]
+    else:
+        obs_t = np.asarray(sorted(model.observed_times), dtype=float)
+        spacing = (obs_t[-1] - obs_t[0]) / max(len(obs_t) - 1, 1) or 1.0
+        h = step * spacing
+        uv = (emap.transform(x + h * v) - xy) / h
+
+    ax = new_axes(ax)
+    _scatter_background(
+        ax,
+        adata,
+        emap,
+        tc,
+        times,
+        color=time_key,
+        time_key=time_key,
+        lightness=lightness,
+        size=size,
+        seed=0,
+    )
+    # The cells the field is evaluated at, in their time colour on top of the pale background.
+    s = point_size(adata.n_obs) if size is None else size
+    ax.scatter(
+        xy[:, 0],
+        xy[:, 1],
+        s=s,
+        c=lighten(tc(np.full(len(xy), time)), 0.25),
+        linewidths=0,
+        zorder=1.5,
+        rasterized=True,
+    )
+    lo = emap.coords.min(0)
+    hi = emap.coords.max(0)
+    pad = 0.02 * (hi - lo)
+    n_grid = (40 if kind == "stream" else 20) if n_grid is None else int(n_grid)
+    xx, yy, u, w = _grid_field(xy, uv, np.array([lo - pad, hi + pad]), n_grid, smooth, min_mass)
+    speed = np.hypot(u, w)
+    if kind == "stream":
+        top = np.nanpercentile(speed, 95) if np.isfinite(speed).any() else 1.0
+        lw = 0.5 + 1.5 * np.clip(np.nan_to_num(speed) / (top or 1.0), 0, 1)
+        # NaN (masked) grid points stop streamlines, so none are drawn where there are no cells.
+        ax.streamplot(
+            xx,
+            yy,
+            np.ma.masked_invalid(u),
+            np.ma.masked_invalid(w),
+            density=density,
+            color=arrow_color,
+            linewidth=lw,
+            arrowsize=1.0,
+            zorder=3,
+        )
+    else:
+        ok = np.isfinite(u)
+        # The fastest arrows (95th percentile) span ~0.9 grid spacings, so arrows never overlap.
+        spacing = min(xx[0, 1] - xx[0, 0], yy[1, 0] - yy[0, 0])
+        top = np.nanpercentile(speed, 95) if ok.any() else 1.0
+        ax.quiver(
+            xx[ok],
+            yy[ok],
+            u[ok],
+            w[ok],
+            color=arrow_color,
+            angles="xy",
+            zorder=3,
+            scale_units="xy",
+            scale=(top or 1.0) / (0.9 * spacing),
+            width=0.0035,
+            headwidth=4,
+            headlength=4.5,
+            pivot="middle",
+        )
+    ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+    ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+    style_embedding_axes(ax, emap.axis_labels)
+    if title is None:
+        where = "" if emap.linear else ", kNN-mapped"
+        cells = "observed" if observed else "predicted"
+        title = (
+            f"velocity at {time_key} {format_time(time)} ({model.method}{where})\n"
+            f"over the {cells} cells at {format_time(time)}"
+        )
+    ax.set_title(title)
+    return finish(ax, show=show, save=save)

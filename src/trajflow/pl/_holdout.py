@@ -1,0 +1,406 @@
+"""Predicted populations: on their own over the observed cells, or against a held-out time point."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import matplotlib.pyplot as plt
+import numpy as np
+from anndata import AnnData
+from matplotlib.axes import Axes
+from matplotlib.colors import Colormap
+from matplotlib.figure import Figure, SubFigure
+from matplotlib.lines import Line2D
+from scipy.stats import gaussian_kde, wasserstein_distance
+
+from .._anndata import Standardizer, get_representation
+from ..metrics import wasserstein
+from ._flow import _scatter_background
+from ._utils import (
+    BACKGROUND_COLOR,
+    OBSERVED_COLOR,
+    PREDICTED_COLOR,
+    EmbeddingMap,
+    TimeColors,
+    basis_label,
+    cell_times,
+    finish,
+    format_time,
+    model_or_prediction,
+    new_axes,
+    point_size,
+    prediction_keys,
+    style_embedding_axes,
+)
+
+if TYPE_CHECKING:
+    from .._model import TrajectoryModel
+
+
+def _resolve_prediction(
+    obj: TrajectoryModel | AnnData,
+    *,
+    time: float | None,
+    source_time: float | None,
+    n_cells: int | None,
+    seed: int,
+    time_key: str | None,
+    use_rep: str | None,
+    default_to_holdout: bool,
+) -> tuple[AnnData, float, str, str, list[float] | None, TrajectoryModel | None]:
+    """``(prediction, time, time_key, use_rep, trained_times, model)`` from a model or a
+    prediction AnnData."""
+    model, pred = model_or_prediction(obj)
+    if model is not None:
+        if time is None:
+            if default_to_holdout and model.holdout:
+                time = model.holdout[0]
+            else:
+                raise ValueError(
+                    "Pass time=: the time point to predict"
+                    + (
+                        " (the model has no held-out time point to default to)."
+                        if default_to_holdout
+                        else "."
+                    )
+                )
+        pred = model.predict(float(time), source_time=source_time, n_cells=n_cells, seed=seed)
+        return pred, float(time), model.time_key, model.use_rep, model.times, model
+    time_key, use_rep = prediction_keys(pred, time_key, use_rep)
+    if use_rep not in pred.obsm:
+        raise KeyError(f"The prediction has no obsm[{use_rep!r}].")
+    if time is None:
+        values = np.unique(np.asarray(pred.obs[time_key], dtype=float))
+        if len(values) != 1:
+            raise ValueError(f"The prediction holds several times {values.tolist()}; pass time=.")
+        time = float(values[0])
+    return pred, float(time), time_key, use_rep, None, None
+
+
+def prediction(
+    model_or_prediction: TrajectoryModel | AnnData,
+    adata: AnnData,
+    *,
+    time: float | None = None,
+    basis: str | None = None,
+    components: Sequence[int] = (1, 2),
+    source_time: float | None = None,
+    n_cells: int | None = None,
+    seed: int = 0,
+    time_key: str | None = None,
+    use_rep: str | None = None,
+    n_neighbors: int = 15,
+    cmap: str | Colormap | None = None,
+    lightness: float = 0.55,
+    size: float | None = None,
+    color: str = PREDICTED_COLOR,
+    title: str | None = None,
+    ax: Axes | None = None,
+    show: bool | None = None,
+    save: str | os.PathLike | None = None,
+) -> Axes:
+    """Predicted cells at one time, drawn over the observed cells of every time point.
+
+    Use it for times that were never measured. Observed cells are a light background coloured by
+    time (colour bar with the real time values); predicted cells are drawn on top in ``color``.
+
+    Parameters
+    ----------
+    model_or_prediction
+        A fitted :class:`~trajflow.TrajectoryModel` (``model.predict(time)`` is called), or the
+        AnnData that :meth:`~trajflow.TrajectoryModel.predict` returned.
+    adata
+        The observed cells, with the time column and ``obsm[use_rep]``. Not modified.
+    time
+        Time to predict (required with a model; read from a prediction).
+    basis, components, n_neighbors
+        As in :func:`trajflow.pl.trajectories`: the model's representation (exact), or any 2-D
+        ``obsm`` embedding such as ``'umap'``, onto which predicted cells are placed by a kNN
+        regression from the representation fitted on ``adata``'s cells
+        (:class:`~trajflow.pl.EmbeddingMap`).
+    source_time, n_cells, seed
+        Passed to :meth:`~trajflow.TrajectoryModel.predict` (with a model).
+    time_key, use_rep
+        With a prediction AnnData: its time column and ``obsm`` key (inferred by default).
+    cmap, lightness, size
+        Background colours (time colour map, blend towards white, marker area).
+    color
+        Colour of predicted cells.
+    title, ax, show, save
+        As in :func:`trajflow.pl.trajectories`.
+
+    Returns
+    -------
+    The Axes.
+    """
+    pred, time, time_key, use_rep, _, _ = _resolve_prediction(
+        model_or_prediction,
+        time=time,
+        source_time=source_time,
+        n_cells=n_cells,
+        seed=seed,
+        time_key=time_key,
+        use_rep=use_rep,
+        default_to_holdout=False,
+    )
+    x_pred = np.asarray(pred.obsm[use_rep], dtype=float)
+    emap = EmbeddingMap.fit(
+        adata,
+        use_rep=use_rep,
+        n_dims=x_pred.shape[1],
+        basis=basis,
+        components=components,
+        n_neighbors=n_neighbors,
+    )
+    times = cell_times(adata, time_key)
+    tc = TimeColors.make(np.unique(times), time_key, cmap)
+    ax = new_axes(ax)
+    _scatter_background(
+        ax,
+        adata,
+        emap,
+        tc,
+        times,
+        color=time_key,
+        time_key=time_key,
+        lightness=lightness,
+        size=size,
+        seed=seed,
+    )
+    xy = emap.transform(x_pred)
+    ax.scatter(
+        xy[:, 0],
+        xy[:, 1],
+        s=point_size(len(xy), 0.45),
+        c=color,
+        edgecolors="black",
+        linewidths=0.2,
+        alpha=0.75,
+        zorder=3,
+        rasterized=True,
+    )
+    ax.legend(
+        handles=[
+            Line2D(
+                [],
+                [],
+                ls="",
+                marker="o",
+                color=color,
+                markeredgecolor="black",
+                markeredgewidth=0.4,
+                label=f"predicted, {time_key} {format_time(time)} (n={len(xy)})",
+            )
+        ],
+        loc="best",
+        fontsize="small",
+        framealpha=0.85,
+    )
+    style_embedding_axes(ax, emap.axis_labels)
+    if title is None:
+        where = "" if emap.linear else " (kNN-mapped)"
+        title = f"predicted cells at {time_key} {format_time(time)}{where}"
+    ax.set_title(title)
+    return finish(ax, show=show, save=save)
+
+
+def holdout(
+    model_or_prediction: TrajectoryModel | AnnData,
+    adata: AnnData,
+    *,
+    time: float | None = None,
+    basis: str | None = None,
+    components: Sequence[int] = (1, 2),
+    dims: Sequence[int] | None = None,
+    source_time: float | None = None,
+    seed: int = 0,
+    time_key: str | None = None,
+    use_rep: str | None = None,
+    n_neighbors: int = 15,
+    fig: Figure | SubFigure | None = None,
+    figsize: tuple[float, float] | None = None,
+    title: str | None = None,
+    show: bool | None = None,
+    save: str | os.PathLike | None = None,
+) -> Figure | SubFigure:
+    """Predicted vs observed population at a held-out time point.
+
+    Left: a 2-D overlay of the observed cells at ``time`` and the predicted ones (all other cells
+    light grey for context). Right: per-dimension marginal densities (Gaussian KDE), observed
+    filled, predicted as a line, each with its 1-D W1. The title gives W1 between the predicted
+    and observed populations, scored as in :func:`trajflow.benchmark.leave_one_out`: exact W1
+    (Euclidean ground cost) on the model's ``n_dims`` dimensions standardised over all of
+    ``adata``'s cells, so it matches the benchmark table.
+
+    Parameters
+    ----------
+    model_or_prediction
+        A fitted :class:`~trajflow.TrajectoryModel` (every cell of the previous trained time point
+        is pushed to ``time``, as in the benchmark), or the AnnData that
+        :meth:`~trajflow.TrajectoryModel.predict` returned.
+    adata
+        The observed cells, including those at ``time``. Not modified.
+    time
+        Held-out time. Default: the model's first held-out time point.
+    basis, components, n_neighbors
+        The 2-D overlay's basis, as in :func:`trajflow.pl.trajectories` (kNN-mapped for a
+        non-linear embedding such as ``'umap'``; observed cells keep their own embedding
+        positions).
+    dims
+        0-based representation dimensions for the marginal panels. Default: the first
+        ``min(n_dims, 6)``.
+    source_time, seed
+        Passed to :meth:`~trajflow.TrajectoryModel.predict` (with a model).
+    time_key, use_rep
+        With a prediction AnnData: its time column and ``obsm`` key (inferred by default).
+    fig
+        Draw into this Figure or SubFigure (must be empty); a new figure is made otherwise.
+    figsize
+        Size of a new figure.
+    title, show, save
+        Suptitle (default: time and W1), ``plt.show()``, path to save to.
+
+    Returns
+    -------
+    The Figure (or SubFigure). ``fig.axes[0]`` is the overlay, then one Axes per marginal.
+    """
+    pred, time, time_key, use_rep, trained, _ = _resolve_prediction(
+        model_or_prediction,
+        time=time,
+        source_time=source_time,
+        n_cells=None,
+        seed=seed,
+        time_key=time_key,
+        use_rep=use_rep,
+        default_to_holdout=True,
+    )
+    x_pred = np.asarray(pred.obsm[use_rep], dtype=float)
+    n_dims = x_pred.shape[1]
+    times = cell_times(adata, time_key)
+    hit = np.isclose(times, time, rtol=1e-9, atol=1e-9)
+    if not hit.any():
+        raise ValueError(
+            f"adata has no cells at {time_key}={format_time(time)} to compare with (observed: "
+            f"{[format_time(t) for t in np.unique(times)]}). Use trajflow.pl.prediction to show "
+            "predicted cells at an unmeasured time."
+        )
+    rep = get_representation(adata, use_rep, n_dims, allow_pca=False)
+    scorer = Standardizer.fit(rep)
+    z_obs, z_pred = scorer.transform(rep[hit]), scorer.transform(x_pred)
+    w1 = wasserstein(z_pred, z_obs, p=1)
+    dims = list(range(min(n_dims, 6))) if dims is None else [int(d) for d in dims]
+    if not dims or min(dims) < 0 or max(dims) >= n_dims:
+        raise ValueError(f"dims must be 0-based dimensions below n_dims={n_dims}, got {dims}.")
+
+    if fig is None:
+        fig = plt.figure(figsize=figsize or (10.5, 4.8), layout="constrained")
+    left, right = fig.subfigures(1, 2, width_ratios=[1.1, 1.0])
+    ax = left.subplots()
+    emap = EmbeddingMap.fit(
+        adata,
+        use_rep=use_rep,
+        n_dims=n_dims,
+        basis=basis,
+        components=components,
+        n_neighbors=n_neighbors,
+    )
+    others = emap.coords[~hit]
+    ax.scatter(
+        others[:, 0],
+        others[:, 1],
+        s=point_size(adata.n_obs),
+        c=BACKGROUND_COLOR,
+        linewidths=0,
+        rasterized=True,
+        zorder=1,
+    )
+    xy_obs, xy_pred = emap.coords[hit], emap.transform(x_pred)
+    both = np.concatenate([xy_obs, xy_pred])
+    cols = np.array([OBSERVED_COLOR] * len(xy_obs) + [PREDICTED_COLOR] * len(xy_pred))
+    order = np.random.default_rng(seed).permutation(
+        len(both)
+    )  # interleave: neither hides the other
+    ax.scatter(
+        both[order, 0],
+        both[order, 1],
+        c=cols[order],
+        s=point_size(len(both), 1.2),
+        linewidths=0,
+        alpha=0.55,
+        rasterized=True,
+        zorder=2,
+    )
+    src = pred.obs["source_time"].iloc[0] if "source_time" in pred.obs else None
+    from_txt = "" if src is None else f" from {format_time(src)}"
+    handles = [
+        Line2D(
+            [], [], ls="", marker="o", color=OBSERVED_COLOR, label=f"observed (n={len(xy_obs)})"
+        ),
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker="o",
+            color=PREDICTED_COLOR,
+            label=f"predicted{from_txt} (n={len(xy_pred)})",
+        ),
+        Line2D([], [], ls="", marker="o", color=BACKGROUND_COLOR, label="other time points"),
+    ]
+    ax.legend(handles=handles, loc="best", fontsize="small", framealpha=0.85)
+    style_embedding_axes(ax, emap.axis_labels)
+    ax.set_title("kNN-mapped overlay" if not emap.linear else "overlay", fontsize="medium")
+    ax.set_gid("overlay")
+
+    ncols = 2 if len(dims) > 2 else 1
+    nrows = math.ceil(len(dims) / ncols)
+    axes = np.atleast_1d(right.subplots(nrows, ncols)).ravel()
+    prefix = basis_label(use_rep)
+    for a, d in zip(axes, dims, strict=False):
+        o, p = z_obs[:, d], z_pred[:, d]
+        lo, hi = np.percentile(np.concatenate([o, p]), [0.5, 99.5])
+        span = hi - lo or 1.0
+        grid = np.linspace(lo - 0.1 * span, hi + 0.1 * span, 200)
+        for values, col, filled in ((o, OBSERVED_COLOR, True), (p, PREDICTED_COLOR, False)):
+            dens = gaussian_kde(values)(grid) if np.std(values) > 0 else np.zeros_like(grid)
+            if filled:
+                a.fill_between(grid, dens, color=col, alpha=0.3, linewidth=0)
+            a.plot(grid, dens, color=col, lw=1.5 if not filled else 1.0)
+        a.set_xlabel(f"{prefix}{d + 1} (standardised)", fontsize="small")
+        a.set_yticks([])
+        a.tick_params(labelsize="x-small")
+        for side in ("top", "right", "left"):
+            a.spines[side].set_visible(False)
+        a.text(
+            0.98,
+            0.95,
+            f"W1 {wasserstein_distance(p, o):.2f}",
+            transform=a.transAxes,
+            ha="right",
+            va="top",
+            fontsize="x-small",
+        )
+    for a in axes[len(dims) :]:
+        a.axis("off")
+    if len(axes) > len(dims):
+        axes[-1].legend(
+            handles=handles[:2],
+            loc="center",
+            fontsize="small",
+            frameon=False,
+            title="marginal densities",
+            title_fontsize="small",
+        )
+    if title is None:
+        in_training = trained is not None and any(np.isclose(time, t) for t in trained)
+        what = (
+            f"{time_key} {format_time(time)}"
+            if in_training
+            else f"held-out {time_key} {format_time(time)}"
+        )
+        status = " (not held out: used in training)" if in_training else ""
+        title = f"{what}: predicted vs observed, W1 = {w1:.3f} ({n_dims} standardised dims){status}"
+    fig.suptitle(title)
+    return finish(fig, show=show, save=save)

@@ -1,0 +1,305 @@
+"""Shared plumbing for :mod:`trajflow.pl`: bases and the kNN embedding map, time colours, finishing.
+
+Nothing here writes into the user's AnnData.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from anndata import AnnData
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colorbar import Colorbar
+from matplotlib.colors import Colormap, Normalize
+from matplotlib.figure import Figure, SubFigure
+from sklearn.neighbors import KNeighborsRegressor
+
+from .._anndata import get_representation, parse_times
+
+if TYPE_CHECKING:
+    from .._model import TrajectoryModel
+
+#: Axis-label prefixes for common ``obsm`` keys (scanpy's conventions).
+_BASIS_LABELS = {
+    "X_pca": "PC",
+    "X_umap": "UMAP",
+    "X_tsne": "tSNE",
+    "X_diffmap": "DC",
+    "X_phate": "PHATE",
+    "X_draw_graph_fa": "FA",
+    "X_draw_graph_fr": "FR",
+    "X_spring": "SPRING",
+    "X": "X",
+}
+
+DEFAULT_CMAP = "viridis"
+OBSERVED_COLOR = "#3b4cc0"
+PREDICTED_COLOR = "#e66101"
+BACKGROUND_COLOR = "#d9d9d9"
+
+
+def basis_label(key: str) -> str:
+    """``'X_umap'`` -> ``'UMAP'``, ``'X_pca'`` -> ``'PC'``, ``'X_latent'`` -> ``'latent'``."""
+    if key in _BASIS_LABELS:
+        return _BASIS_LABELS[key]
+    return key[2:] if key.startswith("X_") else key
+
+
+def obsm_key(adata: AnnData, basis: str) -> str:
+    """Resolve a scanpy-style basis name (``'umap'`` or ``'X_umap'``) to an ``obsm`` key."""
+    if basis == "X" or basis in adata.obsm:
+        return basis
+    if f"X_{basis}" in adata.obsm:
+        return f"X_{basis}"
+    keys = ", ".join(map(repr, adata.obsm.keys())) or "none"
+    raise KeyError(
+        f"basis={basis!r} is neither an obsm key nor a scanpy basis name (available obsm keys: "
+        f"{keys}). Compute it first, e.g. sc.tl.umap(adata), or pass basis=None for the model's "
+        "representation."
+    )
+
+
+def _as_array(x: Any) -> np.ndarray:
+    if hasattr(x, "toarray"):
+        x = x.toarray()
+    return np.asarray(x, dtype=np.float64)
+
+
+@dataclass
+class EmbeddingMap:
+    """How points of the model's representation space are placed on a 2-D plotting basis.
+
+    * When the basis *is* the model's representation (``basis=None``, or e.g. ``'pca'`` for a model
+      fitted with ``use_rep='X_pca'``), the map is exact and linear: it picks two coordinates.
+    * For any other ``obsm`` embedding (``X_umap``, ``X_tsne``, ``X_phate``...), which is a
+      non-linear function of the cells that no formula extends to new points, the map is *fitted*:
+      a k-nearest-neighbour regression (:class:`sklearn.neighbors.KNeighborsRegressor`,
+      inverse-distance weights, Euclidean distance) from the representation (first ``n_dims``
+      columns of ``obsm[use_rep]``) to the embedding, trained on the observed cells of ``adata``.
+      A new point lands at the distance-weighted average embedding position of its
+      ``n_neighbors`` nearest observed cells; an observed cell lands exactly on itself. Points far
+      from every observed cell are pulled onto the observed manifold, so read positions on a
+      UMAP qualitatively, and use the representation basis for distances.
+
+    Create one with :meth:`fit`.
+
+    Attributes
+    ----------
+    key
+        ``obsm`` key of the basis.
+    components
+        The two (0-based) columns of the basis that are plotted.
+    coords
+        Plotted positions of ``adata``'s cells, shape ``(n_obs, 2)``.
+    linear
+        Whether the map is the exact coordinate projection (no regression).
+    regressor
+        The fitted :class:`~sklearn.neighbors.KNeighborsRegressor`, or ``None`` when ``linear``.
+    """
+
+    key: str
+    components: tuple[int, int]
+    coords: np.ndarray
+    linear: bool
+    regressor: KNeighborsRegressor | None = None
+
+    @classmethod
+    def fit(
+        cls,
+        adata: AnnData,
+        *,
+        use_rep: str,
+        n_dims: int,
+        basis: str | None = None,
+        components: Sequence[int] = (1, 2),
+        n_neighbors: int = 15,
+    ) -> EmbeddingMap:
+        """Build the map from the representation (``obsm[use_rep][:, :n_dims]``) to ``basis``.
+
+        Parameters
+        ----------
+        adata
+            The observed cells; read, never modified.
+        use_rep, n_dims
+            The model's representation (``model.use_rep``, ``model.n_dims``).
+        basis
+            ``obsm`` key or scanpy basis name (``'umap'``); ``None`` for the representation.
+        components
+            The two basis columns to plot, 1-based as in scanpy (``(1, 2)`` is PC1/PC2).
+        n_neighbors
+            Neighbours of the kNN regression (non-linear bases only).
+        """
+        comps = _check_components(components)
+        rep = get_representation(adata, use_rep, n_dims, allow_pca=False)
+        key = use_rep if basis is None else obsm_key(adata, basis)
+        if key == use_rep:
+            if max(comps) >= n_dims:
+                raise ValueError(
+                    f"components={tuple(components)} asks for dimension {max(comps) + 1} of "
+                    f"{use_rep!r}, but the model only uses its first {n_dims}."
+                )
+            return cls(key=key, components=comps, coords=rep[:, list(comps)], linear=True)
+        emb = _as_array(adata.X if key == "X" else adata.obsm[key])
+        if emb.ndim != 2 or emb.shape[1] <= max(comps):
+            raise ValueError(
+                f"obsm[{key!r}] has shape {emb.shape}; it needs at least {max(comps) + 1} columns "
+                f"for components={tuple(components)}."
+            )
+        coords = emb[:, list(comps)]
+        reg = KNeighborsRegressor(n_neighbors=min(n_neighbors, len(rep)), weights="distance")
+        reg.fit(rep, coords)
+        return cls(key=key, components=comps, coords=coords, linear=False, regressor=reg)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Place representation-space points ``(..., n_dims)`` on the basis: ``(..., 2)``."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.linear:
+            return x[..., list(self.components)]
+        flat = x.reshape(-1, x.shape[-1])
+        return self.regressor.predict(flat).reshape(*x.shape[:-1], 2)
+
+    @property
+    def axis_labels(self) -> tuple[str, str]:
+        prefix = basis_label(self.key)
+        return tuple(f"{prefix}{c + 1}" for c in self.components)  # type: ignore[return-value]
+
+
+def _check_components(components: Sequence[int]) -> tuple[int, int]:
+    comps = tuple(int(c) for c in components)
+    if len(comps) != 2 or min(comps) < 1 or comps[0] == comps[1]:
+        raise ValueError(
+            f"components must be two different 1-based column numbers, e.g. (1, 2); got {components!r}."
+        )
+    return comps[0] - 1, comps[1] - 1
+
+
+# --------------------------------------------------------------------------- time colours
+@dataclass
+class TimeColors:
+    """A colour scale over real time values, shared by cells, paths and the colour bar."""
+
+    times: list[float]
+    cmap: Colormap
+    norm: Normalize
+    label: str
+
+    @classmethod
+    def make(
+        cls, times: Sequence[float], label: str, cmap: str | Colormap | None = None
+    ) -> TimeColors:
+        times = sorted({float(t) for t in times})
+        lo, hi = times[0], times[-1]
+        if hi == lo:
+            hi = lo + 1.0
+        cm = colormaps[cmap or DEFAULT_CMAP] if not isinstance(cmap, Colormap) else cmap
+        return cls(times=times, cmap=cm, norm=Normalize(lo, hi), label=label)
+
+    def __call__(self, t: float | np.ndarray) -> np.ndarray:
+        return self.cmap(self.norm(np.asarray(t, dtype=float)))
+
+    def colorbar(self, ax: Axes, *, alpha: float = 1.0, **kwargs: Any) -> Colorbar:
+        """A colour bar labelled with the time key and ticked at the observed time points."""
+        sm = ScalarMappable(norm=self.norm, cmap=self.cmap)
+        cbar = ax.figure.colorbar(sm, ax=ax, pad=0.02, fraction=0.05, **kwargs)
+        cbar.set_label(self.label)
+        ticks = self.times if len(self.times) <= 12 else None
+        if ticks is not None:
+            cbar.set_ticks(ticks)
+            cbar.set_ticklabels([format_time(t) for t in ticks])
+        cbar.solids.set_alpha(alpha)
+        cbar.outline.set_visible(False)
+        return cbar
+
+
+def format_time(t: float) -> str:
+    """``2.0`` -> ``'2'``, ``0.333333`` -> ``'0.333'``."""
+    return f"{float(t):.4g}" if float(t) != int(t) else f"{int(t)}"
+
+
+def lighten(colors: np.ndarray, amount: float) -> np.ndarray:
+    """Blend RGBA colours towards white by ``amount`` (0 keeps them, 1 gives white)."""
+    out = np.array(colors, dtype=float, copy=True)
+    out[..., :3] = out[..., :3] + (1.0 - out[..., :3]) * amount
+    return out
+
+
+def point_size(n: int, scale: float = 1.0) -> float:
+    """Scanpy-like default marker area for ``n`` points."""
+    return float(np.clip(60_000 / max(n, 1), 2.0, 30.0) * scale)
+
+
+def cell_times(adata: AnnData, time_key: str) -> np.ndarray:
+    """``obs[time_key]`` as floats (categorical labels that parse as numbers are accepted)."""
+    return parse_times(adata, time_key)
+
+
+# --------------------------------------------------------------------------- axes
+def new_axes(ax: Axes | None, figsize: tuple[float, float] = (5.6, 4.6)) -> Axes:
+    if ax is not None:
+        return ax
+    _, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return ax
+
+
+def style_embedding_axes(ax: Axes, labels: tuple[str, str], *, frameless: bool = True) -> None:
+    """Scanpy look: labelled axes, no tick labels (coordinates carry no units), light frame."""
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if frameless:
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+
+
+def finish(
+    obj: Axes | Figure | SubFigure, *, show: bool | None, save: str | os.PathLike | None
+) -> Axes | Figure | SubFigure:
+    """Save and/or show when asked, and return ``obj``; by default nothing is shown or saved."""
+    fig = obj
+    while not isinstance(fig, Figure):  # Axes or SubFigure -> the root Figure
+        fig = fig.figure
+    if save is not None:
+        fig.savefig(save, dpi=150, bbox_inches="tight")
+    if show:
+        plt.show()
+    return obj
+
+
+def model_or_prediction(
+    obj: TrajectoryModel | AnnData,
+) -> tuple[TrajectoryModel | None, AnnData | None]:
+    from .._model import TrajectoryModel
+
+    if isinstance(obj, TrajectoryModel):
+        return obj, None
+    if isinstance(obj, AnnData):
+        return None, obj
+    raise TypeError(
+        f"Expected a TrajectoryModel or the AnnData returned by model.predict(), got "
+        f"{type(obj).__name__}."
+    )
+
+
+def prediction_keys(pred: AnnData, time_key: str | None, use_rep: str | None) -> tuple[str, str]:
+    """Infer ``(time_key, use_rep)`` of an AnnData written by ``TrajectoryModel.predict``."""
+    if use_rep is None:
+        if len(pred.obsm) != 1:
+            raise ValueError(
+                f"Cannot tell which obsm key of the prediction holds the positions "
+                f"({list(pred.obsm.keys())}); pass use_rep=."
+            )
+        use_rep = next(iter(pred.obsm.keys()))
+    if time_key is None:
+        candidates = [c for c in pred.obs.columns if c not in ("source_time", "source_cell")]
+        if not candidates:
+            raise ValueError("Cannot tell the time column of the prediction; pass time_key=.")
+        time_key = candidates[0]
+    return time_key, use_rep
