@@ -6,6 +6,16 @@ Three kinds, as in conditional flow matching (Tong et al. 2023):
 - ``exact``: the exact optimal-transport plan for the squared Euclidean cost (OT-CFM);
 - ``entropic``: the entropic OT plan with regularisation ``reg`` (SB-CFM, ``reg = 2 sigma^2``).
 
+Two options model cells that divide and die between time points, which balanced OT gets wrong
+(it must send every source cell's mass somewhere and fill every target cell):
+
+- per-cell ``source_weights`` / ``target_weights`` (e.g. growth weights ``g_i ** dt``, as
+  Waddington-OT does): the marginals of the plan become proportional to them;
+- ``reg_m`` (unbalanced OT, Chizat et al. 2018): the marginal constraints are relaxed to a KL
+  penalty of weight ``reg_m``, so mass may be created or destroyed. Solved by log-domain
+  unbalanced Sinkhorn with the objective of POT's
+  ``ot.unbalanced.sinkhorn_unbalanced(a, b, M, reg, reg_m)`` (``reg_type="kl"``).
+
 For populations small enough, the plan between the *whole* populations is solved once and
 index pairs are drawn from it on the device at every step (no per-step solver, no host round
 trip). For large populations a fresh plan is solved on every minibatch instead, as TorchCFM does.
@@ -37,31 +47,79 @@ def _sq_cost(x0: Tensor, x1: Tensor) -> Tensor:
     return torch.cdist(x0, x1).pow(2)
 
 
-def exact_ot_plan(x0: Tensor, x1: Tensor, *, num_iter_max: int = 10_000_000) -> Tensor:
-    """Exact OT plan (uniform weights, squared Euclidean cost), solved by POT's network simplex.
+#: Entropic regularisation used for ``kind="exact"`` with ``reg_m`` (unbalanced OT has no fast
+#: exact solver); small next to typical squared distances between standardised cells.
+UNBALANCED_EXACT_REG = 0.1
 
+
+def _as_weights(w: Tensor | np.ndarray | None, n: int, name: str) -> np.ndarray | None:
+    """Validate per-cell weights and normalise them to sum to one (``None`` stays ``None``)."""
+    if w is None:
+        return None
+    w = w.detach().cpu().numpy() if isinstance(w, Tensor) else np.asarray(w)
+    w = w.astype(np.float64).ravel()
+    if w.shape != (n,):
+        raise ValueError(f"{name} must have one weight per cell ({n}), got shape {w.shape}.")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(f"{name} must be finite, non-negative and not all zero.")
+    return w / w.sum()
+
+
+def exact_ot_plan(
+    x0: Tensor,
+    x1: Tensor,
+    *,
+    num_iter_max: int = 10_000_000,
+    a: Tensor | np.ndarray | None = None,
+    b: Tensor | np.ndarray | None = None,
+) -> Tensor:
+    """Exact OT plan (squared Euclidean cost), solved by POT's network simplex.
+
+    ``a`` / ``b`` are optional source / target weights (default uniform; normalised to sum 1).
     The solver runs on the CPU in float64; the plan is returned on ``x0``'s device.
     """
-    a = x0.detach().double().cpu().numpy()
-    b = x1.detach().double().cpu().numpy()
-    cost = ot.dist(a, b)  # squared Euclidean
-    plan = ot.emd(ot.unif(len(a)), ot.unif(len(b)), cost, numItermax=num_iter_max)
+    p = x0.detach().double().cpu().numpy()
+    q = x1.detach().double().cpu().numpy()
+    cost = ot.dist(p, q)  # squared Euclidean
+    wa = _as_weights(a, len(p), "a")
+    wb = _as_weights(b, len(q), "b")
+    plan = ot.emd(
+        ot.unif(len(p)) if wa is None else wa,
+        ot.unif(len(q)) if wb is None else wb,
+        cost,
+        numItermax=num_iter_max,
+    )
     return torch.as_tensor(plan, dtype=torch.float32, device=x0.device)
 
 
+def _log_weights(w: Tensor | np.ndarray | None, n: int, name: str, like: Tensor) -> Tensor:
+    wn = _as_weights(w, n, name)
+    if wn is None:
+        return torch.full((n,), -np.log(n), dtype=like.dtype, device=like.device)
+    return torch.as_tensor(wn, dtype=like.dtype, device=like.device).log()
+
+
 def entropic_ot_plan(
-    x0: Tensor, x1: Tensor, reg: float, *, n_iter: int = 2000, tol: float = 1e-6
+    x0: Tensor,
+    x1: Tensor,
+    reg: float,
+    *,
+    n_iter: int = 2000,
+    tol: float = 1e-6,
+    a: Tensor | np.ndarray | None = None,
+    b: Tensor | np.ndarray | None = None,
 ) -> Tensor:
     """Entropic OT plan by log-domain Sinkhorn in torch, on ``x0``'s device.
 
-    ``reg`` is the entropic regularisation in units of the squared Euclidean cost.
+    ``reg`` is the entropic regularisation in units of the squared Euclidean cost. ``a`` / ``b``
+    are optional source / target weights (default uniform; normalised to sum 1).
     """
     if reg <= 0:
         raise ValueError(f"Entropic regularisation must be positive, got {reg}.")
     cost = _sq_cost(x0.double(), x1.double())
     n, m = cost.shape
-    log_a = torch.full((n,), -np.log(n), dtype=cost.dtype, device=cost.device)
-    log_b = torch.full((m,), -np.log(m), dtype=cost.dtype, device=cost.device)
+    log_a = _log_weights(a, n, "a", cost)
+    log_b = _log_weights(b, m, "b", cost)
     f = torch.zeros_like(log_a)
     g = torch.zeros_like(log_b)
     k = -cost / reg
@@ -76,15 +134,87 @@ def entropic_ot_plan(
     return plan.float()
 
 
-class IndependentCoupling:
-    """Uniform, independent pairs (the I-CFM coupling)."""
+def unbalanced_ot_plan(
+    x0: Tensor,
+    x1: Tensor,
+    reg: float,
+    reg_m: float,
+    *,
+    a: Tensor | np.ndarray | None = None,
+    b: Tensor | np.ndarray | None = None,
+    n_iter: int = 3000,
+    tol: float = 1e-4,
+) -> Tensor:
+    """Unbalanced entropic OT plan by log-domain Sinkhorn in torch, on ``x0``'s device.
 
-    def __init__(self, n_source: int, n_target: int, device: torch.device):
+    Minimises ``<P, C> + reg KL(P | a b^T) + reg_m KL(P 1 | a) + reg_m KL(P^T 1 | b)`` for the
+    squared Euclidean cost ``C``: the objective of POT's
+    ``ot.unbalanced.sinkhorn_unbalanced(a, b, C, reg, reg_m)`` (``reg_type="kl"``), solved in
+    the log domain so that small ``reg`` does not underflow, with epsilon scaling (the
+    regularisation is halved from the largest cost down to ``reg``, warm-starting the potentials)
+    so that small ``reg`` converges in a few hundred iterations. Each stage stops when the
+    potentials move by less than ``tol * reg`` over an iteration, or after ``n_iter`` iterations.
+
+    ``reg_m`` is the mass-relaxation parameter, in units of the cost: large values enforce the
+    marginals (``reg_m -> inf`` is balanced entropic OT); small values let the plan create and
+    destroy mass where moving it would cost more than about ``reg_m``.
+    ``a`` / ``b`` are optional source / target weights (default uniform; normalised to sum 1).
+    """
+    if not reg > 0:
+        raise ValueError(f"Entropic regularisation must be positive, got {reg}.")
+    if not reg_m > 0:
+        raise ValueError(f"The mass relaxation reg_m must be positive, got {reg_m}.")
+    cost = _sq_cost(x0.double(), x1.double())
+    n, m = cost.shape
+    log_a = _log_weights(a, n, "a", cost)
+    log_b = _log_weights(b, m, "b", cost)
+    f = torch.zeros_like(log_a)
+    g = torch.zeros_like(log_b)
+    eps = max(float(reg), float(cost.max()))
+    while True:
+        fi = 1.0 if np.isinf(reg_m) else reg_m / (reg_m + eps)
+        k = -cost / eps
+        for it in range(n_iter):
+            f_prev = f
+            f = -fi * eps * torch.logsumexp(k + (log_b + g / eps)[None, :], dim=1)
+            g = -fi * eps * torch.logsumexp(k + (log_a + f / eps)[:, None], dim=0)
+            if it % 10 == 0 and torch.max(torch.abs(f - f_prev)) < tol * eps:
+                break
+        if eps <= reg:
+            break
+        eps = max(float(reg), eps / 2)
+    plan = torch.exp(k + (log_a + f / eps)[:, None] + (log_b + g / eps)[None, :])
+    return plan.float()
+
+
+class IndependentCoupling:
+    """Independent pairs (the I-CFM coupling): uniform, or drawn in proportion to optional
+    per-cell ``source_weights`` / ``target_weights``."""
+
+    def __init__(
+        self,
+        n_source: int,
+        n_target: int,
+        device: torch.device,
+        *,
+        source_weights: Tensor | np.ndarray | None = None,
+        target_weights: Tensor | np.ndarray | None = None,
+    ):
         self.n_source, self.n_target, self.device = n_source, n_target, device
+        wa = _as_weights(source_weights, n_source, "source_weights")
+        wb = _as_weights(target_weights, n_target, "target_weights")
+        self._wa = None if wa is None else torch.as_tensor(wa, device=device)
+        self._wb = None if wb is None else torch.as_tensor(wb, device=device)
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        i = torch.randint(self.n_source, (n,), generator=generator, device=self.device)
-        j = torch.randint(self.n_target, (n,), generator=generator, device=self.device)
+        if self._wa is None:
+            i = torch.randint(self.n_source, (n,), generator=generator, device=self.device)
+        else:
+            i = torch.multinomial(self._wa, n, replacement=True, generator=generator)
+        if self._wb is None:
+            j = torch.randint(self.n_target, (n,), generator=generator, device=self.device)
+        else:
+            j = torch.multinomial(self._wb, n, replacement=True, generator=generator)
         return i, j
 
 
@@ -114,17 +244,32 @@ class PlanCoupling:
 
 class MinibatchOTCoupling:
     """A fresh OT plan on every minibatch (TorchCFM's approach); for populations too large for
-    one full plan. Draws ``n`` cells from each side, solves the plan between them and draws
-    ``n`` pairs from it."""
+    one full plan. Draws ``n`` cells from each side (in proportion to the optional weights),
+    solves the plan between them (unbalanced when ``reg_m`` is set) and draws ``n`` pairs."""
 
-    def __init__(self, x0: Tensor, x1: Tensor, kind: CouplingKind, reg: float | None = None):
-        self.x0, self.x1, self.kind, self.reg = x0, x1, kind, reg
+    def __init__(
+        self,
+        x0: Tensor,
+        x1: Tensor,
+        kind: CouplingKind,
+        reg: float | None = None,
+        *,
+        reg_m: float | None = None,
+        source_weights: Tensor | np.ndarray | None = None,
+        target_weights: Tensor | np.ndarray | None = None,
+    ):
+        self.x0, self.x1, self.kind, self.reg, self.reg_m = x0, x1, kind, reg, reg_m
         self.device = x0.device
+        self._draw = IndependentCoupling(
+            len(x0), len(x1), x0.device, source_weights=source_weights, target_weights=target_weights
+        )
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        i = torch.randint(len(self.x0), (n,), generator=generator, device=self.device)
-        j = torch.randint(len(self.x1), (n,), generator=generator, device=self.device)
-        if self.kind == "exact":
+        i, j = self._draw.sample(n, generator)
+        if self.reg_m is not None:
+            reg = UNBALANCED_EXACT_REG if self.kind == "exact" else float(self.reg)
+            plan = unbalanced_ot_plan(self.x0[i], self.x1[j], reg, float(self.reg_m))
+        elif self.kind == "exact":
             plan = exact_ot_plan(self.x0[i], self.x1[j])
         else:
             plan = entropic_ot_plan(self.x0[i], self.x1[j], float(self.reg))
@@ -140,14 +285,35 @@ def build_coupling(
     reg: float | None = None,
     strategy: CouplingStrategy = "auto",
     max_full_entries: int = MAX_FULL_PLAN_ENTRIES,
+    reg_m: float | None = None,
+    source_weights: Tensor | np.ndarray | None = None,
+    target_weights: Tensor | np.ndarray | None = None,
 ) -> Coupling:
     """Make the coupling of ``kind`` between ``x0`` and ``x1``.
 
     ``strategy="auto"`` solves the full plan once when ``len(x0) * len(x1) <= max_full_entries``
     and falls back to per-minibatch plans above that; ``"full"`` / ``"minibatch"`` force one.
+
+    ``reg_m`` (default ``None``: balanced) makes the OT coupling unbalanced with mass relaxation
+    ``reg_m`` (see :func:`unbalanced_ot_plan`); ``kind="exact"`` then uses the small entropic
+    regularisation :data:`UNBALANCED_EXACT_REG`, ``kind="entropic"`` its own ``reg``.
+    ``source_weights`` / ``target_weights`` (one non-negative weight per cell, e.g. growth
+    weights; default uniform) set the marginals the plan targets, or the sampling weights of
+    the independent coupling.
     """
+    if reg_m is not None and (
+        isinstance(reg_m, bool) or not isinstance(reg_m, int | float) or not reg_m > 0
+    ):
+        raise ValueError(f"reg_m must be a positive number or None (balanced), got {reg_m!r}.")
     if kind == "independent":
-        return IndependentCoupling(len(x0), len(x1), x0.device)
+        if reg_m is not None:
+            raise ValueError(
+                "reg_m (unbalanced OT) needs an OT coupling ('exact' or 'entropic'); the "
+                "independent coupling has no transport plan to relax."
+            )
+        return IndependentCoupling(
+            len(x0), len(x1), x0.device, source_weights=source_weights, target_weights=target_weights
+        )
     if kind not in ("exact", "entropic"):
         raise ValueError(f"Unknown coupling kind {kind!r}; use 'independent', 'exact' or 'entropic'.")
     if kind == "entropic" and (reg is None or reg <= 0):
@@ -156,6 +322,17 @@ def build_coupling(
         raise ValueError(f"Unknown coupling strategy {strategy!r}; use 'auto', 'full' or 'minibatch'.")
     full = strategy == "full" or (strategy == "auto" and len(x0) * len(x1) <= max_full_entries)
     if not full:
-        return MinibatchOTCoupling(x0, x1, kind, reg)
-    plan = exact_ot_plan(x0, x1) if kind == "exact" else entropic_ot_plan(x0, x1, float(reg))
+        return MinibatchOTCoupling(
+            x0, x1, kind, reg, reg_m=reg_m, source_weights=source_weights,
+            target_weights=target_weights,
+        )
+    if reg_m is not None:
+        ureg = UNBALANCED_EXACT_REG if kind == "exact" else float(reg)
+        plan = unbalanced_ot_plan(
+            x0, x1, ureg, float(reg_m), a=source_weights, b=target_weights
+        )
+    elif kind == "exact":
+        plan = exact_ot_plan(x0, x1, a=source_weights, b=target_weights)
+    else:
+        plan = entropic_ot_plan(x0, x1, float(reg), a=source_weights, b=target_weights)
     return PlanCoupling(plan)

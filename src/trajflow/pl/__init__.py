@@ -19,3 +19,4 @@ from ._holdout import holdout, prediction
 from ._utils import EmbeddingMap
 
 __all__ = ["EmbeddingMap", "benchmark", "holdout", "prediction", "trajectories", "velocity"]
+from ._biology import ancestors, fates, gene_trends  # noqa: F401

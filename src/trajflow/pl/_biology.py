@@ -1,0 +1,478 @@
+"""Views of :mod:`trajflow.tl` results: genes over time, fates, ancestors.
+
+They read what the tools wrote into the AnnData (``uns``/``obs``/``obsm`` keys) and never modify it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import matplotlib.pyplot as plt
+import numpy as np
+from anndata import AnnData
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from ._utils import (
+    BACKGROUND_COLOR,
+    OBSERVED_COLOR,
+    PREDICTED_COLOR,
+    EmbeddingMap,
+    finish,
+    format_time,
+    point_size,
+    style_embedding_axes,
+)
+
+
+def _result(adata: AnnData, key: str, tool: str, slot: str = "uns") -> dict[str, Any]:
+    if not isinstance(adata, AnnData):
+        raise TypeError(
+            f"Expected the AnnData annotated by trajflow.tl.{tool}, got {type(adata).__name__}."
+        )
+    if key not in adata.uns:
+        raise KeyError(
+            f"adata.uns has no {key!r}; run trajflow.tl.{tool}(model, adata, ...) first "
+            f"(or pass key= the key_added you used)."
+        )
+    return adata.uns[key]
+
+
+def _grid(n: int, ncols: int, panel: tuple[float, float]) -> tuple[Figure, list[Axes]]:
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(panel[0] * ncols, panel[1] * nrows),
+        layout="constrained",
+        squeeze=False,
+    )
+    flat = list(axes.ravel())
+    for extra in flat[n:]:
+        extra.set_visible(False)
+    return fig, flat[:n]
+
+
+# --------------------------------------------------------------------------- genes over time
+def gene_trends(
+    adata: AnnData,
+    genes: str | Sequence[str] | None = None,
+    *,
+    key: str = "trajflow_expression",
+    spread: Literal["iqr", "std"] | None = "iqr",
+    ncols: int = 3,
+    ax: Axes | None = None,
+    show: bool | None = None,
+    save: str | os.PathLike | None = None,
+) -> Axes | Figure:
+    """Mean expression of genes along time: predicted (line) and observed (points).
+
+    Reads ``adata.uns[key]`` written by :func:`trajflow.tl.predict_expression`. The line is the
+    mean over predicted cells with a band for the ``spread`` (interquartile range or ± one
+    standard deviation); points with error bars are the observed cells at each measured time
+    point (hollow for time points the model did not train on, e.g. held out). Dotted vertical
+    lines mark the measured time points; everything between them is predicted.
+
+    Parameters
+    ----------
+    adata
+        AnnData annotated by :func:`~trajflow.tl.predict_expression`.
+    genes
+        Gene(s) among those predicted. Default: all of them (up to 12).
+    key
+        The ``key_added`` used by the tool.
+    spread
+        ``"iqr"`` (25-75 % quantiles), ``"std"`` or ``None`` (means only).
+    ncols
+        Panels per row (one panel per gene) when ``ax`` is not given.
+    ax
+        Draw all genes on this Axes (one colour per gene) instead of one panel per gene.
+    show, save
+        Show the figure / save it to this path. Default: neither.
+
+    Returns
+    -------
+    The Axes when ``ax`` is given, else the Figure.
+    """
+    res = _result(adata, key, "predict_expression")
+    if spread not in ("iqr", "std", None):
+        raise ValueError(f"spread must be 'iqr', 'std' or None, got {spread!r}.")
+    names = [str(g) for g in res["genes"]]
+    if genes is None:
+        genes = names[:12]
+    elif isinstance(genes, str):
+        genes = [genes]
+    missing = [g for g in genes if g not in names]
+    if missing:
+        raise KeyError(
+            f"Gene(s) {missing} were not predicted (predicted: {names[:10]}"
+            f"{'...' if len(names) > 10 else ''}). Run trajflow.tl.predict_expression with "
+            "genes= including them."
+        )
+    times = np.asarray(res["times"], dtype=float)
+    otimes = np.asarray(res["observed_times"], dtype=float)
+    trained = np.asarray(res["trained_times"], dtype=float)
+    is_trained = np.array([np.isclose(trained, t).any() for t in otimes])
+    layer = str(res.get("layer", "X"))
+    cap = 0.012 * (max(times.max(), otimes.max()) - min(times.min(), otimes.min()) or 1.0)
+    time_key = str(res.get("time_key", "time"))
+
+    def band(prefix: str, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        mean = np.asarray(res[f"{prefix}mean"])[:, j]
+        if spread == "iqr":
+            return (
+                mean,
+                np.asarray(res[f"{prefix}q25"])[:, j],
+                np.asarray(res[f"{prefix}q75"])[:, j],
+            )
+        if spread == "std":
+            sd = np.asarray(res[f"{prefix}std"])[:, j]
+            return mean, mean - sd, mean + sd
+        return mean, mean, mean
+
+    def draw(a: Axes, gene: str, color_pred: str, color_obs: str, label: bool) -> None:
+        j = names.index(gene)
+        mean, lo, hi = band("", j)
+        if spread is not None:
+            a.fill_between(times, lo, hi, color=color_pred, alpha=0.18, linewidth=0)
+        a.plot(times, mean, color=color_pred, lw=2, label=f"{gene} predicted" if label else None)
+        omean, olo, ohi = band("observed_", j)
+        if spread is not None:  # quartiles need not contain the mean: draw them as bars
+            a.vlines(otimes, olo, ohi, color=color_obs, lw=1.2, zorder=2)
+            a.hlines(
+                np.r_[olo, ohi],
+                np.r_[otimes, otimes] - cap,
+                np.r_[otimes, otimes] + cap,
+                color=color_obs,
+                lw=1.2,
+                zorder=2,
+            )
+        for mask, face in ((is_trained, color_obs), (~is_trained, "white")):
+            if mask.any():
+                a.plot(
+                    otimes[mask],
+                    omean[mask],
+                    "o",
+                    ms=6,
+                    color=color_obs,
+                    mfc=face,
+                    mec=color_obs,
+                    zorder=3,
+                )
+
+    def decorate(a: Axes) -> None:
+        for t in otimes:
+            a.axvline(t, color="0.75", lw=0.8, ls=":", zorder=0)
+        a.set_xticks(otimes)
+        a.set_xticklabels([format_time(t) for t in otimes])
+        a.set_xlabel(time_key)
+        a.spines[["top", "right"]].set_visible(False)
+
+    spread_text = {"iqr": "band: 25-75 %", "std": "band: ± 1 sd", None: ""}[spread]
+    what = {"iqr": "25-75 %", "std": "± 1 sd", None: ""}[spread]
+    legend = [
+        Line2D(
+            [],
+            [],
+            color=PREDICTED_COLOR,
+            lw=2,
+            label="predicted mean" + (f" (band: {what} of predicted cells)" if what else ""),
+        ),
+        Line2D(
+            [],
+            [],
+            color=OBSERVED_COLOR,
+            marker="o",
+            ls="",
+            label="observed mean" + (f" (bar: {what} of cells)" if what else ""),
+        ),
+    ]
+    if (~is_trained).any():
+        legend.append(
+            Line2D(
+                [],
+                [],
+                color=OBSERVED_COLOR,
+                marker="o",
+                mfc="white",
+                ls="",
+                label="observed, not trained on",
+            )
+        )
+    if ax is not None:
+        colors = colormaps["tab10"](np.arange(len(genes)) % 10)
+        for gene, c in zip(genes, colors, strict=True):
+            draw(ax, gene, c, c, True)
+        decorate(ax)
+        ax.set_ylabel(f"expression ({layer})")
+        handles = [
+            Line2D([], [], color=c, lw=2, label=g) for g, c in zip(genes, colors, strict=True)
+        ]
+        handles.append(Line2D([], [], color="0.3", marker="o", ls="", label="observed (points)"))
+        ax.legend(handles=handles, frameon=False, fontsize="small")
+        if spread_text:
+            ax.set_title(f"line: predicted mean, {spread_text}", fontsize="small")
+        return finish(ax, show=show, save=save)
+    fig, axes = _grid(len(genes), ncols, (3.4, 2.8))
+    for a, gene in zip(axes, genes, strict=True):
+        draw(a, gene, PREDICTED_COLOR, OBSERVED_COLOR, False)
+        decorate(a)
+        a.set_title(gene, style="italic")
+        a.set_ylabel(f"expression ({layer})")
+    fig.legend(
+        handles=legend,
+        loc="outside lower center",
+        ncols=len(legend),
+        frameon=False,
+        fontsize="small",
+    )
+    mapping = res.get("mapping", "")
+    fig.suptitle(
+        "Genes over time, predicted by the flow and mapped to genes via "
+        + ("the PCA loadings" if mapping == "pca" else "a kNN average of observed cells"),
+        fontsize="medium",
+    )
+    return finish(fig, show=show, save=save)
+
+
+# --------------------------------------------------------------------------- fates
+def fates(
+    adata: AnnData,
+    *,
+    key: str = "fate_probabilities",
+    groups: str | Sequence[str] | None = None,
+    basis: str | None = None,
+    components: Sequence[int] = (1, 2),
+    cmap: str = "Reds",
+    ncols: int = 3,
+    ax: Axes | None = None,
+    show: bool | None = None,
+    save: str | os.PathLike | None = None,
+) -> Axes | Figure:
+    """Fate probabilities of the source cells, one panel per fate.
+
+    Reads ``adata.obsm[key]`` / ``adata.uns[key]`` written by
+    :func:`trajflow.tl.fate_probabilities`. Each panel colours the cells of the source time point
+    by their probability of that fate (0 to 1, shared scale), shows the observed cells of that
+    group at the target time point in blue and every other cell in light grey.
+
+    Parameters
+    ----------
+    adata
+        AnnData annotated by :func:`~trajflow.tl.fate_probabilities`.
+    key
+        The ``key_added`` used by the tool.
+    groups
+        Fate group(s) to show. Default: all.
+    basis, components
+        Where to draw: ``None`` for the model's representation (``components`` 1-based, e.g.
+        ``(1, 2)``), or an ``obsm`` embedding such as ``"umap"``.
+    cmap
+        Colour map of the probabilities.
+    ncols
+        Panels per row.
+    ax
+        Draw a single group on this Axes (``groups`` must name one).
+    show, save
+        Show the figure / save it to this path. Default: neither.
+
+    Returns
+    -------
+    The Axes when ``ax`` is given, else the Figure.
+    """
+    res = _result(adata, key, "fate_probabilities")
+    if key not in adata.obsm:
+        raise KeyError(f"adata.obsm has no {key!r}; run trajflow.tl.fate_probabilities first.")
+    all_groups = [str(g) for g in res["groups"]]
+    if groups is None:
+        groups = all_groups
+    elif isinstance(groups, str):
+        groups = [groups]
+    missing = [g for g in groups if g not in all_groups]
+    if missing:
+        raise KeyError(f"Fate group(s) {missing} not among {all_groups}.")
+    if ax is not None and len(groups) != 1:
+        raise ValueError(f"ax= draws one group; pass groups= one of {all_groups}, or no ax.")
+    emap = EmbeddingMap.fit(
+        adata,
+        use_rep=str(res["use_rep"]),
+        n_dims=int(res["n_dims"]),
+        basis=basis,
+        components=components,
+    )
+    xy = emap.coords
+    probs = np.asarray(adata.obsm[key])
+    src = ~np.isnan(probs).any(axis=1)
+    from ..tl._fates import group_labels
+
+    labels = group_labels(adata, str(res["groupby"])).to_numpy()
+    time_key = str(res["time_key"])
+    t = np.asarray(adata.obs[time_key].astype(float))
+    at_tgt = np.isclose(t, float(res["target_time"]))
+    size = point_size(adata.n_obs)
+    cm = colormaps[cmap]
+
+    def draw(a: Axes, group: str) -> Any:
+        g = all_groups.index(group)
+        a.scatter(*xy[~src].T, s=size * 0.6, c=BACKGROUND_COLOR, lw=0, rasterized=True)
+        tgt = at_tgt & (labels == group)
+        a.scatter(*xy[tgt].T, s=size * 0.6, c="#4a90d9", lw=0, alpha=0.8, rasterized=True)
+        order = np.argsort(probs[src, g])
+        sc = a.scatter(
+            *xy[src][order].T,
+            s=size,
+            c=probs[src, g][order],
+            cmap=cm,
+            vmin=0,
+            vmax=1,
+            edgecolors="0.5",
+            linewidths=0.2,
+            rasterized=True,
+        )
+        style_embedding_axes(a, emap.axis_labels)
+        a.set_title(f"fate: {group}")
+        return sc
+
+    legend = [
+        Line2D(
+            [],
+            [],
+            marker="o",
+            ls="",
+            color="#4a90d9",
+            label=f"{res['groupby']} = fate group at {time_key} {format_time(res['target_time'])}",
+        ),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            ls="",
+            color=cm(0.75),
+            mec="0.5",
+            label=f"cells at {time_key} {format_time(res['source_time'])}, coloured by P(fate)",
+        ),
+    ]
+    if ax is not None:
+        sc = draw(ax, groups[0])
+        ax.figure.colorbar(sc, ax=ax, pad=0.02, fraction=0.05, label="fate probability")
+        ax.legend(handles=legend, frameon=False, fontsize="x-small", loc="best")
+        return finish(ax, show=show, save=save)
+    fig, axes = _grid(len(groups), ncols, (3.6, 3.3))
+    sc = None
+    for a, group in zip(axes, groups, strict=True):
+        sc = draw(a, group)
+    fig.colorbar(sc, ax=axes, pad=0.02, fraction=0.04, label="fate probability")
+    fig.legend(handles=legend, loc="outside lower center", ncols=2, frameon=False, fontsize="small")
+    return finish(fig, show=show, save=save)
+
+
+# --------------------------------------------------------------------------- ancestors
+def ancestors(
+    adata: AnnData,
+    *,
+    key: str = "ancestors",
+    color: Literal["density", "probability"] = "density",
+    basis: str | None = None,
+    components: Sequence[int] = (1, 2),
+    cmap: str = "YlGnBu",
+    ax: Axes | None = None,
+    show: bool | None = None,
+    save: str | os.PathLike | None = None,
+) -> Axes:
+    """Where a group of cells came from.
+
+    Reads what :func:`trajflow.tl.ancestors` wrote. The chosen cells are drawn in orange, the
+    cells of the earlier time point coloured by the density of the traced-back cells (or their
+    ancestor probability), the traced-back positions as small black crosses, and every other
+    cell in light grey.
+
+    Parameters
+    ----------
+    adata
+        AnnData annotated by :func:`~trajflow.tl.ancestors`.
+    key
+        The ``key_added`` used by the tool.
+    color
+        ``"density"`` (``obs[f"{key}_density"]``) or ``"probability"`` (``obs[key]``).
+    basis, components
+        Where to draw: ``None`` for the model's representation (``components`` 1-based), or an
+        ``obsm`` embedding such as ``"umap"`` (traced-back positions are placed on it by a kNN
+        map, see :class:`~trajflow.pl.EmbeddingMap`).
+    cmap
+        Colour map of the earlier cells.
+    ax, show, save
+        Axes to draw on (default: a new figure); show / save it. Default: neither.
+
+    Returns
+    -------
+    The Axes.
+    """
+    res = _result(adata, key, "ancestors")
+    if color not in ("density", "probability"):
+        raise ValueError(f"color must be 'density' or 'probability', got {color!r}.")
+    col = f"{key}_density" if color == "density" else key
+    if col not in adata.obs:
+        raise KeyError(f"adata.obs has no {col!r}; run trajflow.tl.ancestors first.")
+    emap = EmbeddingMap.fit(
+        adata,
+        use_rep=str(res["use_rep"]),
+        n_dims=int(res["n_dims"]),
+        basis=basis,
+        components=components,
+    )
+    xy = emap.coords
+    values = adata.obs[col].to_numpy(dtype=float)
+    earlier = ~np.isnan(values)
+    chosen = np.isin(np.asarray(adata.obs_names), np.asarray(res["cells"]))
+    size = point_size(adata.n_obs)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.8, 4.6), layout="constrained")
+    ax.scatter(*xy[~earlier & ~chosen].T, s=size * 0.6, c=BACKGROUND_COLOR, lw=0, rasterized=True)
+    order = np.argsort(values[earlier])
+    sc = ax.scatter(
+        *xy[earlier][order].T,
+        s=size,
+        c=values[earlier][order],
+        cmap=cmap,
+        edgecolors="0.6",
+        linewidths=0.2,
+        rasterized=True,
+    )
+    ax.scatter(
+        *xy[chosen].T, s=size, c=PREDICTED_COLOR, edgecolors="0.2", linewidths=0.3, rasterized=True
+    )
+    back = emap.transform(np.asarray(res["positions"]))
+    ax.scatter(*back.T, s=max(size * 0.5, 4), marker="x", c="black", lw=0.6, alpha=0.7)
+    label = "density of traced-back cells" if color == "density" else "ancestor probability"
+    ax.figure.colorbar(
+        sc, ax=ax, pad=0.02, fraction=0.05, label=f"{label} (at {format_time(res['target_time'])})"
+    )
+    tk = str(res["time_key"])
+    handles = [
+        Line2D(
+            [],
+            [],
+            marker="o",
+            ls="",
+            color=PREDICTED_COLOR,
+            mec="0.2",
+            label=f"chosen cells ({tk} {format_time(res['source_time'])})",
+        ),
+        Line2D(
+            [],
+            [],
+            marker="x",
+            ls="",
+            color="black",
+            label=f"traced back to {tk} {format_time(res['target_time'])}",
+        ),
+    ]
+    ax.legend(handles=handles, frameon=False, fontsize="small", loc="best")
+    style_embedding_axes(ax, emap.axis_labels)
+    ax.set_title(f"Ancestors at {tk} {format_time(res['target_time'])}")
+    return finish(ax, show=show, save=save)

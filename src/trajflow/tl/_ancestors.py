@@ -1,0 +1,182 @@
+"""Ancestors: where a chosen group of cells came from, by integrating the flow backwards."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy.spatial.distance import cdist
+from sklearn.neighbors import NearestNeighbors
+
+from ._utils import (
+    cell_times,
+    check_key,
+    check_model,
+    check_neighbors,
+    log_written,
+    model_space,
+    observed_time,
+)
+
+if TYPE_CHECKING:
+    from .._model import TrajectoryModel
+
+
+def select_cells(adata: AnnData, cells: Sequence[str] | np.ndarray | pd.Series) -> np.ndarray:
+    """Boolean mask over ``adata.obs_names`` from obs names or a boolean mask."""
+    if isinstance(cells, str):
+        cells = [cells]
+    arr = np.asarray(cells)
+    if arr.dtype == bool:
+        if arr.shape != (adata.n_obs,):
+            raise ValueError(
+                f"A boolean cells mask must have one entry per cell ({adata.n_obs}), got shape "
+                f"{arr.shape}."
+            )
+        mask = arr.copy()
+    else:
+        index = pd.Index(adata.obs_names)
+        names = arr.astype(str).ravel()
+        pos = index.get_indexer(names)
+        if np.any(pos < 0):
+            missing = list(names[pos < 0][:5])
+            raise KeyError(
+                f"cells {missing} are not in adata.obs_names. Pass obs names or a boolean mask, "
+                "e.g. cells=adata.obs['leiden'] == '3'."
+            )
+        mask = np.zeros(adata.n_obs, dtype=bool)
+        mask[pos] = True
+    if not mask.any():
+        raise ValueError("cells selects no cell; pass at least one obs name or a non-empty mask.")
+    return mask
+
+
+def ancestors(
+    model: TrajectoryModel,
+    adata: AnnData,
+    *,
+    cells: Sequence[str] | np.ndarray | pd.Series,
+    target_time: float,
+    n_neighbors: int = 15,
+    key_added: str = "ancestors",
+    copy: bool = False,
+) -> AnnData | None:
+    """Where a group of cells came from: the flow integrated backwards to an earlier time point.
+
+    The chosen cells (all from one observed time point) are integrated backwards with the
+    (probability-flow) ODE to ``target_time``. Each pulled-back point spreads weight
+    ``1 / n_neighbors`` over its ``n_neighbors`` nearest observed cells at ``target_time``, which
+    gives every observed cell there an ancestor probability (summing to 1 over the time
+    point); a Gaussian kernel density of the pulled-back points (Scott's bandwidth) is evaluated
+    at the same cells. Distances are Euclidean in the model's standardised space.
+
+    Parameters
+    ----------
+    model
+        A fitted :class:`~trajflow.TrajectoryModel`.
+    adata
+        The AnnData the model was fitted on (or one with the same ``obs[time_key]`` and
+        ``obsm[use_rep]``).
+    cells
+        The group: obs names, or a boolean mask over ``adata.obs_names``
+        (``adata.obs['leiden'] == '3'``). All must be of one time point.
+    target_time
+        Earlier observed time point to trace the cells back to.
+    n_neighbors
+        Observed cells at ``target_time`` that share each pulled-back point.
+    key_added
+        Where the results go (see below).
+    copy
+        Annotate and return a copy of ``adata`` instead of writing in place.
+
+    Returns
+    -------
+    ``None``, or the annotated copy when ``copy=True``. Writes
+
+    ``adata.obs[key_added]``
+        Ancestor probability of each cell at ``target_time`` (sums to 1 there; ``NaN`` at other
+        time points).
+    ``adata.obs[f"{key_added}_density"]``
+        Kernel density of the pulled-back cells at each cell of ``target_time``, scaled to a
+        maximum of 1 (``NaN`` at other time points).
+    ``adata.uns[key_added]``
+        ``cells`` (the chosen obs names), ``positions`` (their pulled-back positions, in
+        ``obsm[use_rep]`` units, ``(n_cells, n_dims)``), ``nearest`` (the obs name of the
+        nearest observed cell at ``target_time`` for each), ``source_time``, ``target_time``,
+        ``n_neighbors``, ``bandwidth``, ``use_rep``, ``n_dims``, ``time_key``.
+
+    Examples
+    --------
+    >>> tf.tl.ancestors(model, adata, cells=adata.obs["leiden"] == "3", target_time=0)
+    >>> tf.pl.ancestors(adata)
+    """
+    model = check_model(model)
+    check_key(key_added)
+    n_neighbors = check_neighbors(n_neighbors)
+    mask = select_cells(adata, cells)
+    obs_t = cell_times(model, adata)
+    src_times = np.unique(obs_t[mask])
+    if len(src_times) > 1:
+        raise ValueError(
+            f"cells span several time points {[float(t) for t in src_times]}; pick cells of one "
+            f"time point, e.g. cells=(adata.obs['leiden'] == '3') & "
+            f"(adata.obs[{model.time_key!r}] == {float(src_times[-1]):g})."
+        )
+    src = float(src_times[0])
+    tgt = observed_time(target_time, obs_t, what="target_time", time_key=model.time_key)
+    if tgt >= src:
+        raise ValueError(
+            f"target_time={tgt:g} must be earlier than the cells' time point {src:g}; for where "
+            "cells go, use trajflow.tl.fate_probabilities."
+        )
+    model._check_time(tgt, "target_time")
+    z_all = model_space(model, adata)
+    z0 = z_all[mask]
+    back = model._push(z0, src, np.array([tgt]), sde=False, seed=0, solver=None, n_steps=None)[0]
+
+    at_tgt = np.flatnonzero(np.isclose(obs_t, tgt))
+    z_tgt = z_all[at_tgt]
+    k = min(n_neighbors, len(at_tgt))
+    idx = NearestNeighbors(n_neighbors=k).fit(z_tgt).kneighbors(back, return_distance=False)
+    prob = np.bincount(idx.ravel(), minlength=len(at_tgt)) / idx.size
+    # Gaussian KDE with Scott's rule on the pulled-back points.
+    n, d = back.shape
+    bw = float(np.mean(back.std(axis=0)) * n ** (-1.0 / (d + 4))) if n > 1 else 1.0
+    bw = bw if bw > 1e-8 else 1.0
+    sq = cdist(z_tgt, back, "sqeuclidean")
+    dens = np.exp(-0.5 * sq / bw**2).sum(axis=1)
+    dens = dens / dens.max() if dens.max() > 0 else dens
+
+    if copy:
+        adata = adata.copy()
+    names = np.asarray(adata.obs_names)
+    col = np.full(adata.n_obs, np.nan)
+    col[at_tgt] = prob
+    adata.obs[key_added] = col
+    col = np.full(adata.n_obs, np.nan)
+    col[at_tgt] = dens
+    adata.obs[f"{key_added}_density"] = col
+    adata.uns[key_added] = {
+        "cells": names[mask].astype(str),
+        "positions": model.scaler.inverse_transform(back),
+        "nearest": names[at_tgt[idx[:, 0]]].astype(str),
+        "source_time": src,
+        "target_time": tgt,
+        "n_neighbors": k,
+        "bandwidth": bw,
+        "use_rep": model.use_rep,
+        "n_dims": model.n_dims,
+        "time_key": model.time_key,
+    }
+    log_written(
+        f"ancestors at {tgt:g} of {int(mask.sum())} cells at {src:g}",
+        [
+            f"'{key_added}', ancestor probability (adata.obs)",
+            f"'{key_added}_density', density of pulled-back cells (adata.obs)",
+            f"'{key_added}', pulled-back positions and settings (adata.uns)",
+        ],
+    )
+    return adata if copy else None
