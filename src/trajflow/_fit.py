@@ -115,7 +115,12 @@ def fit_trajectories(
     method
         ``"ot-cfm"`` (exact OT couplings, straight paths), ``"sb-cfm"`` (entropic OT couplings,
         Brownian bridges; also learns the score so it can be sampled as an SDE) or ``"i-cfm"``
-        (independent couplings; the baseline).
+        (independent couplings; the baseline). Multi-marginal and metric methods
+        (:mod:`trajflow.core.multimarginal`, :mod:`trajflow.core.manifold`): ``"ot-mfm"`` (exact OT
+        pairs, paths bent toward dense regions of the training cells; Kapusniak et al. 2024),
+        ``"mmfm"`` / ``"mmfm-hermite"`` (natural / local cubic splines through chains of exact OT
+        couplings across all training time points; Rohbeck et al. 2024) and ``"mmfm-metric"``
+        (both). See ``trajflow.METHODS`` for references.
     holdout
         Time point(s) excluded from training. The pair of training time points around a gap
         covers the whole span.

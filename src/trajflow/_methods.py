@@ -20,6 +20,18 @@ class MethodSpec:
         Whether a score network is trained too, so the flow can be sampled as an SDE.
     reference
         Where the method comes from.
+    spline
+        For ``path="spline"`` (multi-marginal flow matching, :mod:`trajflow.core.multimarginal`):
+        the cubic spline through each chain of OT-coupled cells, ``"natural"`` or ``"hermite"``.
+    ema
+        Decay of an exponential moving average of the weights kept during training and used as
+        the final weights (0: none). Only used by ``path="spline"`` methods.
+    bend
+        For ``path="spline"``: bend every segment toward dense regions of the training cells
+        (metric flow matching, :mod:`trajflow.core.manifold`).
+    bend_eps
+        Floor ``eps`` of the metric ``1 / (density + eps)`` used for the bends: smaller bends
+        harder.
     """
 
     coupling: str
@@ -27,6 +39,10 @@ class MethodSpec:
     default_sigma: float
     learns_score: bool
     reference: str
+    spline: str = "natural"
+    ema: float = 0.0
+    bend: bool = False
+    bend_eps: float = 0.1
 
 
 METHODS: dict[str, MethodSpec] = {
@@ -50,6 +66,52 @@ METHODS: dict[str, MethodSpec] = {
         default_sigma=0.1,
         learns_score=False,
         reference="Lipman et al. 2023; Tong et al. 2023, I-CFM: independent couplings",
+    ),
+    "mmfm": MethodSpec(
+        coupling="exact",
+        path="spline",
+        default_sigma=0.1,
+        learns_score=False,
+        reference=(
+            "Rohbeck et al. 2024 (ICLR 2025), multi-marginal flow matching: chains of exact OT "
+            "couplings through all training time points, natural cubic-spline paths"
+        ),
+        spline="natural",
+    ),
+    "mmfm-hermite": MethodSpec(
+        coupling="exact",
+        path="spline",
+        default_sigma=0.1,
+        learns_score=False,
+        reference=(
+            "Rohbeck et al. 2024 (ICLR 2025), multi-marginal flow matching with local "
+            "(Catmull-Rom-like) cubic Hermite paths through chains of exact OT couplings"
+        ),
+        spline="hermite",
+    ),
+    "ot-mfm": MethodSpec(
+        coupling="exact",
+        path="spline",
+        default_sigma=0.1,
+        learns_score=False,
+        reference=(
+            "Kapusniak et al. 2024 (NeurIPS), metric flow matching (OT-MFM): exact OT pairs joined "
+            "by interpolants bent toward dense regions of the cells (kernel-density metric)"
+        ),
+        spline="linear",
+        bend=True,
+    ),
+    "mmfm-metric": MethodSpec(
+        coupling="exact",
+        path="spline",
+        default_sigma=0.1,
+        learns_score=False,
+        reference=(
+            "Rohbeck et al. 2024 + Kapusniak et al. 2024: natural-spline multi-marginal paths "
+            "with the OT-MFM density bend added to every segment"
+        ),
+        spline="natural",
+        bend=True,
     ),
 }
 

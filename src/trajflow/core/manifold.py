@@ -1,0 +1,134 @@
+"""Manifold-aware (metric) interpolants: paths bent toward dense regions of the observed cells.
+
+Metric flow matching (OT-MFM; Kapusniak, Potaptchik, Reu, Zhang, Tong, Bronstein, Bose & Di
+Giovanni 2024, "Metric Flow Matching for Smooth Interpolations on the Data Manifold", NeurIPS)
+replaces the straight conditional path between OT-coupled cells by
+``x_s = (1 - s) x0 + s x1 + s (1 - s) c`` and chooses the correction ``c`` to minimise the path's
+kinetic energy under a data-dependent Riemannian metric ``G(x) = I / (h(x) + eps)``, where ``h`` is
+high where cells are dense. Paths then prefer to run through populated regions of expression
+space rather than cutting across empty ones.
+
+OT-MFM learns ``c`` with a network ``phi(x0, x1, s)``. Here the couplings are full exact OT plans
+with a finite support (at most ``n + m - 1`` pairs), so ``c`` is simply optimised once *per support
+pair* before flow matching starts (a few hundred vectorised Adam steps), and ``h`` is a Gaussian
+kernel density of the training cells (all training time points), normalised to mean 1 on them,
+with a bandwidth set from nearest-neighbour distances. Everything is in standardised units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+__all__ = ["kde_metric", "optimise_bends"]
+
+
+def kde_metric(
+    reference: Tensor,
+    *,
+    bandwidth: float | None = None,
+    k: int = 10,
+    max_reference: int = 400,
+    generator: torch.Generator | None = None,
+) -> Callable[[Tensor], Tensor]:
+    """A density ``h(x)`` of the reference cells: a Gaussian kernel density normalised so that
+    its mean over the reference cells is 1.
+
+    Parameters
+    ----------
+    reference
+        ``(n, d)`` cells (all training time points).
+    bandwidth
+        Kernel width; default: the median distance of a reference cell to its ``k``-th nearest
+        neighbour among the (subsampled) reference cells.
+    k
+        Neighbour rank for the default bandwidth.
+    max_reference
+        Reference cells are subsampled uniformly to at most this many.
+    generator
+        For the subsample.
+
+    Returns
+    -------
+    A function ``h`` from ``(m, d)`` points to ``(m,)`` densities.
+    """
+    if len(reference) > max_reference:
+        idx = torch.randperm(len(reference), generator=generator, device=reference.device)
+        reference = reference[idx[:max_reference]]
+    ref = reference.float()
+    if bandwidth is None:
+        dist = torch.cdist(ref, ref)
+        kk = min(k, len(ref) - 1)
+        bandwidth = float(dist.topk(kk + 1, largest=False).values[:, kk].median())
+    bw2 = 2 * max(bandwidth, 1e-6) ** 2
+
+    ref_sq = ref.pow(2).sum(1)
+
+    def raw(x: Tensor) -> Tensor:
+        # squared distances by one matmul: much faster than cdist, forward and backward
+        sq = (x.pow(2).sum(1, keepdim=True) + ref_sq[None, :] - 2 * x @ ref.T).clamp_min(0)
+        return torch.exp(-sq / bw2).mean(dim=1)
+
+    scale = float(raw(ref).mean())
+
+    def h(x: Tensor) -> Tensor:
+        return raw(x) / scale
+
+    h.bandwidth = bandwidth  # type: ignore[attr-defined]
+    return h
+
+
+def optimise_bends(
+    x0: Tensor,
+    x1: Tensor,
+    h: Callable[[Tensor], Tensor],
+    *,
+    eps: float = 0.1,
+    n_iter: int = 60,
+    n_times: int = 8,
+    lr: float = 0.1,
+    chunk: int = 4096,
+) -> Tensor:
+    """Per-pair corrections ``c`` of the OT-MFM interpolant ``(1 - s) x0 + s x1 + s (1 - s) c``.
+
+    Minimises the discretised metric energy ``mean_s |dx/ds|^2 / (h(x_s) + eps)`` over ``c`` for
+    every pair independently (Kapusniak et al. 2024, with an RBF/KDE metric), starting at ``c = 0``
+    (the straight line).
+
+    Parameters
+    ----------
+    x0, x1
+        ``(n, d)`` paired end points.
+    h
+        Density from :func:`kde_metric`.
+    eps
+        Floor of the metric's denominator: the largest penalty factor on empty space is ``1/eps``.
+    n_iter, n_times, lr
+        Adam steps, interior quadrature times, and step size.
+    chunk
+        Pairs optimised at once.
+
+    Returns
+    -------
+    ``(n, d)`` corrections ``c``.
+    """
+    s = ((torch.arange(n_times, device=x0.device, dtype=torch.float32) + 0.5) / n_times)[
+        None, :, None
+    ]
+    out = []
+    for start in range(0, len(x0), chunk):
+        a, b = x0[start : start + chunk].float(), x1[start : start + chunk].float()
+        c = torch.zeros_like(a, requires_grad=True)
+        opt = torch.optim.Adam([c], lr=lr)
+        for _ in range(n_iter):
+            xs = (1 - s) * a[:, None] + s * b[:, None] + s * (1 - s) * c[:, None]
+            vs = (b - a)[:, None] + (1 - 2 * s) * c[:, None]
+            dens = h(xs.reshape(-1, a.shape[1])).reshape(len(a), n_times)
+            energy = (vs.pow(2).sum(-1) / (dens + eps)).mean()
+            opt.zero_grad(set_to_none=True)
+            (energy * len(a)).backward()
+            opt.step()
+        out.append(c.detach())
+    return torch.cat(out)
