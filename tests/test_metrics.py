@@ -94,3 +94,12 @@ def test_large_populations_are_subsampled_with_spread():
     assert wasserstein(a, b, max_size=300, seed=1) == wasserstein(a, b, max_size=300, seed=1)
     with pytest.raises(ValueError, match="max_size"):
         wasserstein(a, b, max_size=1)
+
+
+def test_kernel_metrics_subsample_large_inputs():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(900, 2)), rng.normal(size=(800, 2)) + [2.0, 0.0]
+    for f in (mmd, energy_distance):
+        exact, approx = f(a, b, max_size=None), f(a, b, max_size=400)
+        assert approx == pytest.approx(exact, rel=0.15)
+        assert f(a, b, max_size=400, seed=2) == f(a, b, max_size=400, seed=2)
