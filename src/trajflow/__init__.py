@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import benchmark, datasets, metrics, tl
+from . import benchmark, datasets, metrics, pl, tl
 from ._fit import fit_trajectories
 from ._methods import METHODS
 from ._model import ExtrapolationWarning, TrajectoryModel, Trajectories
@@ -26,5 +26,6 @@ __all__ = [
     "datasets",
     "fit_trajectories",
     "metrics",
+    "pl",
     "tl",
 ]
