@@ -63,6 +63,18 @@ def floors(
     return out
 
 
+def _to_markdown(table: pd.DataFrame) -> str:
+    """A pipe table (pandas' ``to_markdown`` needs the optional ``tabulate``)."""
+    cols = [table.index.name or ""] + [str(c) for c in table.columns]
+    rows = [
+        [str(i)] + ["" if pd.isna(v) else str(v) for v in r]
+        for i, r in zip(table.index, table.values, strict=True)
+    ]
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
 def markdown(results: pd.DataFrame, floor: dict[str, dict[float, tuple[float, float]]]) -> str:
     """One table per data set: W1 mean ± std over seeds per held-out time, and the noise floor."""
     lines = []
@@ -78,7 +90,7 @@ def markdown(results: pd.DataFrame, floor: dict[str, dict[float, tuple[float, fl
         lines += [
             f"### {name} (`{file}`, {n_dims} dims, seeds {', '.join(map(str, seeds))})",
             "",
-            table.to_markdown(),
+            _to_markdown(table),
             "",
         ]
     return "\n".join(lines)
