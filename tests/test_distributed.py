@@ -10,10 +10,11 @@ import sys
 import numpy as np
 import pytest
 import torch.distributed as dist
-from conftest import moving_gaussians
 
 import trajflow
 from trajflow.metrics import wasserstein
+
+from conftest import moving_gaussians
 
 pytestmark = pytest.mark.skipif(
     not dist.is_available() or not dist.is_gloo_available(), reason="torch built without gloo"

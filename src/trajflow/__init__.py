@@ -12,15 +12,15 @@ __version__ = "0.1.0"
 from . import benchmark, datasets, metrics, pl, tl
 from ._fit import fit_trajectories
 from ._methods import METHODS
-from ._model import ExtrapolationWarning, TrajectoryModel, Trajectories
+from ._model import ExtrapolationWarning, Trajectories, TrajectoryModel
 from .core import TrainingDivergedError
 
 __all__ = [
     "METHODS",
     "ExtrapolationWarning",
     "TrainingDivergedError",
-    "TrajectoryModel",
     "Trajectories",
+    "TrajectoryModel",
     "__version__",
     "benchmark",
     "datasets",

@@ -371,7 +371,8 @@ def fit_trajectories(
             spline=spec.spline,
             lr_schedule=lr_schedule,
             ema=spec.ema,
-            bend=spec.bend, bend_eps=spec.bend_eps,
+            bend=spec.bend,
+            bend_eps=spec.bend_eps,
         )
         result = train_multimarginal(
             tensors, taus, vnet, mm_config, generator=generator, progress=progress

@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="trajflow", description=__doc__)
     parser.add_argument("--version", action="version", version=f"trajflow {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what trajflow does")
     sub = parser.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("benchmark", help="leave-one-timepoint-out benchmark")
@@ -172,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
+    )
     try:
         return args.func(args)
     except (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError) as err:

@@ -261,7 +261,11 @@ class MinibatchOTCoupling:
         self.x0, self.x1, self.kind, self.reg, self.reg_m = x0, x1, kind, reg, reg_m
         self.device = x0.device
         self._draw = IndependentCoupling(
-            len(x0), len(x1), x0.device, source_weights=source_weights, target_weights=target_weights
+            len(x0),
+            len(x1),
+            x0.device,
+            source_weights=source_weights,
+            target_weights=target_weights,
         )
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -312,25 +316,36 @@ def build_coupling(
                 "independent coupling has no transport plan to relax."
             )
         return IndependentCoupling(
-            len(x0), len(x1), x0.device, source_weights=source_weights, target_weights=target_weights
+            len(x0),
+            len(x1),
+            x0.device,
+            source_weights=source_weights,
+            target_weights=target_weights,
         )
     if kind not in ("exact", "entropic"):
-        raise ValueError(f"Unknown coupling kind {kind!r}; use 'independent', 'exact' or 'entropic'.")
+        raise ValueError(
+            f"Unknown coupling kind {kind!r}; use 'independent', 'exact' or 'entropic'."
+        )
     if kind == "entropic" and (reg is None or reg <= 0):
         raise ValueError(f"The entropic coupling needs a positive reg, got {reg!r}.")
     if strategy not in ("auto", "full", "minibatch"):
-        raise ValueError(f"Unknown coupling strategy {strategy!r}; use 'auto', 'full' or 'minibatch'.")
+        raise ValueError(
+            f"Unknown coupling strategy {strategy!r}; use 'auto', 'full' or 'minibatch'."
+        )
     full = strategy == "full" or (strategy == "auto" and len(x0) * len(x1) <= max_full_entries)
     if not full:
         return MinibatchOTCoupling(
-            x0, x1, kind, reg, reg_m=reg_m, source_weights=source_weights,
+            x0,
+            x1,
+            kind,
+            reg,
+            reg_m=reg_m,
+            source_weights=source_weights,
             target_weights=target_weights,
         )
     if reg_m is not None:
         ureg = UNBALANCED_EXACT_REG if kind == "exact" else float(reg)
-        plan = unbalanced_ot_plan(
-            x0, x1, ureg, float(reg_m), a=source_weights, b=target_weights
-        )
+        plan = unbalanced_ot_plan(x0, x1, ureg, float(reg_m), a=source_weights, b=target_weights)
     elif kind == "exact":
         plan = exact_ot_plan(x0, x1, a=source_weights, b=target_weights)
     else:
