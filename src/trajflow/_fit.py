@@ -311,30 +311,31 @@ def fit_trajectories(
         )
     generator = torch.Generator(device=dev).manual_seed(seed + rank)
 
+    model_config = {
+        "method": method,
+        "time_key": time_key,
+        "use_rep": use_rep,
+        "n_dims": int(rep.shape[1]),
+        "holdout": holdout_times,
+        "sigma": float(sigma),
+        "n_steps": n_steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "lr_schedule": lr_schedule,
+        "hidden": hidden,
+        "n_layers": n_layers,
+        "activation": activation,
+        "coupling": coupling,
+        "growth_key": growth_key,
+        "unbalanced": None if unbalanced is None else float(unbalanced),
+        "solver": solver,
+        "solver_steps": solver_steps,
+        "seed": seed,
+    }
+
     def make_model(result: TrainResult, fit_seconds: float) -> TrajectoryModel:
         """The model as it stands after ``result`` (also used for checkpoints and failures)."""
-        model_config = {
-            "method": method,
-            "time_key": time_key,
-            "use_rep": use_rep,
-            "n_dims": int(rep.shape[1]),
-            "holdout": holdout_times,
-            "sigma": float(sigma),
-            "n_steps": n_steps,
-            "batch_size": batch_size,
-            "lr": lr,
-            "weight_decay": weight_decay,
-            "lr_schedule": lr_schedule,
-            "hidden": hidden,
-            "n_layers": n_layers,
-            "activation": activation,
-            "coupling": coupling,
-            "growth_key": growth_key,
-            "unbalanced": None if unbalanced is None else float(unbalanced),
-            "solver": solver,
-            "solver_steps": solver_steps,
-            "seed": seed,
-        }
         history = {
             "initial_loss": result.initial_loss,
             "loss": result.losses,
@@ -378,18 +379,7 @@ def fit_trajectories(
             tensors, taus, vnet, mm_config, generator=generator, progress=progress
         )
     else:
-        expected = {
-            "method": method,
-            "time_key": time_key,
-            "use_rep": use_rep,
-            "n_dims": int(rep.shape[1]),
-            "holdout": holdout_times,
-            "sigma": float(sigma),
-            "batch_size": batch_size,
-            "hidden": hidden,
-            "n_layers": n_layers,
-            "activation": activation,
-        }
+        expected = {key: model_config[key] for key in _RESUME_MUST_MATCH}
         resume = _load_checkpoint(resume_from, expected, vnet=vnet, snet=snet, generator=generator)
         on_check = None
         if checkpoint_dir is not None and rank == 0:
@@ -451,6 +441,20 @@ def fit_trajectories(
     )
     return make_model(result, fit_seconds)
 
+
+#: Settings a checkpoint must share with the fit that resumes it (n_steps may grow, lr may change).
+_RESUME_MUST_MATCH = (
+    "method",
+    "time_key",
+    "use_rep",
+    "n_dims",
+    "holdout",
+    "sigma",
+    "batch_size",
+    "hidden",
+    "n_layers",
+    "activation",
+)
 
 #: File in a checkpoint directory with what resuming needs beyond the model itself.
 TRAINER_STATE_FILE = "trainer_state.pt"
