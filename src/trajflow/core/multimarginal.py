@@ -32,7 +32,7 @@ import copy
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .couplings import exact_ot_plan
+from .trainer import TrainResult
 
 SplineKind = Literal["natural", "hermite", "linear"]
 
@@ -326,15 +327,8 @@ class MultiMarginalConfig:
             raise ValueError(f"ema must be in [0, 1), got {self.ema!r}.")
 
 
-@dataclass
-class MultiMarginalResult:
-    """What happened during training (the same fields as :class:`~trajflow.core.TrainResult`)."""
-
-    initial_loss: float | None = None
-    losses: list[float] = field(default_factory=list)
-    loss_steps: list[int] = field(default_factory=list)
-    steps_done: int = 0
-    interrupted: bool = False
+#: Training record of :func:`train_multimarginal`: the same as the pairwise trainer's.
+MultiMarginalResult = TrainResult
 
 
 def train_multimarginal(
