@@ -358,59 +358,61 @@ def fit_trajectories(
             device=dev,
         )
 
-    if spec.path == "spline":  # multi-marginal flow matching: its own trainer, same VelocityNet
-        if checkpoint_dir is not None or resume_from is not None:
-            raise ValueError(f"Checkpointing is not supported for method={method!r} yet.")
-        from .core.multimarginal import MultiMarginalConfig, train_multimarginal
+    try:  # whichever trainer runs, a diverged fit still hands back its last finite model
+        if spec.path == "spline":  # multi-marginal flow matching: its own trainer, same VelocityNet
+            if checkpoint_dir is not None or resume_from is not None:
+                raise ValueError(f"Checkpointing is not supported for method={method!r} yet.")
+            from .core.multimarginal import MultiMarginalConfig, train_multimarginal
 
-        mm_config = MultiMarginalConfig(
-            n_steps=n_steps,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            sigma=float(sigma),
-            spline=spec.spline,
-            lr_schedule=lr_schedule,
-            ema=spec.ema,
-            bend=spec.bend,
-            bend_eps=spec.bend_eps,
-        )
-        result = train_multimarginal(
-            tensors, taus, vnet, mm_config, generator=generator, progress=progress
-        )
-    else:
-        expected = {key: model_config[key] for key in _RESUME_MUST_MATCH}
-        resume = _load_checkpoint(resume_from, expected, vnet=vnet, snet=snet, generator=generator)
-        on_check = None
-        if checkpoint_dir is not None and rank == 0:
-            _check_positive("checkpoint_every", checkpoint_every)
-            last_saved = [resume["step"] if resume else 0]
+            mm_config = MultiMarginalConfig(
+                n_steps=n_steps,
+                batch_size=batch_size,
+                lr=lr,
+                weight_decay=weight_decay,
+                sigma=float(sigma),
+                spline=spec.spline,
+                lr_schedule=lr_schedule,
+                ema=spec.ema,
+                bend=spec.bend,
+                bend_eps=spec.bend_eps,
+            )
+            result = train_multimarginal(
+                tensors, taus, vnet, mm_config, generator=generator, progress=progress
+            )
+        else:
+            expected = {key: model_config[key] for key in _RESUME_MUST_MATCH}
+            resume = _load_checkpoint(
+                resume_from, expected, vnet=vnet, snet=snet, generator=generator
+            )
+            on_check = None
+            if checkpoint_dir is not None and rank == 0:
+                _check_positive("checkpoint_every", checkpoint_every)
+                last_saved = [resume["step"] if resume else 0]
 
-            def on_check(step: int, state: dict) -> None:
-                if step - last_saved[0] < checkpoint_every and step != n_steps:
-                    return
-                so_far = state["result"]
-                if resume:  # keep the whole loss history in the checkpoint
-                    so_far = TrainResult(
-                        initial_loss=resume["initial_loss"],
-                        losses=resume["losses"] + so_far.losses,
-                        loss_steps=resume["loss_steps"] + so_far.loss_steps,
-                        steps_done=so_far.steps_done,
+                def on_check(step: int, state: dict) -> None:
+                    if step - last_saved[0] < checkpoint_every and step != n_steps:
+                        return
+                    so_far = state["result"]
+                    if resume:  # keep the whole loss history in the checkpoint
+                        so_far = TrainResult(
+                            initial_loss=resume["initial_loss"],
+                            losses=resume["losses"] + so_far.losses,
+                            loss_steps=resume["loss_steps"] + so_far.loss_steps,
+                            steps_done=so_far.steps_done,
+                        )
+                    trainer_state = {
+                        "step": step,
+                        "optimizer": state["optimizer"],
+                        "generator": generator.get_state(),
+                        "losses": so_far.losses,
+                        "loss_steps": so_far.loss_steps,
+                        "initial_loss": so_far.initial_loss,
+                    }
+                    make_model(so_far, _time.perf_counter() - t0).save(
+                        checkpoint_dir, overwrite=True, extra={TRAINER_STATE_FILE: trainer_state}
                     )
-                trainer_state = {
-                    "step": step,
-                    "optimizer": state["optimizer"],
-                    "generator": generator.get_state(),
-                    "losses": so_far.losses,
-                    "loss_steps": so_far.loss_steps,
-                    "initial_loss": so_far.initial_loss,
-                }
-                make_model(so_far, _time.perf_counter() - t0).save(
-                    checkpoint_dir, overwrite=True, extra={TRAINER_STATE_FILE: trainer_state}
-                )
-                last_saved[0] = step
+                    last_saved[0] = step
 
-        try:
             result = train_flow(
                 tensors,
                 taus,
@@ -424,13 +426,13 @@ def fit_trajectories(
                 optimizer_state=resume["optimizer"] if resume else None,
                 on_check=on_check,
             )
-        except TrainingDivergedError as err:
-            err.model = make_model(err.result, _time.perf_counter() - t0)
-            raise
-        if resume:
-            result.losses[:0] = resume["losses"]
-            result.loss_steps[:0] = resume["loss_steps"]
-            result.initial_loss = resume["initial_loss"]
+            if resume:
+                result.losses[:0] = resume["losses"]
+                result.loss_steps[:0] = resume["loss_steps"]
+                result.initial_loss = resume["initial_loss"]
+    except TrainingDivergedError as err:
+        err.model = make_model(err.result, _time.perf_counter() - t0)
+        raise
     fit_seconds = _time.perf_counter() - t0
     logger.info(
         "Fitted %s on %d time points (%d cells) in %.1f s",

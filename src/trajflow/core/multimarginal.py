@@ -29,8 +29,6 @@ trained here predict, save and load exactly like any other.
 from __future__ import annotations
 
 import copy
-import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -38,10 +36,9 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .couplings import exact_ot_plan
-from .trainer import TrainResult
+from .trainer import TrainResult, optimise
 
 SplineKind = Literal["natural", "hermite", "linear"]
 
@@ -400,74 +397,33 @@ def train_multimarginal(
         offsets = torch.cumsum(sizes, 0) - sizes
         bends = torch.cat(per_link)
 
-    optimizer = torch.optim.AdamW(
-        velocity_net.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    schedule = None
-    if config.lr_schedule == "cosine":
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda k: 0.5 * (1 + math.cos(math.pi * min(k, config.n_steps) / config.n_steps)),
-        )
     ema_net = copy.deepcopy(velocity_net) if config.ema > 0 else None
-    last_good = copy.deepcopy(velocity_net.state_dict())
-    result = MultiMarginalResult()
-    running = torch.zeros((), device=device)
-    since_check = 0
-    bar = tqdm(total=config.n_steps, disable=not progress, desc="training", leave=False)
-    try:
-        for step in range(config.n_steps):
-            idx, links = sampler.sample_links(n_seg * bs, generator)  # (n, K), (n, K - 1)
-            chain = torch.stack([stacked[k][idx[:, k]] for k in range(len(stacked))], dim=1)
-            s = torch.rand(n_seg * bs, 1, generator=generator, device=device)
-            noise = torch.randn(n_seg * bs, dim, generator=generator, device=device)
-            xt, ut = spline_path(chain, knots, tangents, segment, s, config.sigma, noise)
-            if bends is not None:
-                c = bends[offsets[segment] + links.gather(1, segment[:, None]).squeeze(1)]
-                xt = xt + s * (1 - s) * c
-                ut = ut + (1 - 2 * s) * c / spans
-            t = starts + s * spans
-            loss = (velocity_net(xt, t) - ut).pow(2).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if schedule is not None:
-                schedule.step()
-            if ema_net is not None:
-                with torch.no_grad():
-                    for pe, p in zip(ema_net.parameters(), velocity_net.parameters(), strict=True):
-                        pe.lerp_(p, 1 - config.ema)
-            if result.initial_loss is None:
-                result.initial_loss = float(loss.detach())
-            running = running + loss.detach()
-            since_check += 1
-            result.steps_done = step + 1
-            bar.update(1)
-            if since_check == config.check_every or step + 1 == config.n_steps:
-                mean_loss = float(running) / since_check
-                running.zero_()
-                since_check = 0
-                if not math.isfinite(mean_loss):
-                    velocity_net.load_state_dict(last_good)
-                    from .trainer import TrainingDivergedError
 
-                    raise TrainingDivergedError(
-                        f"The training loss became {mean_loss} near step {step + 1}. The model "
-                        "keeps its last finite weights. Lower lr or check the input."
-                    )
-                last_good = copy.deepcopy(velocity_net.state_dict())
-                result.losses.append(mean_loss)
-                result.loss_steps.append(step + 1)
-                bar.set_postfix(loss=f"{mean_loss:.4f}")
-    except KeyboardInterrupt:
-        result.interrupted = True
-        warnings.warn(
-            f"Training interrupted after {result.steps_done} of {config.n_steps} steps; "
-            "the model keeps what was trained so far.",
-            stacklevel=2,
-        )
-    finally:
-        bar.close()
+    def update_ema() -> None:
+        with torch.no_grad():
+            for pe, p in zip(ema_net.parameters(), velocity_net.parameters(), strict=True):
+                pe.lerp_(p, 1 - config.ema)
+
+    def step_loss(step: int) -> Tensor:
+        idx, links = sampler.sample_links(n_seg * bs, generator)  # (n, K), (n, K - 1)
+        chain = torch.stack([stacked[k][idx[:, k]] for k in range(len(stacked))], dim=1)
+        s = torch.rand(n_seg * bs, 1, generator=generator, device=device)
+        noise = torch.randn(n_seg * bs, dim, generator=generator, device=device)
+        xt, ut = spline_path(chain, knots, tangents, segment, s, config.sigma, noise)
+        if bends is not None:
+            c = bends[offsets[segment] + links.gather(1, segment[:, None]).squeeze(1)]
+            xt = xt + s * (1 - s) * c
+            ut = ut + (1 - 2 * s) * c / spans
+        t = starts + s * spans
+        return (velocity_net(xt, t) - ut).pow(2).mean()
+
+    result = optimise(
+        step_loss,
+        [velocity_net],
+        config,
+        progress=progress,
+        after_step=update_ema if ema_net is not None else None,
+    )
     if ema_net is not None and result.steps_done > 0:
         velocity_net.load_state_dict(ema_net.state_dict())
     return result

@@ -123,9 +123,61 @@ def train_flow(
     # Bridge noise per pair grows with the square root of the span: one Brownian motion overall.
     pair_sigma = config.sigma * spans.sqrt() if config.path == "bridge" else None
 
-    params = list(velocity_net.parameters()) + (
-        list(score_net.parameters()) if score_net is not None else []
+    nets = [velocity_net] + ([score_net] if score_net is not None else [])
+
+    def step_loss(step: int) -> Tensor:
+        x0s, x1s = [], []
+        for k, coupling in enumerate(couplings):
+            i, j = coupling.sample(bs, generator)
+            x0s.append(populations[k][i])
+            x1s.append(populations[k + 1][j])
+        x0, x1 = torch.cat(x0s), torch.cat(x1s)
+        s = torch.rand(n_pairs * bs, 1, generator=generator, device=device)
+        noise = torch.randn(n_pairs * bs, dim, generator=generator, device=device)
+        if config.path == "straight":
+            xs, us = straight_path(x0, x1, s, config.sigma, noise)
+        else:
+            xs, us, lam = bridge_path(x0, x1, s, pair_sigma, noise)
+        t = starts[:, None] + s.clamp(0, 1) * spans
+        loss = (velocity_net(xs, t) - us / spans).pow(2).mean()
+        if score_net is not None:
+            loss = loss + (lam * score_net(xs, t) + noise).pow(2).mean()
+        return loss
+
+    return optimise(
+        step_loss,
+        nets,
+        config,
+        progress=progress,
+        start_step=start_step,
+        optimizer_state=optimizer_state,
+        on_check=on_check,
     )
+
+
+def optimise(
+    step_loss: Callable[[int], Tensor],
+    nets: Sequence[nn.Module],
+    config: TrainConfig,
+    *,
+    progress: bool = True,
+    start_step: int = 0,
+    optimizer_state: dict | None = None,
+    on_check: Callable[[int, dict], None] | None = None,
+    after_step: Callable[[], None] | None = None,
+) -> TrainResult:
+    """The optimisation loop shared by every trainer: AdamW over all parameters of ``nets``,
+    optional cosine decay, ``step_loss(step)`` minimised for steps ``start_step .. n_steps - 1``.
+
+    Every ``config.check_every`` steps the mean loss is recorded and checked: a non-finite loss
+    restores the last finite weights of ``nets`` and raises :class:`TrainingDivergedError`;
+    ``on_check(step, state)`` then gets the optimiser state (for checkpoints). A
+    ``KeyboardInterrupt`` ends training with ``interrupted=True``. ``after_step()`` runs after
+    every optimiser step (e.g. to update an EMA copy). ``config`` needs ``n_steps``, ``lr``,
+    ``weight_decay``, ``lr_schedule`` and ``check_every``.
+    """
+    params = [p for net in nets for p in net.parameters()]
+    device = params[0].device
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
@@ -141,7 +193,6 @@ def train_flow(
 
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
 
-    nets = [velocity_net] + ([score_net] if score_net is not None else [])
     last_good = [copy.deepcopy(n.state_dict()) for n in nets]
     result = TrainResult(steps_done=start_step)
     running = torch.zeros((), device=device)
@@ -151,27 +202,14 @@ def train_flow(
     )
     try:
         for step in range(start_step, config.n_steps):
-            x0s, x1s = [], []
-            for k, coupling in enumerate(couplings):
-                i, j = coupling.sample(bs, generator)
-                x0s.append(populations[k][i])
-                x1s.append(populations[k + 1][j])
-            x0, x1 = torch.cat(x0s), torch.cat(x1s)
-            s = torch.rand(n_pairs * bs, 1, generator=generator, device=device)
-            noise = torch.randn(n_pairs * bs, dim, generator=generator, device=device)
-            if config.path == "straight":
-                xs, us = straight_path(x0, x1, s, config.sigma, noise)
-            else:
-                xs, us, lam = bridge_path(x0, x1, s, pair_sigma, noise)
-            t = starts[:, None] + s.clamp(0, 1) * spans
-            loss = (velocity_net(xs, t) - us / spans).pow(2).mean()
-            if score_net is not None:
-                loss = loss + (lam * score_net(xs, t) + noise).pow(2).mean()
+            loss = step_loss(step)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             if schedule is not None:
                 schedule.step()
+            if after_step is not None:
+                after_step()
             if result.initial_loss is None:
                 result.initial_loss = float(loss.detach())
             running = running + loss.detach()
