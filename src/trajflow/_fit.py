@@ -15,6 +15,7 @@ from anndata import AnnData
 from pandas.api.types import is_numeric_dtype as pd_is_numeric
 
 from ._anndata import Standardizer, check_anndata, get_representation, parse_times
+from ._clock import CLOCKS, fit_clock
 from ._methods import get_method
 from ._model import TrajectoryModel
 from ._timecourse import TimeCourse, as_time_list, match_time
@@ -69,6 +70,7 @@ def fit_trajectories(
     use_rep: str = "X_pca",
     n_dims: int | None = None,
     method: str = "ot-cfm",
+    clock: Literal["auto", "time", "distance"] = "auto",
     holdout: float | Sequence[float] | None = None,
     sigma: float | None = None,
     n_steps: int = 3000,
@@ -121,6 +123,17 @@ def fit_trajectories(
         ``"mmfm"`` / ``"mmfm-hermite"`` (natural / local cubic splines through chains of exact OT
         couplings across all training time points; Rohbeck et al. 2024) and ``"mmfm-metric"``
         (both). See ``trajflow.METHODS`` for references.
+    clock
+        How observed time maps to the flow's time, i.e. where between two training time points
+        an unobserved time is placed. ``"time"``: in proportion to time (every gap crossed at
+        constant speed). ``"distance"``: training time points are placed at their cumulative W2
+        distance from the first, and times in between by a monotone cubic through them, so the
+        population's speed follows its trend across time points (helps when sampling is uneven
+        in progress). ``"auto"`` (default): the clock that best places each interior training
+        time point when it is held out (model-free OT interpolation of its neighbours); the
+        distance clock must win by 1%, and with fewer than 4 training time points it is
+        ``"time"``. The chosen clock is ``model.clock`` (``model.clock.scores``: the held-out
+        W1 of each). See :mod:`trajflow._clock`.
     holdout
         Time point(s) excluded from training. The pair of training time points around a gap
         covers the whole span.
@@ -190,6 +203,8 @@ def fit_trajectories(
     >>> pred = model.predict(3.0)  # AnnData of predicted cells at day 3
     """
     spec = get_method(method)
+    if clock not in CLOCKS:
+        raise ValueError(f"Unknown clock {clock!r}; choose one of {list(CLOCKS)}.")
     check_anndata(adata)
     for name, value in (
         ("n_steps", n_steps),
@@ -268,8 +283,11 @@ def fit_trajectories(
     # so sigma means the same for every leave-one-out split.
     origin = course.times[0]
     unit = (course.times[-1] - course.times[0]) / (len(course.times) - 1)
-    taus = [(t - origin) / unit for t in train.times]
     z_pops = [scaler.transform(p).astype(np.float32) for p in train.populations]
+    model_clock = fit_clock(clock, train.times, z_pops, origin=origin, unit=unit)
+    taus = [float(x) for x in model_clock(train.times)]
+    if clock == "auto":
+        logger.info("clock='auto' chose %r (held-out W1 %s)", model_clock.kind, model_clock.scores)
     cells = TimeCourse(times=train.times, populations=z_pops, cell_names=train.cell_names)
 
     config = TrainConfig(
@@ -313,6 +331,7 @@ def fit_trajectories(
 
     model_config = {
         "method": method,
+        "clock": clock,
         "time_key": time_key,
         "use_rep": use_rep,
         "n_dims": int(rep.shape[1]),
@@ -352,8 +371,7 @@ def fit_trajectories(
             scaler=scaler,
             cells=cells,
             observed_times=course.times,
-            time_origin=origin,
-            time_unit=unit,
+            clock=model_clock,
             history=history,
             device=dev,
         )

@@ -18,6 +18,7 @@ import torch
 from anndata import AnnData
 
 from ._anndata import Standardizer, get_representation
+from ._clock import Clock, time_clock
 from ._methods import get_method
 from ._timecourse import TimeCourse
 from .core import VelocityNet, integrate_ode, integrate_sde, resolve_device
@@ -77,8 +78,7 @@ class TrajectoryModel:
         scaler: Standardizer,
         cells: TimeCourse,
         observed_times: list[float],
-        time_origin: float,
-        time_unit: float,
+        clock: Clock,
         history: dict[str, Any] | None = None,
         device: torch.device | str = "cpu",
     ):
@@ -88,8 +88,7 @@ class TrajectoryModel:
         self.scaler = scaler
         self._cells = cells  # training cells, standardised
         self.observed_times = list(observed_times)
-        self._time_origin = float(time_origin)
-        self._time_unit = float(time_unit)
+        self.clock = clock  # observed time -> the network's internal time
         self.history = history or {}
         self.device = resolve_device(device)
         self.to(self.device)
@@ -141,8 +140,8 @@ class TrajectoryModel:
         return self
 
     # ----------------------------------------------------------------- time handling
-    def _tau(self, t: float | np.ndarray) -> np.ndarray | float:
-        return (np.asarray(t, dtype=float) - self._time_origin) / self._time_unit
+    def _tau(self, t: float | np.ndarray) -> np.ndarray:
+        return self.clock(t)
 
     def _check_time(self, time: float, what: str = "time") -> float:
         try:
@@ -351,9 +350,8 @@ class TrajectoryModel:
         z = torch.as_tensor(self.scaler.transform(x), dtype=torch.float32, device=self.device)
         with torch.no_grad():
             v = self._velocity_net(z, torch.tensor(float(self._tau(time)), device=self.device))
-        return (
-            self.scaler.inverse_transform_velocity(v.cpu().numpy().astype(np.float64))
-            / self._time_unit
+        return self.scaler.inverse_transform_velocity(v.cpu().numpy().astype(np.float64)) * float(
+            self.clock.rate(time)
         )
 
     # ----------------------------------------------------------------- persistence
@@ -368,8 +366,7 @@ class TrajectoryModel:
             "scaler": self.scaler.to_dict(),
             "times": self.times,
             "observed_times": self.observed_times,
-            "time_origin": self._time_origin,
-            "time_unit": self._time_unit,
+            "clock": self.clock.to_dict(),
             "history": self.history,
             "network": {
                 "dim": self._velocity_net.dim,
@@ -481,8 +478,14 @@ class TrajectoryModel:
             scaler=Standardizer.from_dict(state["scaler"]),
             cells=TimeCourse(times=list(state["times"]), populations=pops, cell_names=names),
             observed_times=state["observed_times"],
-            time_origin=state["time_origin"],
-            time_unit=state["time_unit"],
+            clock=_load_clock(state),
             history=state.get("history", {}),
             device=device,
         )
+
+
+def _load_clock(state: dict[str, Any]) -> Clock:
+    """The saved clock; models saved before clocks existed stored a linear one as origin/unit."""
+    if "clock" in state:
+        return Clock.from_dict(state["clock"])
+    return time_clock(state["times"], origin=state["time_origin"], unit=state["time_unit"])

@@ -126,8 +126,9 @@ def leave_one_out(
     Returns
     -------
     One row per (method, seed, held-out time) with columns ``method, seed, holdout_time, w1, w2,
-    mmd, energy, fit_seconds, n_predicted, n_observed, trajflow_version, torch_version, device``.
-    Baselines have ``fit_seconds = 0``.
+    mmd, energy, fit_seconds, clock, n_predicted, n_observed, trajflow_version, torch_version,
+    device``. ``clock`` is the clock the fit used (``model.clock.kind``; what ``clock="auto"``
+    chose). Baselines have ``fit_seconds = 0`` and an empty ``clock``.
     """
     from . import __version__
 
@@ -195,6 +196,7 @@ def leave_one_out(
                                 **base,
                                 **_scores(pred, obs),
                                 "fit_seconds": 0.0,
+                                "clock": "",
                                 "n_predicted": len(pred),
                                 **meta,
                             }
@@ -225,6 +227,7 @@ def leave_one_out(
                             **base,
                             **_scores(pred, obs),
                             "fit_seconds": fit_seconds,
+                            "clock": model.clock.kind,
                             "n_predicted": len(pred),
                             **meta,
                         }
@@ -241,6 +244,7 @@ def leave_one_out(
         "mmd",
         "energy",
         "fit_seconds",
+        "clock",
         "n_predicted",
         "n_observed",
         "trajflow_version",
