@@ -6,6 +6,7 @@ import anndata as ad
 import pandas as pd
 import pytest
 
+from trajflow import TrajectoryModel
 from trajflow.cli import main
 
 from conftest import moving_gaussians
@@ -61,6 +62,8 @@ def test_fit_and_predict_cli(small_h5ad, tmp_path, capsys):
                 "2",
                 "--n-steps",
                 "50",
+                "--clock",
+                "distance",
                 "--out",
                 str(model_dir),
                 "--quiet",
@@ -69,6 +72,7 @@ def test_fit_and_predict_cli(small_h5ad, tmp_path, capsys):
         == 0
     )
     assert (model_dir / "config.json").is_file()
+    assert TrajectoryModel.load(model_dir, device="cpu").clock.kind == "distance"
     pred_path = tmp_path / "pred.h5ad"
     assert main(["predict", str(model_dir), "--time", "1.5", "--out", str(pred_path)]) == 0
     pred = ad.read_h5ad(pred_path)

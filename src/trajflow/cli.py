@@ -29,12 +29,21 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--use-rep", default="X_pca", help="obsm key or 'X' (default: X_pca)")
     p.add_argument("--n-dims", type=int, default=5, help="dimensions to model (default: 5)")
     p.add_argument("--n-steps", type=int, default=None, help="training steps (default: 3000)")
+    p.add_argument(
+        "--clock",
+        default="auto",
+        choices=["auto", "time", "distance"],
+        help="how observed time maps to the flow's time (default: auto)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _fit_kwargs(args: argparse.Namespace) -> dict:
-    return {} if args.n_steps is None else {"n_steps": args.n_steps}
+    kwargs = {"clock": args.clock}
+    if args.n_steps is not None:
+        kwargs["n_steps"] = args.n_steps
+    return kwargs
 
 
 def _benchmark(args: argparse.Namespace) -> int:
