@@ -80,7 +80,9 @@ def _to_markdown(table: pd.DataFrame) -> str:
 def markdown(results: pd.DataFrame, floor: dict[str, dict[float, tuple[float, float]]]) -> str:
     """One table per data set: W1 mean ± std over seeds per held-out time, and the noise floor."""
     lines = []
-    for name, sub in results.groupby("dataset", sort=False):
+    order = [n for n in DATASETS if n in set(results["dataset"])]
+    for name in order:
+        sub = results[results["dataset"] == name]
         file, n_dims = DATASETS[name]
         table = summarize(sub)
         if "clock" in sub:  # what clock="auto" chose, per held-out time
