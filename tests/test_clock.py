@@ -188,3 +188,22 @@ def test_distance_clock_places_emt_held_out_days_better(emt_path):
         )
         better += wasserstein(by_distance, pops[k]) < wasserstein(by_time, pops[k])
     assert better == len(days) - 2
+
+
+def test_clock_plot(tmp_path):
+    import matplotlib.pyplot as plt
+
+    times, pops = clouds(SLOWING)
+    model = trajflow.fit_trajectories(
+        as_adata(times, pops), holdout=2.0, n_steps=20, progress=False
+    )
+    ax = trajflow.pl.clock(model, save=tmp_path / "clock.png")
+    assert (tmp_path / "clock.png").stat().st_size > 0
+    # the chosen (distance) clock runs above the diagonal for a slowing population
+    curve = ax.get_lines()[-1]
+    x, y = curve.get_data()
+    assert np.all(y[1:-1] > (x[1:-1] - x[0]) / (x[-1] - x[0]))
+    held = ax.collections[-1].get_offsets()
+    assert held.shape == (1, 2) and held[0, 0] == 2.0
+    assert "distance clock" in [t.get_text() for t in ax.get_legend().get_texts()][1]
+    plt.close(ax.figure)

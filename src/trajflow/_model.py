@@ -128,7 +128,7 @@ class TrajectoryModel:
         return (
             f"TrajectoryModel(method={self.method!r}, use_rep={self.use_rep!r}, "
             f"n_dims={self.n_dims}, times={self.times}, holdout={self.holdout}, "
-            f"device={str(self.device)!r})"
+            f"clock={self.clock.kind!r}, device={str(self.device)!r})"
         )
 
     def to(self, device: str | torch.device) -> TrajectoryModel:

@@ -14,9 +14,18 @@ Paths and predictions live in the model's representation space (``obsm[use_rep]`
 from __future__ import annotations
 
 from ._benchmark import benchmark
+from ._clock import clock
 from ._flow import trajectories, velocity
 from ._holdout import holdout, prediction
 from ._utils import EmbeddingMap
 
-__all__ = ["EmbeddingMap", "benchmark", "holdout", "prediction", "trajectories", "velocity"]
+__all__ = [
+    "EmbeddingMap",
+    "benchmark",
+    "clock",
+    "holdout",
+    "prediction",
+    "trajectories",
+    "velocity",
+]
 from ._biology import ancestors, fates, gene_trends  # noqa: F401
