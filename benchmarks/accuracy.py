@@ -48,6 +48,15 @@ def data_dir() -> Path:
     return Path(os.environ.get("TRAJFLOW_DATA_DIR", REPO.parent / "shared" / "data"))
 
 
+def read_dataset(name: str) -> ad.AnnData | None:
+    """The shared data set ``name`` of :data:`DATASETS`, or None (with a note) when absent."""
+    path = data_dir() / DATASETS[name][0]
+    if not path.is_file():
+        print(f"skip {name}: {path} not found", file=sys.stderr)
+        return None
+    return ad.read_h5ad(path)
+
+
 def floors(
     adata: ad.AnnData, n_dims: int, *, max_cells: int = 3000
 ) -> dict[float, tuple[float, float]]:
@@ -146,12 +155,10 @@ def main(argv: list[str] | None = None) -> int:
 
     frames, floor = [], {}
     for name in args.datasets:
-        file, n_dims = DATASETS[name]
-        path = data_dir() / file
-        if not path.is_file():
-            print(f"skip {name}: {path} not found", file=sys.stderr)
+        n_dims = DATASETS[name][1]
+        adata = read_dataset(name)
+        if adata is None:
             continue
-        adata = ad.read_h5ad(path)
         floor[name] = floors(adata, n_dims)
         t0 = time.perf_counter()
         parts = []

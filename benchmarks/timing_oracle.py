@@ -16,7 +16,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
@@ -27,7 +26,7 @@ from trajflow._clock import distance_clock
 from trajflow.metrics import wasserstein
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import DATASETS, REPO, data_dir
+from accuracy import DATASETS, REPO, read_dataset
 
 FRACTIONS = np.round(np.arange(0.1, 0.91, 0.1), 2)
 
@@ -46,12 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     rows = []
     for name in args.datasets:
-        file, n_dims = DATASETS[name]
-        path = data_dir() / file
-        if not path.is_file():
-            print(f"skip {name}: {path} not found", file=sys.stderr)
+        n_dims = DATASETS[name][1]
+        adata = read_dataset(name)
+        if adata is None:
             continue
-        adata = ad.read_h5ad(path)
         times = parse_times(adata, "time")
         rep = get_representation(adata, "X_pca", n_dims)
         scorer = Standardizer.fit(rep)

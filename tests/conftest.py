@@ -25,6 +25,17 @@ def shared_file(name: str) -> Path:
     return path
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny networks: one torch thread is fastest and avoids oversubscribing a shared CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def eb_path() -> Path:
     return shared_file("eb_moon2019_nlsb_subset.h5ad")

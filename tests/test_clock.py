@@ -8,7 +8,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import trajflow
 from trajflow._anndata import Standardizer
@@ -22,13 +21,7 @@ from trajflow._clock import (
 from trajflow.benchmark import ot_interpolation
 from trajflow.metrics import wasserstein
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def clouds(centres, times=None, n: int = 150, seed: int = 0) -> tuple[list[float], list]:

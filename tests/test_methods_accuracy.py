@@ -19,13 +19,7 @@ from trajflow.metrics import wasserstein
 NEW_METHODS = ("mmfm", "mmfm-hermite", "ot-mfm", "mmfm-metric")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks: one torch thread is fastest and avoids oversubscribing a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def arc_gaussians(
