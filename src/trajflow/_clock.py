@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -104,14 +105,8 @@ def _w2(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(ot.emd2(ot.unif(len(a)), ot.unif(len(b)), cost, numItermax=10_000_000)))
 
 
-def distance_clock(
-    times: Sequence[float], pops: Sequence[np.ndarray], *, origin: float, unit: float
-) -> Clock:
-    """Knots at the cumulative W2 distance between consecutive populations ``pops`` (at
-    ``times``), scaled so the first and last knots agree with :func:`time_clock`."""
-    rng = np.random.default_rng(0)  # a property of the data: the same for every seed
-    pops = [_subsample(p, rng) for p in pops]
-    steps = [_w2(pops[k], pops[k + 1]) for k in range(len(pops) - 1)]
+def _knots(times: Sequence[float], steps: Sequence[float], origin: float, unit: float) -> Clock:
+    """Distance clock from the distances ``steps`` between consecutive time points."""
     # A population that did not move at all still needs an increasing clock.
     steps = np.maximum(steps, 1e-6 * max(max(steps), 1e-12))
     cum = np.concatenate([[0.0], np.cumsum(steps)])
@@ -120,23 +115,18 @@ def distance_clock(
     return Clock("distance", [float(t) for t in times], [float(x) for x in taus])
 
 
-def _interpolation_w1(a: np.ndarray, b: np.ndarray, fraction: float, target: np.ndarray) -> float:
-    """Exact W1 between ``target`` and the displacement interpolation of ``a`` and ``b`` at
-    ``fraction`` (every support pair of their exact OT plan, weighted by its mass)."""
-    plan = ot.emd(ot.unif(len(a)), ot.unif(len(b)), ot.dist(a, b), numItermax=10_000_000)
-    i, j = np.nonzero(plan > 1e-12)
-    points = (1 - fraction) * a[i] + fraction * b[j]
-    cost = ot.dist(points, target, metric="euclidean")
-    weights = plan[i, j] / plan[i, j].sum()
-    return float(ot.emd2(weights, ot.unif(len(target)), cost, numItermax=10_000_000))
+def _subsampled(pops: Sequence[np.ndarray]) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)  # a property of the data: the same for every seed
+    return [_subsample(p, rng) for p in pops]
 
 
-def _build(
-    kind: str, times: Sequence[float], pops: Sequence[np.ndarray], origin: float, unit: float
-):
-    if kind == "time":
-        return time_clock(times, origin=origin, unit=unit)
-    return distance_clock(times, pops, origin=origin, unit=unit)
+def distance_clock(
+    times: Sequence[float], pops: Sequence[np.ndarray], *, origin: float, unit: float
+) -> Clock:
+    """Knots at the cumulative W2 distance between consecutive populations ``pops`` (at
+    ``times``), scaled so the first and last knots agree with :func:`time_clock`."""
+    pops = _subsampled(pops)
+    return _knots(times, [_w2(a, b) for a, b in pairwise(pops)], origin, unit)
 
 
 def leave_one_out_scores(
@@ -146,18 +136,31 @@ def leave_one_out_scores(
     kinds: Sequence[str] = ("time", "distance"),
 ) -> dict[str, float]:
     """Mean W1 with which each clock in ``kinds`` places every interior time point when it is
-    held out (clock rebuilt from the others, model-free OT interpolation of its neighbours)."""
-    rng = np.random.default_rng(0)
-    pops = [_subsample(p, rng) for p in pops]
+    held out: the clock is rebuilt from the other time points and the held-out population is
+    predicted model-free, by displacement interpolation along the exact OT plan of its
+    neighbours (every support pair, weighted by its mass) at the clock's fraction of the gap."""
+    pops = _subsampled(pops)
+    steps = [_w2(a, b) for a, b in pairwise(pops)]
     scores: dict[str, list[float]] = {k: [] for k in kinds}
     for j in range(1, len(times) - 1):
+        a, b, target = pops[j - 1], pops[j + 1], pops[j]
         rest_t = [t for k, t in enumerate(times) if k != j]
-        rest_p = [p for k, p in enumerate(pops) if k != j]
+        # without j, the pairs (j-1, j) and (j, j+1) become the single pair (j-1, j+1)
+        rest_steps = steps[: j - 1] + [_w2(a, b)] + steps[j + 1 :]
+        plan = ot.emd(ot.unif(len(a)), ot.unif(len(b)), ot.dist(a, b), numItermax=10_000_000)
+        i, k = np.nonzero(plan > 1e-12)
+        weights = plan[i, k] / plan[i, k].sum()
         for kind in kinds:
-            clock = _build(kind, rest_t, rest_p, 0.0, 1.0)
+            if kind == "time":
+                clock = time_clock(rest_t, origin=0.0, unit=1.0)
+            else:
+                clock = _knots(rest_t, rest_steps, 0.0, 1.0)
             lo, mid, hi = clock([times[j - 1], times[j], times[j + 1]])
-            fraction = float((mid - lo) / (hi - lo))
-            scores[kind].append(_interpolation_w1(pops[j - 1], pops[j + 1], fraction, pops[j]))
+            s = float((mid - lo) / (hi - lo))
+            points = (1 - s) * a[i] + s * b[k]
+            cost = ot.dist(points, target, metric="euclidean")
+            w1 = ot.emd2(weights, ot.unif(len(target)), cost, numItermax=10_000_000)
+            scores[kind].append(float(w1))
     return {k: float(np.mean(v)) for k, v in scores.items()}
 
 
@@ -177,12 +180,14 @@ def fit_clock(
     """
     if kind not in CLOCKS:
         raise ValueError(f"Unknown clock {kind!r}; choose one of {list(CLOCKS)}.")
-    if kind != "auto":
-        return _build(kind, times, pops, origin, unit)
+    if kind == "time":
+        return time_clock(times, origin=origin, unit=unit)
+    if kind == "distance":
+        return distance_clock(times, pops, origin=origin, unit=unit)
     if len(times) < 4:
         return time_clock(times, origin=origin, unit=unit)
     scores = leave_one_out_scores(times, pops)
     chosen = "distance" if scores["distance"] < (1 - AUTO_MARGIN) * scores["time"] else "time"
-    clock = _build(chosen, times, pops, origin, unit)
+    clock = fit_clock(chosen, times, pops, origin=origin, unit=unit)
     clock.scores = scores
     return clock
