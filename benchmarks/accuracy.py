@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from trajflow._anndata import Standardizer, get_representation, parse_times
+from trajflow._clock import CLOCKS
 from trajflow.benchmark import leave_one_out, noise_floor, summarize
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,9 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
-    parser.add_argument(
-        "--clocks", nargs="+", default=list(DEFAULT_CLOCKS), choices=["auto", "time", "distance"]
-    )
+    parser.add_argument("--clocks", nargs="+", default=list(DEFAULT_CLOCKS), choices=CLOCKS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--n-steps", type=int, default=3000)
     parser.add_argument("--device", default="cpu")

@@ -55,6 +55,7 @@ class Clock:
                 f"{self.taus}."
             )
         self._interp = PchipInterpolator(t, tau) if len(t) > 2 else None
+        self._derivative = self._interp.derivative() if self._interp is not None else None
         self._slopes = ((tau[1] - tau[0]) / (t[1] - t[0]), (tau[-1] - tau[-2]) / (t[-1] - t[-2]))
 
     def __call__(self, t: float | np.ndarray) -> np.ndarray:
@@ -62,7 +63,10 @@ class Clock:
         t = np.asarray(t, dtype=float)
         lo, hi = self.times[0], self.times[-1]
         inside = np.clip(t, lo, hi)
-        tau = self._interp(inside) if self._interp is not None else np.interp(inside, *self._knots)
+        if self._interp is not None:
+            tau = self._interp(inside)
+        else:
+            tau = np.interp(inside, self.times, self.taus)
         tau = tau + np.where(t < lo, (t - lo) * self._slopes[0], 0.0)
         return tau + np.where(t > hi, (t - hi) * self._slopes[1], 0.0)
 
@@ -70,15 +74,11 @@ class Clock:
         """``d tau / d t`` at ``t`` (to turn internal velocities into per-unit-of-time ones)."""
         t = np.asarray(t, dtype=float)
         lo, hi = self.times[0], self.times[-1]
-        if self._interp is not None:
-            inside = self._interp.derivative()(np.clip(t, lo, hi))
+        if self._derivative is not None:
+            inside = self._derivative(np.clip(t, lo, hi))
         else:
             inside = np.full(t.shape, self._slopes[0])
         return np.where(t < lo, self._slopes[0], np.where(t > hi, self._slopes[1], inside))
-
-    @property
-    def _knots(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.asarray(self.times, dtype=float), np.asarray(self.taus, dtype=float)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "times": self.times, "taus": self.taus, "scores": self.scores}
@@ -105,7 +105,9 @@ def _w2(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(ot.emd2(ot.unif(len(a)), ot.unif(len(b)), cost, numItermax=10_000_000)))
 
 
-def _knots(times: Sequence[float], steps: Sequence[float], origin: float, unit: float) -> Clock:
+def _clock_from_steps(
+    times: Sequence[float], steps: Sequence[float], origin: float, unit: float
+) -> Clock:
     """Distance clock from the distances ``steps`` between consecutive time points."""
     # A population that did not move at all still needs an increasing clock.
     steps = np.maximum(steps, 1e-6 * max(max(steps), 1e-12))
@@ -120,13 +122,17 @@ def _subsampled(pops: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [_subsample(p, rng) for p in pops]
 
 
+def _steps(pops: Sequence[np.ndarray]) -> list[float]:
+    """W2 between consecutive populations."""
+    return [_w2(a, b) for a, b in pairwise(pops)]
+
+
 def distance_clock(
     times: Sequence[float], pops: Sequence[np.ndarray], *, origin: float, unit: float
 ) -> Clock:
     """Knots at the cumulative W2 distance between consecutive populations ``pops`` (at
     ``times``), scaled so the first and last knots agree with :func:`time_clock`."""
-    pops = _subsampled(pops)
-    return _knots(times, [_w2(a, b) for a, b in pairwise(pops)], origin, unit)
+    return _clock_from_steps(times, _steps(_subsampled(pops)), origin, unit)
 
 
 def leave_one_out_scores(
@@ -140,13 +146,22 @@ def leave_one_out_scores(
     predicted model-free, by displacement interpolation along the exact OT plan of its
     neighbours (every support pair, weighted by its mass) at the clock's fraction of the gap."""
     pops = _subsampled(pops)
-    steps = [_w2(a, b) for a, b in pairwise(pops)]
+    return _scores(times, pops, _steps(pops), kinds)
+
+
+def _scores(
+    times: Sequence[float],
+    pops: Sequence[np.ndarray],
+    steps: Sequence[float],
+    kinds: Sequence[str],
+) -> dict[str, float]:
+    """:func:`leave_one_out_scores` on subsampled ``pops`` whose consecutive ``steps`` are known."""
     scores: dict[str, list[float]] = {k: [] for k in kinds}
     for j in range(1, len(times) - 1):
         a, b, target = pops[j - 1], pops[j + 1], pops[j]
         rest_t = [t for k, t in enumerate(times) if k != j]
         # without j, the pairs (j-1, j) and (j, j+1) become the single pair (j-1, j+1)
-        rest_steps = steps[: j - 1] + [_w2(a, b)] + steps[j + 1 :]
+        rest_steps = [*steps[: j - 1], _w2(a, b), *steps[j + 1 :]]
         plan = ot.emd(ot.unif(len(a)), ot.unif(len(b)), ot.dist(a, b), numItermax=10_000_000)
         i, k = np.nonzero(plan > 1e-12)
         weights = plan[i, k] / plan[i, k].sum()
@@ -154,7 +169,7 @@ def leave_one_out_scores(
             if kind == "time":
                 clock = time_clock(rest_t, origin=0.0, unit=1.0)
             else:
-                clock = _knots(rest_t, rest_steps, 0.0, 1.0)
+                clock = _clock_from_steps(rest_t, rest_steps, 0.0, 1.0)
             lo, mid, hi = clock([times[j - 1], times[j], times[j + 1]])
             s = float((mid - lo) / (hi - lo))
             points = (1 - s) * a[i] + s * b[k]
@@ -162,6 +177,12 @@ def leave_one_out_scores(
             w1 = ot.emd2(weights, ot.unif(len(target)), cost, numItermax=10_000_000)
             scores[kind].append(float(w1))
     return {k: float(np.mean(v)) for k, v in scores.items()}
+
+
+def check_clock(kind: str) -> None:
+    """Raise a ValueError naming the choices unless ``kind`` is one of :data:`CLOCKS`."""
+    if kind not in CLOCKS:
+        raise ValueError(f"Unknown clock {kind!r}; choose one of {list(CLOCKS)}.")
 
 
 def fit_clock(
@@ -178,16 +199,17 @@ def fit_clock(
     ``"auto"`` needs 4 or more time points to compare the clocks (holding one out of 3 leaves 2,
     through which both clocks are the same straight line); with fewer it is ``"time"``.
     """
-    if kind not in CLOCKS:
-        raise ValueError(f"Unknown clock {kind!r}; choose one of {list(CLOCKS)}.")
-    if kind == "time":
+    check_clock(kind)
+    if kind == "time" or (kind == "auto" and len(times) < 4):
         return time_clock(times, origin=origin, unit=unit)
+    pops = _subsampled(pops)
+    steps = _steps(pops)  # the distances serve both the check and the distance clock
     if kind == "distance":
-        return distance_clock(times, pops, origin=origin, unit=unit)
-    if len(times) < 4:
-        return time_clock(times, origin=origin, unit=unit)
-    scores = leave_one_out_scores(times, pops)
-    chosen = "distance" if scores["distance"] < (1 - AUTO_MARGIN) * scores["time"] else "time"
-    clock = fit_clock(chosen, times, pops, origin=origin, unit=unit)
+        return _clock_from_steps(times, steps, origin, unit)
+    scores = _scores(times, pops, steps, ("time", "distance"))
+    if scores["distance"] < (1 - AUTO_MARGIN) * scores["time"]:
+        clock = _clock_from_steps(times, steps, origin, unit)
+    else:
+        clock = time_clock(times, origin=origin, unit=unit)
     clock.scores = scores
     return clock

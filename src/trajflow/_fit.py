@@ -15,7 +15,7 @@ from anndata import AnnData
 from pandas.api.types import is_numeric_dtype as pd_is_numeric
 
 from ._anndata import Standardizer, check_anndata, get_representation, parse_times
-from ._clock import CLOCKS, fit_clock
+from ._clock import check_clock, fit_clock
 from ._methods import get_method
 from ._model import TrajectoryModel
 from ._timecourse import TimeCourse, as_time_list, match_time
@@ -203,8 +203,7 @@ def fit_trajectories(
     >>> pred = model.predict(3.0)  # AnnData of predicted cells at day 3
     """
     spec = get_method(method)
-    if clock not in CLOCKS:
-        raise ValueError(f"Unknown clock {clock!r}; choose one of {list(CLOCKS)}.")
+    check_clock(clock)
     check_anndata(adata)
     for name, value in (
         ("n_steps", n_steps),

@@ -140,9 +140,6 @@ class TrajectoryModel:
         return self
 
     # ----------------------------------------------------------------- time handling
-    def _tau(self, t: float | np.ndarray) -> np.ndarray:
-        return self.clock(t)
-
     def _check_time(self, time: float, what: str = "time") -> float:
         try:
             time = float(time)
@@ -213,11 +210,11 @@ class TrajectoryModel:
             )
         solver = solver or self.config["solver"]
         n_steps = n_steps or self.config["solver_steps"]
-        taus = np.atleast_1d(self._tau(np.asarray(t_grid, dtype=float)))
+        taus = np.atleast_1d(self.clock(np.asarray(t_grid, dtype=float)))
         # The solver needs the start time first; drop it from the output if the caller did not ask.
-        prepend = not np.isclose(taus[0], self._tau(t_from))
+        prepend = not np.isclose(taus[0], self.clock(t_from))
         if prepend:
-            taus = np.concatenate([[self._tau(t_from)], taus])
+            taus = np.concatenate([[self.clock(t_from)], taus])
         grid = torch.as_tensor(taus, dtype=torch.float32, device=self.device)
         x = torch.as_tensor(np.asarray(z0, dtype=np.float32), device=self.device)
         if sde:
@@ -349,7 +346,7 @@ class TrajectoryModel:
         time = self._check_time(time)
         z = torch.as_tensor(self.scaler.transform(x), dtype=torch.float32, device=self.device)
         with torch.no_grad():
-            v = self._velocity_net(z, torch.tensor(float(self._tau(time)), device=self.device))
+            v = self._velocity_net(z, torch.tensor(float(self.clock(time)), device=self.device))
         return self.scaler.inverse_transform_velocity(v.cpu().numpy().astype(np.float64)) * float(
             self.clock.rate(time)
         )

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import anndata as ad
 
+from ._clock import CLOCKS
+
 
 def _read(path: str) -> ad.AnnData:
     """Read an ``.h5ad`` file; the name ``eb`` loads the embryoid-body example data."""
@@ -32,7 +34,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--clock",
         default="auto",
-        choices=["auto", "time", "distance"],
+        choices=CLOCKS,
         help="how observed time maps to the flow's time (default: auto)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
