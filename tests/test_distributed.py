@@ -9,9 +9,11 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 import torch.distributed as dist
 
 import trajflow
+from trajflow.core.distributed import DistributedContext, process_device
 from trajflow.metrics import wasserstein
 
 from conftest import moving_gaussians
@@ -31,7 +33,9 @@ def test_two_processes_match_one(tmp_path):
     adata = moving_gaussians(n_per_time=250, seed=1)
     data = tmp_path / "course.h5ad"
     adata.write_h5ad(data)
+    # gloo on the CPU, also on a GPU machine (two NCCL ranks cannot share one GPU).
     fit_args = ["fit", str(data), "--n-dims", "2", "--n-steps", "800", "--holdout", "2", "--quiet"]
+    fit_args += ["--device", "cpu"]
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
     single = subprocess.run(
         [sys.executable, "-m", "trajflow.cli", *fit_args, "--out", str(tmp_path / "one")],
@@ -72,3 +76,10 @@ def test_two_processes_match_one(tmp_path):
     assert abs(w_two - w_one) < 0.1, (w_one, w_two)
     # Different processes drew different pairs, so the two models are not copies of each other.
     assert not np.allclose(one.predict(2.0).obsm["X_pca"], two.predict(2.0).obsm["X_pca"])
+
+
+def test_more_processes_than_gpus_is_a_clear_error():
+    context = DistributedContext(rank=1, world_size=2, local_rank=torch.cuda.device_count())
+    with pytest.raises(ValueError, match="nproc_per_node"):
+        process_device(torch.device("cuda"), context)
+    assert process_device(torch.device("cpu"), context) == torch.device("cpu")

@@ -17,12 +17,19 @@ FAST = {"n_steps": 400, "batch_size": 64, "progress": False}
 
 
 @pytest.mark.parametrize("method", ["ot-cfm", "sb-cfm", "i-cfm"])
-def test_each_method_trains_and_lowers_loss(gaussians, method):
+def test_each_method_trains(gaussians, method):
     model = trajflow.fit_trajectories(gaussians, method=method, **FAST)
     loss = model.history["loss"]
-    assert model.history["steps_done"] == 400
-    assert np.mean(loss[-3:]) < 0.7 * model.history["initial_loss"]
+    assert model.history["steps_done"] == 400 and np.isfinite(loss).all()
     assert model.method == method and model.n_dims == 2
+    if method != "sb-cfm":
+        # SB-CFM's score target (1 - 2s) / (2 sqrt(s (1 - s))) sigma eps has a heavy tail near
+        # s = 0 and 1, so its batch loss is too noisy to compare; the push below checks it.
+        assert np.mean(loss[-3:]) < 0.7 * model.history["initial_loss"]
+    x = gaussians.obsm["X_pca"]
+    t = gaussians.obs["time"].to_numpy()
+    pushed = model.predict(1.0, source_time=0.0).obsm["X_pca"]
+    assert wasserstein(pushed, x[t == 1.0]) < 0.3 * wasserstein(x[t == 0.0], x[t == 1.0])
 
 
 @pytest.mark.parametrize("method", ["ot-cfm", "sb-cfm"])
@@ -94,13 +101,19 @@ def test_save_load_round_trip(gaussians, tmp_path):
     model = trajflow.fit_trajectories(gaussians, method="sb-cfm", n_steps=100, progress=False)
     path = model.save(tmp_path / "model")
     assert sorted(p.name for p in path.iterdir()) == ["cells.npz", "config.json", "weights.pt"]
-    loaded = trajflow.TrajectoryModel.load(path, device="cpu")
+    # On the model's own device the round trip is exact (SDE noise included, same generator).
+    loaded = trajflow.TrajectoryModel.load(path, device=model.device)
     np.testing.assert_array_equal(
         loaded.predict(1.5).obsm["X_pca"], model.predict(1.5).obsm["X_pca"]
     )
     np.testing.assert_array_equal(
         loaded.predict(2.0, sde=True, seed=4).obsm["X_pca"],
         model.predict(2.0, sde=True, seed=4).obsm["X_pca"],
+    )
+    # A GPU-trained model loads onto the CPU; the ODE agrees to float32 rounding.
+    on_cpu = trajflow.TrajectoryModel.load(path, device="cpu")
+    np.testing.assert_allclose(
+        on_cpu.predict(1.5).obsm["X_pca"], model.predict(1.5).obsm["X_pca"], atol=1e-5
     )
     assert loaded.config == model.config and loaded.times == model.times
     with pytest.raises(FileExistsError, match="overwrite=True"):

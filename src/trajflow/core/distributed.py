@@ -57,6 +57,14 @@ def init_distributed(device: torch.device) -> DistributedContext | None:
 def process_device(device: torch.device, context: DistributedContext | None) -> torch.device:
     """One GPU per process: ``cuda`` becomes ``cuda:LOCAL_RANK``."""
     if context is not None and device.type == "cuda" and device.index is None:
+        n_gpus = torch.cuda.device_count()
+        if context.local_rank >= n_gpus:
+            # NCCL cannot put two ranks on one GPU; say so before CUDA's "invalid device ordinal".
+            raise ValueError(
+                f"Process with LOCAL_RANK={context.local_rank} has no GPU of its own: this node "
+                f"has {n_gpus} visible GPU(s). Start at most {n_gpus} process(es) per node "
+                "(torchrun --nproc_per_node), or train on the CPU with device='cpu' (gloo)."
+            )
         return torch.device("cuda", context.local_rank)
     return device
 
