@@ -9,6 +9,9 @@ import pytest
 import torch
 
 import trajflow
+from trajflow._fit import MAX_BEND_CELLS
+from trajflow.core import TrainConfig, VelocityNet, build_coupling, train_flow
+from trajflow.core.manifold import kde_metric, optimise_bends
 from trajflow.core.multimarginal import (
     build_chain_sampler,
     spline_tangent_matrix,
@@ -124,3 +127,67 @@ def test_two_time_points_reduce_to_straight_paths():
         adata, method="mmfm", n_steps=50, batch_size=32, progress=False
     )
     assert model.predict(1.0).n_obs == 150
+
+
+# --------------------------------------------------------------------- OT-MFM (bent paths)
+def test_bends_pull_a_chord_toward_the_cells():
+    """Cells on a thin upper half ring of radius 2: the chord between the ring's points at 45 and
+    135 degrees passes through empty space (midpoint radius 1.41); bent, it follows the ring."""
+    gen = torch.Generator().manual_seed(0)
+    angle = torch.rand(1000, generator=gen) * torch.pi
+    radius = 2.0 + 0.1 * torch.randn(1000, generator=gen)
+    ring = torch.stack([radius * angle.cos(), radius * angle.sin()], dim=1)
+    h = kde_metric(ring, generator=gen)
+    x0, x1 = torch.tensor([[2**0.5, 2**0.5]]), torch.tensor([[-(2**0.5), 2**0.5]])
+    c = optimise_bends(x0, x1, h, eps=0.1)
+    midpoint = 0.5 * (x0 + x1) + 0.25 * c  # s (1 - s) = 1/4
+    assert 1.8 < float(midpoint.norm()) < 2.2 and abs(float(midpoint[0, 0])) < 0.3, midpoint
+
+
+def test_zero_bends_train_exactly_as_straight_paths():
+    gen = torch.Generator().manual_seed(0)
+    pops = [torch.randn(40, 2, generator=gen) + 2 * k for k in range(3)]
+    couplings = [build_coupling("exact", pops[k], pops[k + 1]) for k in range(2)]
+    zero = [torch.zeros(c.n_support, 2) for c in couplings]
+    config = TrainConfig(n_steps=30, batch_size=16)
+    nets = []
+    for bends in (None, zero):
+        torch.manual_seed(0)
+        net = VelocityNet(2)
+        train_flow(
+            pops, [0.0, 1.0, 2.0], couplings, net, config,
+            generator=torch.Generator().manual_seed(1), progress=False, bends=bends,
+        )  # fmt: skip
+        nets.append(net)
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="one correction per support pair"):
+        train_flow(
+            pops, [0.0, 1.0, 2.0], couplings, VelocityNet(2), config,
+            generator=gen, progress=False, bends=[z[:-1] for z in zero],
+        )  # fmt: skip
+
+
+def test_ot_mfm_resumes_from_a_checkpoint(tmp_path):
+    adata = arc_gaussians(n_per_time=40)
+    kw = {"method": "ot-mfm", "n_steps": 120, "progress": False, "lr_schedule": "constant"}
+    full = trajflow.fit_trajectories(adata, **kw)
+    half = trajflow.fit_trajectories(
+        adata, **{**kw, "n_steps": 60}, checkpoint_dir=tmp_path / "c", checkpoint_every=30
+    )
+    assert half.history["steps_done"] == 60
+    resumed = trajflow.fit_trajectories(adata, **kw, resume_from=tmp_path / "c")
+    np.testing.assert_allclose(
+        resumed.predict(1.5).obsm["X_pca"], full.predict(1.5).obsm["X_pca"], rtol=0, atol=1e-5
+    )
+
+
+def test_ot_mfm_subsamples_large_populations_and_rejects_what_it_cannot_do():
+    adata = arc_gaussians(times=(0.0, 1.0), n_per_time=MAX_BEND_CELLS + 100)
+    model = trajflow.fit_trajectories(adata, method="ot-mfm", n_steps=20, progress=False)
+    # trained on 2,000 cells per time point, predicts from every cell
+    assert model.predict(1.0).n_obs == MAX_BEND_CELLS + 100
+    small = arc_gaussians(n_per_time=30)
+    for kwargs in ({"unbalanced": 1.0}, {"coupling": "minibatch"}):
+        with pytest.raises(ValueError, match="fixed exact OT plan"):
+            trajflow.fit_trajectories(small, method="ot-mfm", n_steps=5, **kwargs)

@@ -324,7 +324,12 @@ def test_growth_weights_set_the_source_marginal():
 
 @pytest.mark.parametrize(
     ("kwargs", "switch_max", "switch_min"),
-    [({}, 1.0, 0.3), ({"growth_key": "growth"}, 0.1, 0.0), ({"unbalanced": 0.5}, 0.1, 0.0)],
+    [
+        ({}, 1.0, 0.3),
+        ({"growth_key": "growth"}, 0.1, 0.0),
+        ({"growth_key": "growth", "method": "ot-mfm"}, 0.1, 0.0),
+        ({"unbalanced": 0.5}, 0.1, 0.0),
+    ],
 )
 def test_growth_and_unbalanced_fix_fates(kwargs, switch_max, switch_min):
     """Balanced OT sends about half of B to A; growth weights or unbalanced OT do not."""

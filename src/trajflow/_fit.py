@@ -30,6 +30,7 @@ from .core import (
 )
 from .core.distributed import data_parallel, init_distributed, process_device
 from .core.integrate import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS
+from .core.manifold import support_bends
 
 logger = logging.getLogger("trajflow")
 
@@ -61,6 +62,22 @@ def _growth_weights(adata: AnnData, growth_key: str) -> np.ndarray:
             "growth factors must be positive (1 = no net growth). Use exp(rate) for a log-rate."
         )
     return values
+
+
+#: Cells per time point that methods with bent paths (ot-mfm) train on: their exact OT plans are
+#: solved in full, so larger populations are subsampled once (2,000 x 2,000 = the full-plan limit).
+MAX_BEND_CELLS = 2000
+
+
+def _subsample(populations: Sequence[np.ndarray], max_cells: int, seed: int) -> list[np.ndarray]:
+    """Sorted indices of at most ``max_cells`` cells of each population, drawn by ``seed``."""
+    rng = np.random.default_rng(seed)
+    return [
+        np.sort(rng.choice(len(p), max_cells, replace=False))
+        if len(p) > max_cells
+        else np.arange(len(p))
+        for p in populations
+    ]
 
 
 def fit_trajectories(
@@ -117,12 +134,14 @@ def fit_trajectories(
     method
         ``"ot-cfm"`` (exact OT couplings, straight paths), ``"sb-cfm"`` (entropic OT couplings,
         Brownian bridges; also learns the score so it can be sampled as an SDE) or ``"i-cfm"``
-        (independent couplings; the baseline). Multi-marginal and metric methods
-        (:mod:`trajflow.core.multimarginal`, :mod:`trajflow.core.manifold`): ``"ot-mfm"`` (exact OT
-        pairs, paths bent toward dense regions of the training cells; Kapusniak et al. 2024),
+        (independent couplings; the baseline). ``"ot-mfm"`` (exact OT pairs joined by paths
+        bent toward dense regions of the training cells, :mod:`trajflow.core.manifold`;
+        Kapusniak et al. 2024; trains on at most 2,000 cells per time point, subsampled once by
+        ``seed``; no ``unbalanced``). Multi-marginal methods
+        (:mod:`trajflow.core.multimarginal`; no checkpoints, growth or unbalanced OT):
         ``"mmfm"`` / ``"mmfm-hermite"`` (natural / local cubic splines through chains of exact OT
         couplings across all training time points; Rohbeck et al. 2024) and ``"mmfm-metric"``
-        (both). See ``trajflow.METHODS`` for references.
+        (splines with the OT-MFM bend). See ``trajflow.METHODS`` for references.
     clock
         How observed time maps to the flow's time, i.e. where between two training time points
         an unobserved time is placed. ``"time"``: in proportion to time (every gap crossed at
@@ -249,7 +268,13 @@ def fit_trajectories(
     ):
         raise ValueError(
             f"growth_key= and unbalanced= are not supported by method={method!r}; use "
-            "'ot-cfm', 'sb-cfm' or 'i-cfm'."
+            "'ot-cfm', 'ot-mfm', 'sb-cfm' or 'i-cfm'."
+        )
+    if spec.bend and spec.path != "spline" and (unbalanced is not None or coupling == "minibatch"):
+        # The bends are solved once per pair of a fixed, sparse exact plan.
+        raise ValueError(
+            f"method={method!r} needs one fixed exact OT plan per pair of time points, so it "
+            "supports neither unbalanced= nor coupling='minibatch'; use method='ot-cfm'."
         )
     dev = resolve_device(device)
     # Under torchrun: join the process group, one device per process (see core.distributed).
@@ -298,7 +323,14 @@ def fit_trajectories(
         sigma=float(sigma),
         lr_schedule=lr_schedule,
     )
-    tensors = [torch.as_tensor(p, device=dev) for p in z_pops]
+    bent = spec.bend and spec.path != "spline"
+    train_pops = z_pops
+    if bent:  # full plans for the bends: large populations are subsampled once, by seed
+        keep = _subsample(z_pops, MAX_BEND_CELLS, seed)
+        train_pops = [p[i] for p, i in zip(z_pops, keep, strict=True)]
+        if growth is not None:
+            growth_pops = [g[i] for g, i in zip(growth_pops, keep, strict=True)]
+    tensors = [torch.as_tensor(p, device=dev) for p in train_pops]
     t0 = _time.perf_counter()
     couplings = []
     for k in range(len(tensors) - 1 if spec.path != "spline" else 0):
@@ -313,11 +345,16 @@ def fit_trajectories(
                 tensors[k],
                 tensors[k + 1],
                 reg=reg,
-                strategy=coupling,
+                strategy="full" if bent else coupling,
                 reg_m=unbalanced,
                 source_weights=source_weights,
             )
         )
+    bends = None
+    if bent:
+        # Seeded by `seed` alone: every process of a distributed fit needs the same bends.
+        bend_gen = torch.Generator(device=dev).manual_seed(seed)
+        bends = support_bends(tensors, couplings, eps=spec.bend_eps, generator=bend_gen)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
         vnet = VelocityNet(rep.shape[1], hidden, n_layers, activation).to(dev)
@@ -442,6 +479,7 @@ def fit_trajectories(
                 start_step=resume["step"] if resume else 0,
                 optimizer_state=resume["optimizer"] if resume else None,
                 on_check=on_check,
+                bends=bends,
             )
             if resume:
                 result.losses[:0] = resume["losses"]

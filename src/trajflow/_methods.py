@@ -27,8 +27,9 @@ class MethodSpec:
         Decay of an exponential moving average of the weights kept during training and used as
         the final weights (0: none). Only used by ``path="spline"`` methods.
     bend
-        For ``path="spline"``: bend every segment toward dense regions of the training cells
-        (metric flow matching, :mod:`trajflow.core.manifold`).
+        Bend every conditional path toward dense regions of the training cells (metric flow
+        matching, :mod:`trajflow.core.manifold`): with ``path="straight"`` each OT pair's line,
+        with ``path="spline"`` every spline segment.
     bend_eps
         Floor ``eps`` of the metric ``1 / (density + eps)`` used for the bends: smaller bends
         harder.
@@ -91,14 +92,13 @@ METHODS: dict[str, MethodSpec] = {
     ),
     "ot-mfm": MethodSpec(
         coupling="exact",
-        path="spline",
+        path="straight",
         default_sigma=0.1,
         learns_score=False,
         reference=(
             "Kapusniak et al. 2024 (NeurIPS), metric flow matching (OT-MFM): exact OT pairs joined "
             "by interpolants bent toward dense regions of the cells (kernel-density metric)"
         ),
-        spline="linear",
         bend=True,
     ),
     "mmfm-metric": MethodSpec(

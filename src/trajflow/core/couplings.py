@@ -237,9 +237,17 @@ class PlanCoupling:
         self.n_support = int(support.numel())
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        u = torch.rand(n, generator=generator, device=self.device, dtype=torch.float64)
-        k = torch.searchsorted(self._cumulative, u).clamp_(max=self.n_support - 1)
+        k = self.sample_support(n, generator)
         return self._rows[k], self._cols[k]
+
+    def sample_support(self, n: int, generator: torch.Generator) -> Tensor:
+        """Indices into the support (see :meth:`support_pairs`) of ``n`` pairs drawn from the plan."""
+        u = torch.rand(n, generator=generator, device=self.device, dtype=torch.float64)
+        return torch.searchsorted(self._cumulative, u).clamp_(max=self.n_support - 1)
+
+    def support_pairs(self) -> tuple[Tensor, Tensor]:
+        """(source, target) cell index of every support pair, in support order."""
+        return self._rows, self._cols
 
 
 class MinibatchOTCoupling:

@@ -17,12 +17,12 @@ with a bandwidth set from nearest-neighbour distances. Everything is in standard
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["kde_metric", "optimise_bends"]
+__all__ = ["kde_metric", "optimise_bends", "support_bends"]
 
 
 def kde_metric(
@@ -132,3 +132,22 @@ def optimise_bends(
             opt.step()
         out.append(c.detach())
     return torch.cat(out)
+
+
+def support_bends(
+    populations: Sequence[Tensor],
+    couplings: Sequence,
+    *,
+    eps: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> list[Tensor]:
+    """OT-MFM corrections for every support pair of every fixed plan between consecutive
+    ``populations`` (:class:`~trajflow.core.couplings.PlanCoupling`), under one density of all
+    the populations: one ``(n_support, d)`` tensor per coupling, as
+    :func:`~trajflow.core.trainer.train_flow` takes them."""
+    h = kde_metric(torch.cat(list(populations)), generator=generator)
+    out = []
+    for k, coupling in enumerate(couplings):
+        rows, cols = coupling.support_pairs()
+        out.append(optimise_bends(populations[k][rows], populations[k + 1][cols], h, eps=eps))
+    return out

@@ -13,13 +13,21 @@ from torch import Tensor
 _S_EPS = 1e-4
 
 
-def straight_path(x0: Tensor, x1: Tensor, s: Tensor, sigma: float, noise: Tensor):
+def straight_path(
+    x0: Tensor, x1: Tensor, s: Tensor, sigma: float, noise: Tensor, bend: Tensor | None = None
+):
     """Gaussian tube of constant width ``sigma`` around the straight line (I-CFM, OT-CFM).
 
-    ``s`` has shape ``(n, 1)``. Returns ``(x_s, u_s)``.
+    ``s`` has shape ``(n, 1)``. Returns ``(x_s, u_s)``. With ``bend`` (per-pair ``c``, shape
+    ``(n, d)``) the centre line is the metric flow matching interpolant
+    ``(1 - s) x0 + s x1 + s (1 - s) c`` (OT-MFM, :mod:`trajflow.core.manifold`).
     """
     xs = (1 - s) * x0 + s * x1 + sigma * noise
-    return xs, x1 - x0
+    us = x1 - x0
+    if bend is not None:
+        xs = xs + s * (1 - s) * bend
+        us = us + (1 - 2 * s) * bend
+    return xs, us
 
 
 def bridge_path(x0: Tensor, x1: Tensor, s: Tensor, sigma: float, noise: Tensor):

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .couplings import Coupling
+from .couplings import Coupling, PlanCoupling
 from .paths import bridge_path, straight_path
 
 PathKind = Literal["straight", "bridge"]
@@ -96,6 +96,7 @@ def train_flow(
     start_step: int = 0,
     optimizer_state: dict | None = None,
     on_check: Callable[[int, dict], None] | None = None,
+    bends: Sequence[Tensor] | None = None,
 ) -> TrainResult:
     """Conditional flow matching over the consecutive pairs ``(populations[k], populations[k+1])``.
 
@@ -109,9 +110,20 @@ def train_flow(
     (``interrupted=True``). A non-finite loss restores the last finite weights and raises
     :class:`TrainingDivergedError`. ``on_check(step, state)`` is called every
     ``config.check_every`` steps with the optimiser state (used for checkpointing).
+
+    ``bends`` (metric flow matching, OT-MFM): one ``(n_support, d)`` tensor per coupling, the
+    correction ``c`` of every support pair of that coupling's fixed plan (a
+    :class:`PlanCoupling`, in :meth:`~PlanCoupling.support_pairs` order); the straight paths
+    then become ``(1 - s) x0 + s x1 + s (1 - s) c`` (only with ``config.path == "straight"``).
     """
     if len(populations) != len(times) or len(couplings) != len(times) - 1:
         raise ValueError("Need one coupling per consecutive pair of populations.")
+    if bends is not None:
+        if config.path != "straight" or len(bends) != len(couplings):
+            raise ValueError("bends need straight paths and one tensor per coupling.")
+        for coupling, bend in zip(couplings, bends, strict=True):
+            if not isinstance(coupling, PlanCoupling) or len(bend) != coupling.n_support:
+                raise ValueError("bends need fixed plans, one correction per support pair.")
     device = populations[0].device
     dim = populations[0].shape[1]
     bs = config.batch_size
@@ -126,16 +138,23 @@ def train_flow(
     nets = [velocity_net] + ([score_net] if score_net is not None else [])
 
     def step_loss(step: int) -> Tensor:
-        x0s, x1s = [], []
+        x0s, x1s, cs = [], [], []
         for k, coupling in enumerate(couplings):
-            i, j = coupling.sample(bs, generator)
+            if bends is None:
+                i, j = coupling.sample(bs, generator)
+            else:
+                support = coupling.sample_support(bs, generator)
+                rows, cols = coupling.support_pairs()
+                i, j = rows[support], cols[support]
+                cs.append(bends[k][support])
             x0s.append(populations[k][i])
             x1s.append(populations[k + 1][j])
         x0, x1 = torch.cat(x0s), torch.cat(x1s)
+        bend = torch.cat(cs) if cs else None
         s = torch.rand(n_pairs * bs, 1, generator=generator, device=device)
         noise = torch.randn(n_pairs * bs, dim, generator=generator, device=device)
         if config.path == "straight":
-            xs, us = straight_path(x0, x1, s, config.sigma, noise)
+            xs, us = straight_path(x0, x1, s, config.sigma, noise, bend)
         else:
             xs, us, lam = bridge_path(x0, x1, s, pair_sigma, noise)
         t = starts[:, None] + s.clamp(0, 1) * spans
