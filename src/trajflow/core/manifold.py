@@ -10,7 +10,7 @@ space rather than cutting across empty ones.
 
 OT-MFM learns ``c`` with a network ``phi(x0, x1, s)``. Here the couplings are full exact OT plans
 with a finite support (at most ``n + m - 1`` pairs), so ``c`` is simply optimised once *per support
-pair* before flow matching starts (a few hundred vectorised Adam steps), and ``h`` is a Gaussian
+pair* before flow matching starts (30 vectorised Adam steps), and ``h`` is a Gaussian
 kernel density of the training cells (all training time points), normalised to mean 1 on them,
 with a bandwidth set from nearest-neighbour distances. Everything is in standardised units.
 """
@@ -86,9 +86,9 @@ def optimise_bends(
     h: Callable[[Tensor], Tensor],
     *,
     eps: float = 0.1,
-    n_iter: int = 60,
+    n_iter: int = 30,
     n_times: int = 8,
-    lr: float = 0.1,
+    lr: float = 0.2,
     chunk: int = 4096,
 ) -> Tensor:
     """Per-pair corrections ``c`` of the OT-MFM interpolant ``(1 - s) x0 + s x1 + s (1 - s) c``.
