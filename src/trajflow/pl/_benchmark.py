@@ -19,6 +19,7 @@ METHOD_COLORS = {
     "ot-cfm": "#1b9e77",
     "sb-cfm": "#7570b3",
     "i-cfm": "#e7298a",
+    "ot-mfm": "#1f78b4",  # not the orange of the OT-interpolation baseline
 }
 #: Line styles of the model-free baselines.
 BASELINE_STYLES = {
