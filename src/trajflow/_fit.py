@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time as _time
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from .core import (
     resolve_device,
     train_flow,
 )
+from .core.couplings import MAX_FULL_PLAN_ENTRIES
 from .core.distributed import data_parallel, init_distributed, process_device
 from .core.integrate import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS
 from .core.manifold import support_bends
@@ -66,7 +68,7 @@ def _growth_weights(adata: AnnData, growth_key: str) -> np.ndarray:
 
 #: Cells per time point that methods with bent paths (ot-mfm) train on: their exact OT plans are
 #: solved in full, so larger populations are subsampled once (2,000 x 2,000 = the full-plan limit).
-MAX_BEND_CELLS = 2000
+MAX_BEND_CELLS = math.isqrt(MAX_FULL_PLAN_ENTRIES)
 
 
 def _subsample(populations: Sequence[np.ndarray], max_cells: int, seed: int) -> list[np.ndarray]:
@@ -270,7 +272,8 @@ def fit_trajectories(
             f"growth_key= and unbalanced= are not supported by method={method!r}; use "
             "'ot-cfm', 'ot-mfm', 'sb-cfm' or 'i-cfm'."
         )
-    if spec.bend and spec.path != "spline" and (unbalanced is not None or coupling == "minibatch"):
+    bent = spec.bend and spec.path != "spline"  # OT-MFM: bends on the pairwise trainer
+    if bent and (unbalanced is not None or coupling == "minibatch"):
         # The bends are solved once per pair of a fixed, sparse exact plan.
         raise ValueError(
             f"method={method!r} needs one fixed exact OT plan per pair of time points, so it "
@@ -323,7 +326,6 @@ def fit_trajectories(
         sigma=float(sigma),
         lr_schedule=lr_schedule,
     )
-    bent = spec.bend and spec.path != "spline"
     train_pops = z_pops
     if bent:  # full plans for the bends: large populations are subsampled once, by seed
         keep = _subsample(z_pops, MAX_BEND_CELLS, seed)
@@ -354,7 +356,8 @@ def fit_trajectories(
     if bent:
         # Seeded by `seed` alone: every process of a distributed fit needs the same bends.
         bend_gen = torch.Generator(device=dev).manual_seed(seed)
-        bends = support_bends(tensors, couplings, eps=spec.bend_eps, generator=bend_gen)
+        support = [c.support_pairs() for c in couplings]
+        bends = support_bends(tensors, support, eps=spec.bend_eps, generator=bend_gen)
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
         vnet = VelocityNet(rep.shape[1], hidden, n_layers, activation).to(dev)

@@ -136,18 +136,17 @@ def optimise_bends(
 
 def support_bends(
     populations: Sequence[Tensor],
-    couplings: Sequence,
+    pairs: Sequence[tuple[Tensor, Tensor]],
     *,
     eps: float = 0.1,
     generator: torch.Generator | None = None,
 ) -> list[Tensor]:
-    """OT-MFM corrections for every support pair of every fixed plan between consecutive
-    ``populations`` (:class:`~trajflow.core.couplings.PlanCoupling`), under one density of all
-    the populations: one ``(n_support, d)`` tensor per coupling, as
-    :func:`~trajflow.core.trainer.train_flow` takes them."""
+    """OT-MFM corrections for paired cells of consecutive ``populations``, under one density of
+    all the populations. ``pairs[k]`` holds the indices ``(i, j)`` into ``populations[k]`` and
+    ``populations[k + 1]`` of link ``k``'s pairs (e.g. the support of a fixed OT plan); returns
+    one ``(len(i), d)`` tensor per link."""
     h = kde_metric(torch.cat(list(populations)), generator=generator)
-    out = []
-    for k, coupling in enumerate(couplings):
-        rows, cols = coupling.support_pairs()
-        out.append(optimise_bends(populations[k][rows], populations[k + 1][cols], h, eps=eps))
-    return out
+    return [
+        optimise_bends(populations[k][i], populations[k + 1][j], h, eps=eps)
+        for k, (i, j) in enumerate(pairs)
+    ]

@@ -384,15 +384,10 @@ def train_multimarginal(
     stacked = list(populations)
     bends, offsets = None, None
     if config.bend:
-        from .manifold import kde_metric, optimise_bends
+        from .manifold import support_bends
 
-        h = kde_metric(torch.cat(stacked), generator=generator)
-        per_link = []
-        for k in range(n_seg):
-            i, j = sampler.link_pairs(k)
-            per_link.append(
-                optimise_bends(stacked[k][i], stacked[k + 1][j], h, eps=config.bend_eps)
-            )
+        links = [sampler.link_pairs(k) for k in range(n_seg)]
+        per_link = support_bends(stacked, links, eps=config.bend_eps, generator=generator)
         sizes = torch.tensor([len(b) for b in per_link], device=device)
         offsets = torch.cumsum(sizes, 0) - sizes
         bends = torch.cat(per_link)
