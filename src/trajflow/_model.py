@@ -212,9 +212,10 @@ class TrajectoryModel:
         n_steps = n_steps or self.config["solver_steps"]
         taus = np.atleast_1d(self.clock(np.asarray(t_grid, dtype=float)))
         # The solver needs the start time first; drop it from the output if the caller did not ask.
-        prepend = not np.isclose(taus[0], self.clock(t_from))
+        tau_from = float(self.clock(t_from))
+        prepend = not np.isclose(taus[0], tau_from)
         if prepend:
-            taus = np.concatenate([[self.clock(t_from)], taus])
+            taus = np.concatenate([[tau_from], taus])
         grid = torch.as_tensor(taus, dtype=torch.float32, device=self.device)
         x = torch.as_tensor(np.asarray(z0, dtype=np.float32), device=self.device)
         if sde:
