@@ -142,7 +142,7 @@ def synthetic_timecourse(
 
 
 class TrainTimer:
-    """Seconds spent inside trajflow's training loop (``train_flow``), per call."""
+    """Seconds spent inside trajflow's training loop (``optimise``), per call."""
 
     def __init__(self) -> None:
         self.seconds: list[float] = []
@@ -151,11 +151,11 @@ class TrainTimer:
 
 @contextlib.contextmanager
 def time_training(device: torch.device | None = None) -> Iterator[TrainTimer]:
-    """Wrap ``trajflow._fit.train_flow`` so that every fit records how long its training loop
+    """Wrap ``trajflow._fit.optimise`` so that every fit records how long its training loop
     took (set-up such as solving full OT plans is then ``fit time - loop time``)."""
     import trajflow._fit as fit_module
 
-    original = fit_module.train_flow
+    original = fit_module.optimise
     timer = TrainTimer()
 
     def timed(*args: Any, **kwargs: Any) -> Any:
@@ -166,14 +166,15 @@ def time_training(device: torch.device | None = None) -> Iterator[TrainTimer]:
         if device is not None:
             sync(device)
         timer.seconds.append(time.perf_counter() - t0)
-        timer.steps.append(result.steps_done - kwargs.get("start_step", 0))
+        resume = kwargs.get("resume")
+        timer.steps.append(result.steps_done - (resume["step"] if resume else 0))
         return result
 
-    fit_module.train_flow = timed
+    fit_module.optimise = timed
     try:
         yield timer
     finally:
-        fit_module.train_flow = original
+        fit_module.optimise = original
 
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:

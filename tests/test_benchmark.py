@@ -5,8 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trajflow.benchmark import leave_one_out, noise_floor, ot_interpolation, summarize
-from trajflow.metrics import wasserstein
+from trajflow._anndata import Standardizer
+from trajflow._ot import displacement_interpolation
+from trajflow.benchmark import (
+    METRICS,
+    leave_one_out,
+    noise_floor,
+    ot_interpolation,
+    score_prediction,
+    summarize,
+)
+from trajflow.metrics import energy_distance, mmd, wasserstein
 
 from conftest import moving_gaussians
 
@@ -20,6 +29,37 @@ def test_ot_interpolation_midpoint_of_shift():
     np.testing.assert_allclose(mid.mean(0), x.mean(0) + np.array([1.0, 0.0]), atol=0.15)
     with pytest.raises(ValueError, match="fraction"):
         ot_interpolation(x, x, 1.5)
+
+
+def test_ot_interpolation_samples_the_displacement_interpolation():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(30, 2)), rng.normal(3.0, 1.0, size=(25, 2))
+    points, weights = displacement_interpolation(a, b, 0.3)
+    draws = ot_interpolation(a, b, 0.3, n_cells=40, seed=4)
+    k = np.random.default_rng(4).choice(len(points), size=40, p=weights)
+    np.testing.assert_array_equal(draws, points[k])
+
+
+def test_score_prediction_standardises_over_the_reference():
+    rng = np.random.default_rng(5)
+    ref = rng.normal([10.0, -3.0], [5.0, 0.2], size=(300, 2))
+    pred, obs = ref[:80] + [1.0, 0.1], ref[100:180]
+    scores = score_prediction(pred, obs, reference=ref)
+    assert tuple(scores) == METRICS
+    space = Standardizer.fit(ref)
+    zp, zo = space.transform(pred), space.transform(obs)
+    assert scores == {
+        "w1": wasserstein(zp, zo, p=1),
+        "w2": wasserstein(zp, zo, p=2),
+        "mmd": mmd(zp, zo),
+        "energy": energy_distance(zp, zo),
+    }
+    # the units of the representation do not matter
+    again = score_prediction(3 * pred - 7, 3 * obs - 7, reference=3 * ref - 7)
+    assert again == pytest.approx(scores, rel=1e-9)
+    assert score_prediction(pred, obs, reference=ref, metrics=("w1",)) == {"w1": scores["w1"]}
+    with pytest.raises(ValueError, match="Unknown metric"):
+        score_prediction(pred, obs, reference=ref, metrics=("w3",))
 
 
 def test_leave_one_out_rows_and_scores():

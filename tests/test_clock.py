@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import trajflow
+from trajflow import _clock
 from trajflow._anndata import Standardizer
 from trajflow._clock import (
     Clock,
@@ -18,6 +19,8 @@ from trajflow._clock import (
     leave_one_out_scores,
     time_clock,
 )
+from trajflow._ot import displacement_interpolation, exact_plan_support, w2
+from trajflow._timecourse import subsample_indices
 from trajflow.benchmark import ot_interpolation
 from trajflow.metrics import wasserstein
 
@@ -100,8 +103,58 @@ def test_auto_chooses_distance_for_uneven_speed():
     assert fit_clock("auto", times, pops, origin=0.0, unit=1.0).kind == "time"
 
 
+def test_ot_plan_of_a_shift_is_the_shift():
+    """The one OT owner (trajflow._ot): the exact plan of a translated cloud pairs every point
+    with its own image, and the interpolation moves along it."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(40, 2))
+    perm = rng.permutation(40)
+    b = a[perm] + [3.0, 0.0]
+    i, j, weights = exact_plan_support(a, b)
+    assert len(i) == 40 and weights.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(b[j] - a[i], np.tile([3.0, 0.0], (40, 1)), atol=1e-12)
+    np.testing.assert_allclose(weights, 1 / 40)
+    points, w = displacement_interpolation(a, b, 0.25, support=(i, j, weights))
+    np.testing.assert_allclose(points, a[i] + [0.75, 0.0])
+    assert w is weights
+    start, _ = displacement_interpolation(a, b, 0.0)
+    np.testing.assert_array_equal(start, a[i])
+    assert w2(a, b) == pytest.approx(3.0)
+
+
+def test_clock_numbers_are_pinned(monkeypatch):
+    """The clock decides every model's internal time, so its numbers must not drift: values of
+    the implementation before the OT and subsampling helpers were shared (populations above
+    MAX_CLOCK_CELLS, so subsampling is exercised)."""
+    monkeypatch.setattr(_clock, "MAX_CLOCK_CELLS", 100)
+    rng = np.random.default_rng(5)
+    sizes = (150, 90, 170, 120, 130)
+    pops = [rng.normal(k * 0.7, 1.0 + 0.1 * k, (n, 3)) for k, n in enumerate(sizes)]
+    times = [0.0, 1.0, 2.5, 3.0, 5.0]
+    auto = fit_clock("auto", times, pops, origin=0.0, unit=1.0)
+    assert auto.kind == "time"
+    assert auto.scores == pytest.approx(
+        {"time": 0.848354009183879, "distance": 0.9394781458041749}, rel=1e-9
+    )
+    distance = fit_clock("distance", times, pops, origin=0.0, unit=1.0)
+    assert distance.taus == pytest.approx(
+        [0.0, 1.1799687801139023, 2.5165302764097834, 3.6803242258703834, 5.0], rel=1e-9
+    )
+
+
+def test_clock_subsample_is_the_shared_one(monkeypatch):
+    x = np.arange(30.0).reshape(15, 2)
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    monkeypatch.setattr(_clock, "MAX_CLOCK_CELLS", 10)
+    np.testing.assert_array_equal(_clock._subsample(x, rng_a), x[subsample_indices(15, 10, rng_b)])
+    # small populations: all cells in order, rng untouched
+    monkeypatch.setattr(_clock, "MAX_CLOCK_CELLS", 15)
+    np.testing.assert_array_equal(_clock._subsample(x, rng_a), x)
+    assert rng_a.random() == rng_b.random()
+
+
 def test_unknown_clock_is_a_clear_error(gaussians):
-    with pytest.raises(ValueError, match="Unknown clock 'speed'.*auto"):
+    with pytest.raises(ValueError, match="clock must be one of.*auto.*got 'speed'"):
         trajflow.fit_trajectories(gaussians, clock="speed", n_steps=5, progress=False)
 
 
@@ -150,6 +203,7 @@ def test_model_saved_without_clock_loads_with_time_clock(tmp_path):
     config = tmp_path / "m" / "config.json"
     state = json.loads(config.read_text())
     del state["clock"]
+    del state["integrity"]  # models of that age had no checksums either
     state["time_origin"], state["time_unit"] = 0.0, 1.0
     config.write_text(json.dumps(state))
     loaded = trajflow.TrajectoryModel.load(tmp_path / "m", device="cpu")

@@ -9,6 +9,7 @@ import torch
 from trajflow.core import (
     IndependentCoupling,
     MinibatchOTCoupling,
+    PairwiseObjective,
     PlanCoupling,
     TrainConfig,
     VelocityNet,
@@ -18,8 +19,8 @@ from trajflow.core import (
     exact_ot_plan,
     integrate_ode,
     integrate_sde,
+    optimise,
     straight_path,
-    train_flow,
 )
 
 
@@ -116,16 +117,12 @@ def test_training_lowers_loss(path, kind, reg):
     couplings = [build_coupling(kind, pops[k], pops[k + 1], reg=reg) for k in range(2)]
     net = VelocityNet(2, hidden=32, n_layers=2)
     score = VelocityNet(2, hidden=32, n_layers=2) if path == "bridge" else None
-    cfg = TrainConfig(
-        n_steps=300,
+    objective = PairwiseObjective(
+        pops, [0.0, 1.0, 2.0], couplings, path=path, sigma=0.3 if path == "bridge" else 0.1,
         batch_size=64,
-        path=path,
-        sigma=0.3 if path == "bridge" else 0.1,
-        check_every=25,
-    )
-    result = train_flow(
-        pops, [0.0, 1.0, 2.0], couplings, net, cfg, generator=gen(), score_net=score, progress=False
-    )
+    )  # fmt: skip
+    cfg = TrainConfig(n_steps=300, check_every=25)
+    result = optimise(objective, net, cfg, generator=gen(), score_net=score, progress=False)
     assert result.steps_done == 300 and not result.interrupted
     assert np.mean(result.losses[-3:]) < 0.5 * np.mean(result.losses[:2])
 
@@ -133,12 +130,26 @@ def test_training_lowers_loss(path, kind, reg):
 def test_train_config_rejects_bad_values():
     for bad in (
         {"n_steps": 0},
-        {"batch_size": -1},
+        {"n_steps": True},
         {"lr": 0.0},
-        {"path": "curvy"},
-        {"path": "bridge", "sigma": 0.0},
-        {"sigma": -0.1},
+        {"weight_decay": -1.0},
         {"lr_schedule": "step"},
+        {"ema": 1.0},
     ):
         with pytest.raises(ValueError):
             TrainConfig(**bad)
+
+
+def test_objectives_reject_bad_values():
+    pops = [torch.randn(20, 2, generator=gen(k)) for k in range(2)]
+    couplings = [build_coupling("exact", pops[0], pops[1])]
+    for bad in (
+        {"batch_size": -1},
+        {"path": "curvy"},
+        {"path": "bridge", "sigma": 0.0},
+        {"sigma": -0.1},
+    ):
+        with pytest.raises(ValueError):
+            PairwiseObjective(pops, [0.0, 1.0], couplings, **bad)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        PairwiseObjective(pops, [1.0, 1.0], couplings)

@@ -9,14 +9,11 @@ import pytest
 import torch
 
 import trajflow
-from trajflow._fit import MAX_BEND_CELLS
-from trajflow.core import TrainConfig, VelocityNet, build_coupling, train_flow
-from trajflow.core.manifold import kde_metric, optimise_bends
-from trajflow.core.multimarginal import (
-    build_chain_sampler,
-    spline_tangent_matrix,
-    spline_weights,
-)
+from trajflow._methods import MAX_BEND_CELLS
+from trajflow.core import PairwiseObjective, TrainConfig, VelocityNet, build_coupling, optimise
+from trajflow.core.bends import kde_metric, optimise_bends
+from trajflow.core.couplings import build_chain_sampler
+from trajflow.core.paths import spline_tangent_matrix, spline_weights
 from trajflow.metrics import wasserstein
 
 NEW_METHODS = ("mmfm", "mmfm-hermite", "ot-mfm", "mmfm-metric")
@@ -149,23 +146,20 @@ def test_zero_bends_train_exactly_as_straight_paths():
     pops = [torch.randn(40, 2, generator=gen) + 2 * k for k in range(3)]
     couplings = [build_coupling("exact", pops[k], pops[k + 1]) for k in range(2)]
     zero = [torch.zeros(c.n_support, 2) for c in couplings]
-    config = TrainConfig(n_steps=30, batch_size=16)
+    config = TrainConfig(n_steps=30)
     nets = []
     for bends in (None, zero):
         torch.manual_seed(0)
         net = VelocityNet(2)
-        train_flow(
-            pops, [0.0, 1.0, 2.0], couplings, net, config,
-            generator=torch.Generator().manual_seed(1), progress=False, bends=bends,
-        )  # fmt: skip
+        objective = PairwiseObjective(pops, [0.0, 1.0, 2.0], couplings, batch_size=16, bends=bends)
+        optimise(objective, net, config, generator=torch.Generator().manual_seed(1), progress=False)
         nets.append(net)
     for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     with pytest.raises(ValueError, match="one correction per support pair"):
-        train_flow(
-            pops, [0.0, 1.0, 2.0], couplings, VelocityNet(2), config,
-            generator=gen, progress=False, bends=[z[:-1] for z in zero],
-        )  # fmt: skip
+        PairwiseObjective(
+            pops, [0.0, 1.0, 2.0], couplings, batch_size=16, bends=[z[:-1] for z in zero]
+        )
 
 
 def test_ot_mfm_resumes_from_a_checkpoint(tmp_path):

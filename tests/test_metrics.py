@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from trajflow.metrics import energy_distance, mmd, wasserstein
+from trajflow._timecourse import subsample_indices
+from trajflow.metrics import _exact_wasserstein, energy_distance, mmd, wasserstein
 
 
 def test_point_masses():
@@ -103,3 +104,29 @@ def test_kernel_metrics_subsample_large_inputs():
         exact, approx = f(a, b, max_size=None), f(a, b, max_size=400)
         assert approx == pytest.approx(exact, rel=0.15)
         assert f(a, b, max_size=400, seed=2) == f(a, b, max_size=400, seed=2)
+
+
+def test_kernel_metrics_subsample_with_the_shared_helper():
+    """mmd and energy draw their subsamples with subsample_indices: a then b, one rng."""
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(700, 2)), rng.normal(size=(300, 2)) + [1.0, 0.0]
+    draw = np.random.default_rng(9)
+    sa, sb = a[subsample_indices(700, 400, draw)], b[subsample_indices(300, 400, draw)]
+    assert mmd(a, b, max_size=400, seed=9) == mmd(sa, sb, max_size=None)
+    draw = np.random.default_rng(9)
+    sa, sb = a[subsample_indices(700, 400, draw)], b[subsample_indices(300, 400, draw)]
+    assert energy_distance(a, b, max_size=400, seed=9) == energy_distance(sa, sb, max_size=None)
+
+
+def test_wasserstein_subsamples_draw_both_sides_every_repeat():
+    """Pinned draw order (the scores published so far depend on it): each repeat draws a
+    subsample of a, then of b, even a side within max_size (a permutation)."""
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=(500, 2)), rng.normal(size=(200, 2)) + [0.5, 0.0]
+    draw = np.random.default_rng(2)
+    values = []
+    for _ in range(3):
+        sa = a[draw.choice(500, size=300, replace=False)]
+        sb = b[draw.choice(200, size=200, replace=False)]
+        values.append(_exact_wasserstein(sa, sb, 1))
+    assert wasserstein(a, b, max_size=300, n_repeats=3, seed=2) == float(np.mean(values))

@@ -3,6 +3,7 @@ leaves the AnnData untouched."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -16,7 +17,7 @@ from matplotlib.quiver import Quiver
 
 import trajflow
 from trajflow import pl
-from trajflow.benchmark import leave_one_out
+from trajflow.benchmark import leave_one_out, score_prediction
 
 from conftest import moving_gaussians
 
@@ -192,6 +193,59 @@ def test_holdout_from_model_and_from_prediction(held_model, adata, tmp_path):
     assert f"W1 = {w1:.3f}" in fig2._suptitle.get_text()
     assert fig2.axes[0].get_xlabel() == "UMAP1"
     _assert_unchanged(adata, snap)
+
+
+def test_holdout_title_is_the_benchmark_w1(held_model, adata):
+    """pl.holdout quotes the benchmark's score: the W1 in its title is leave_one_out's W1 for
+    the same model (the fit leave_one_out makes is held_model's: same data, settings and seed)
+    and held-out time."""
+    table = leave_one_out(
+        adata,
+        methods=("ot-cfm",),
+        seeds=(0,),
+        n_dims=held_model.n_dims,
+        holdout_times=[1.0],
+        baselines=False,
+        fit_kwargs={"n_steps": N_STEPS},
+        device="cpu",
+        progress=False,
+    )
+    w1 = float(table.loc[0, "w1"])
+    rep = adata.obsm["X_pca"][:, : held_model.n_dims]
+    observed = rep[adata.obs["time"].to_numpy() == 1.0]
+    predicted = held_model.predict(1.0).obsm["X_pca"]
+    assert score_prediction(predicted, observed, reference=rep)["w1"] == w1
+    title = pl.holdout(held_model, adata, time=1.0)._suptitle.get_text()
+    assert re.search(r"W1 = ([0-9.]+)", title).group(1) == f"{w1:.3f}"
+
+
+def test_scatter_background_is_shared_plumbing(adata):
+    from trajflow.pl._utils import EmbeddingMap, TimeColors, scatter_background
+
+    emap = EmbeddingMap.fit(adata, use_rep="X_pca", n_dims=3)
+    times = adata.obs["time"].to_numpy(dtype=float)
+    tc = TimeColors.make(np.unique(times), "time")
+    groups = adata.copy()
+    groups.obs["half"] = pd.Categorical(np.where(adata.obsm["X_pca"][:, 1] > 0, "top", "bottom"))
+    _, ax = plt.subplots()
+    scatter_background(
+        ax, groups, emap, tc, times, color="half", time_key="time", lightness=0.5, size=None, seed=0
+    )
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["bottom", "top"]
+    assert len(ax.collections[0].get_offsets()) == adata.n_obs
+    with pytest.raises(KeyError, match="color='nope'"):
+        scatter_background(
+            ax,
+            groups,
+            emap,
+            tc,
+            times,
+            color="nope",
+            time_key="time",
+            lightness=0.5,
+            size=None,
+            seed=0,
+        )
 
 
 def test_holdout_needs_observed_cells(model, adata):

@@ -5,6 +5,9 @@ Synthetic data with known answers; one check on the Klein data (skipped when abs
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import anndata as ad
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,6 +18,8 @@ import torch
 
 import trajflow as tf
 import trajflow.pl
+from trajflow._anndata import group_labels, select_cells
+from trajflow._timecourse import match_time
 from trajflow.core.couplings import PlanCoupling, build_coupling, unbalanced_ot_plan
 
 FAST = {"n_steps": 300, "progress": False, "solver_steps": 40}
@@ -184,6 +189,73 @@ def test_ancestors_errors(bif, bif_model):
         tf.tl.ancestors(bif_model, bif, cells=late, target_time=3)
 
 
+def test_ancestors_positions_are_the_models_push(bif, bif_model):
+    """The tools go through the model's public verb: pulled-back positions are model.push."""
+    up = ((bif.obs["time"] == 2) & (bif.obs["branch"] == "up")).to_numpy()
+    out = tf.tl.ancestors(bif_model, bif, cells=up, target_time=0, copy=True)
+    back = bif_model.push(bif.obsm["X_pca"][up], source_time=2, times=0)
+    np.testing.assert_array_equal(out.uns["ancestors"]["positions"], back)
+
+
+def test_tools_and_plots_use_only_public_model_verbs():
+    root = Path(tf.__file__).parent
+    private = [
+        f"{path.relative_to(root)}:{n}"
+        for path in sorted([*root.glob("tl/*.py"), *root.glob("pl/*.py")])
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\bmodel\._", line)
+    ]
+    assert not private, private
+
+
+def test_time_tolerance_is_the_time_courses(bif, bif_model):
+    """Cells 1e-7 (relative) off an observed time point belong to another time point, for the
+    tools as for match_time (numpy's default isclose, rtol=1e-5, used to merge them)."""
+    near = 1.0 * (1 + 1e-7)
+    with pytest.raises(ValueError, match="not one of the observed"):
+        match_time(near, bif_model.times, what="time")
+    with pytest.raises(ValueError, match="source_time=1 is not a time point observed"):
+        tf.tl.fate_probabilities(bif_model, bif, source_time=near, groupby="branch")
+    decoys = bif[(bif.obs["time"] == 1.0).to_numpy()][:12].copy()
+    decoys.obs_names = [f"decoy{i}" for i in range(decoys.n_obs)]
+    decoys.obs["time"] = near
+    both = ad.concat([bif, decoys])
+    is_decoy = both.obs_names.str.startswith("decoy")
+    # Fates of the cells at t=1: the decoys are not among them.
+    tf.tl.fate_probabilities(bif_model, both, source_time=1, groupby="branch")
+    ref = tf.tl.fate_probabilities(bif_model, bif, source_time=1, groupby="branch", copy=True)
+    probs = both.obsm["fate_probabilities"]
+    assert np.isnan(probs[is_decoy]).all()
+    np.testing.assert_array_equal(probs[~is_decoy], ref.obsm["fate_probabilities"])
+    # Ancestors at t=1: the decoys get none.
+    up = ((both.obs["time"] == 2) & (both.obs["branch"] == "up")).to_numpy()
+    tf.tl.ancestors(bif_model, both, cells=up, target_time=1)
+    prob = both.obs["ancestors"].to_numpy()
+    assert np.isnan(prob[is_decoy]).all()
+    assert prob[(both.obs["time"] == 1).to_numpy()].sum() == pytest.approx(1.0)
+
+
+def test_obs_helpers_of_the_anndata_layer(bif):
+    up = (bif.obs["branch"] == "up").to_numpy()
+    np.testing.assert_array_equal(select_cells(bif, bif.obs["branch"] == "up"), up)
+    np.testing.assert_array_equal(
+        select_cells(bif, ["c0", "c5"]), np.isin(bif.obs_names, ["c0", "c5"])
+    )
+    assert select_cells(bif, "c3").sum() == 1
+    with pytest.raises(KeyError, match=r"\['nope'\] are not in adata.obs_names"):
+        select_cells(bif, ["c1", "nope"])
+    with pytest.raises(ValueError, match="one entry per cell"):
+        select_cells(bif, up[:-1])
+    with pytest.raises(ValueError, match="selects no cell"):
+        select_cells(bif, np.zeros(bif.n_obs, dtype=bool))
+    adata = bif.copy()
+    adata.obs["grp"] = pd.Categorical([None, 1, 2] + [1] * (adata.n_obs - 3))
+    labels = group_labels(adata, "grp")
+    assert labels.iloc[0] is None and list(labels.iloc[1:3]) == ["1", "2"]
+    with pytest.raises(KeyError, match="groupby='leiden' is not a column"):
+        group_labels(adata, "leiden")
+
+
 # --------------------------------------------------------------------------- genes over time
 def linear_genes(seed: int = 0) -> ad.AnnData:
     """Six genes driven by a 2-D state moving at 2 units per unit time (a real PCA: X_pca is the
@@ -252,7 +324,7 @@ def test_predict_expression_auto_return_cells_and_errors(genes_data):
         no_pcs = adata.copy()
         del no_pcs.varm["PCs"]
         tf.tl.predict_expression(model, no_pcs, times=[1.0], mapping="pca")
-    with pytest.raises(KeyError, match="was fitted on obsm"):
+    with pytest.raises(KeyError, match="was fitted on adata.obsm"):
         other = adata.copy()
         del other.obsm["X_pca"]
         tf.tl.predict_expression(model, other, times=[1.0])
@@ -351,8 +423,11 @@ def test_fit_growth_and_unbalanced_errors():
     bad.obs["growth"] = -1.0
     with pytest.raises(ValueError, match="non-positive"):
         tf.fit_trajectories(bad, growth_key="growth", **FAST)
-    for value in (0, -1.0, float("nan"), True, "1"):
-        with pytest.raises(ValueError, match="unbalanced"):
+    for value in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="unbalanced must be a finite number > 0"):
+            tf.fit_trajectories(adata, unbalanced=value, **FAST)
+    for value in (True, "1"):  # the wrong kind of value altogether
+        with pytest.raises(TypeError, match="unbalanced must be a finite number"):
             tf.fit_trajectories(adata, unbalanced=value, **FAST)
     with pytest.raises(ValueError, match="needs an OT coupling"):
         tf.fit_trajectories(adata, method="i-cfm", unbalanced=1.0, **FAST)

@@ -7,17 +7,19 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from . import benchmark, datasets, metrics, pl, tl
 from ._fit import fit_trajectories
-from ._methods import METHODS
+from ._methods import METHODS, MethodSpec, register_method
 from ._model import ExtrapolationWarning, Trajectories, TrajectoryModel
+from ._storage import DamagedModelError
+from ._version import __version__
 from .core import TrainingDivergedError
 
 __all__ = [
     "METHODS",
+    "DamagedModelError",
     "ExtrapolationWarning",
+    "MethodSpec",
     "TrainingDivergedError",
     "Trajectories",
     "TrajectoryModel",
@@ -27,5 +29,6 @@ __all__ = [
     "fit_trajectories",
     "metrics",
     "pl",
+    "register_method",
     "tl",
 ]

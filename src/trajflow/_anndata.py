@@ -7,6 +7,7 @@ fed (and tested) without AnnData.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,8 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from scipy import sparse
+
+from ._timecourse import TimeCourse
 
 logger = logging.getLogger("trajflow")
 
@@ -33,19 +36,26 @@ def check_anndata(adata: Any) -> AnnData:
     return adata
 
 
+def obs_column(adata: AnnData, key: Any, argument: str, hint: str) -> pd.Series:
+    """``adata.obs[key]``, or a KeyError naming ``argument``, the columns there are and ``hint``."""
+    if not isinstance(key, str) or key not in adata.obs.columns:
+        cols = ", ".join(map(repr, adata.obs.columns[:12])) or "none"
+        raise KeyError(f"{argument}={key!r} is not a column of adata.obs (columns: {cols}). {hint}")
+    return adata.obs[key]
+
+
 def parse_times(adata: AnnData, time_key: str) -> np.ndarray:
     """Return ``adata.obs[time_key]`` as a float array.
 
     Categorical or string labels are accepted when every label parses as a number
     (``"2"``, ``"4.5"``, ``"day 7"`` does not).
     """
-    if time_key not in adata.obs.columns:
-        cols = ", ".join(map(repr, adata.obs.columns[:10])) or "none"
-        raise KeyError(
-            f"time_key={time_key!r} is not a column of adata.obs (columns: {cols}). "
-            "Pass the column that holds the time point of each cell, e.g. time_key='day'."
-        )
-    col = adata.obs[time_key]
+    col = obs_column(
+        adata,
+        time_key,
+        "time_key",
+        "Pass the column that holds the time point of each cell, e.g. time_key='day'.",
+    )
     if isinstance(col.dtype, pd.CategoricalDtype):
         col = col.astype(str)
     if pd.api.types.is_bool_dtype(col):
@@ -70,6 +80,68 @@ def parse_times(adata: AnnData, time_key: str) -> np.ndarray:
             "Drop those cells (adata = adata[adata.obs[time_key].notna()].copy()) or fill them in."
         )
     return values
+
+
+def growth_weights(adata: AnnData, growth_key: str) -> np.ndarray:
+    """``adata.obs[growth_key]`` as positive finite floats (per-cell growth factors), or a clear
+    error."""
+    col = obs_column(
+        adata,
+        growth_key,
+        "growth_key",
+        "Add a column of per-cell growth factors (e.g. adata.obs['growth'] = np.exp(rate)) first.",
+    )
+    if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        raise TypeError(f"adata.obs[{growth_key!r}] must hold numbers (growth factors).")
+    values = col.to_numpy(dtype=float)
+    if not np.all(np.isfinite(values)) or np.any(values <= 0):
+        n_bad = int((~np.isfinite(values) | (values <= 0)).sum())
+        raise ValueError(
+            f"adata.obs[{growth_key!r}] has {n_bad} missing, infinite or non-positive values; "
+            "growth factors must be positive (1 = no net growth). Use exp(rate) for a log-rate."
+        )
+    return values
+
+
+def group_labels(adata: AnnData, groupby: str) -> pd.Series:
+    """``adata.obs[groupby]`` as strings (missing labels as ``None``), with a clear error when
+    the column is missing."""
+    col = obs_column(
+        adata,
+        groupby,
+        "groupby",
+        "Cluster the cells first (e.g. sc.tl.leiden(adata)) and pass that column.",
+    )
+    return col.astype(object).where(col.notna(), None).map(lambda v: None if v is None else str(v))
+
+
+def select_cells(adata: AnnData, cells: Sequence[str] | np.ndarray | pd.Series) -> np.ndarray:
+    """Boolean mask over ``adata.obs_names`` from obs names or a boolean mask (non-empty)."""
+    if isinstance(cells, str):
+        cells = [cells]
+    arr = np.asarray(cells)
+    if arr.dtype == bool:
+        if arr.shape != (adata.n_obs,):
+            raise ValueError(
+                f"A boolean cells mask must have one entry per cell ({adata.n_obs}), got shape "
+                f"{arr.shape}."
+            )
+        mask = arr.copy()
+    else:
+        index = pd.Index(adata.obs_names)
+        names = arr.astype(str).ravel()
+        pos = index.get_indexer(names)
+        if np.any(pos < 0):
+            missing = names[pos < 0][:5].tolist()
+            raise KeyError(
+                f"cells {missing} are not in adata.obs_names. Pass obs names or a boolean mask, "
+                "e.g. cells=adata.obs['leiden'] == '3'."
+            )
+        mask = np.zeros(adata.n_obs, dtype=bool)
+        mask[pos] = True
+    if not mask.any():
+        raise ValueError("cells selects no cell; pass at least one obs name or a non-empty mask.")
+    return mask
 
 
 def _looks_like_counts(X: Any) -> bool:
@@ -204,3 +276,30 @@ class Standardizer:
     @classmethod
     def from_dict(cls, d: dict[str, list[float]]) -> Standardizer:
         return cls(mean=np.asarray(d["mean"], dtype=np.float64), scale=np.asarray(d["scale"]))
+
+
+def time_course(
+    adata: AnnData,
+    *,
+    time_key: str,
+    use_rep: str,
+    n_dims: int | None,
+    default_n_dims: int,
+    growth_key: str | None = None,
+) -> tuple[TimeCourse, list[np.ndarray] | None]:
+    """The cells of ``adata`` as a :class:`~trajflow._timecourse.TimeCourse` of its
+    representation (first ``n_dims`` columns; by default ``min(default_n_dims, all)``), and the
+    growth factors of ``obs[growth_key]`` grouped the same way (``None`` without a key)."""
+    times = parse_times(adata, time_key)
+    growth = None if growth_key is None else growth_weights(adata, growth_key)
+    if n_dims is None:
+        rep = get_representation(adata, use_rep, None)
+        rep = rep[:, : min(default_n_dims, rep.shape[1])]
+    else:
+        rep = get_representation(adata, use_rep, n_dims)
+    names = np.asarray(adata.obs_names)
+    course = TimeCourse.from_arrays(rep, times, names, time_key=time_key)
+    if growth is None:
+        return course, None
+    by_time = TimeCourse.from_arrays(growth[:, None], times, names, time_key=time_key)
+    return course, [g[:, 0] for g in by_time.populations]

@@ -11,7 +11,7 @@ pseudotime). ``"auto"`` keeps whichever clock predicts the training time points 
 is held out in turn (model-free: displacement interpolation along the exact OT plan of its
 neighbours), preferring the plain time clock unless the distance clock is clearly better.
 
-Only numpy, scipy and POT: no torch, no AnnData.
+Only numpy, scipy and POT: no torch, no AnnData. The OT plans are solved in :mod:`trajflow._ot`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from typing import Any
 import numpy as np
 import ot
 from scipy.interpolate import PchipInterpolator
+
+from ._ot import MAX_ITER, displacement_interpolation, exact_plan_support, w2
+from ._timecourse import subsample_indices
 
 #: ``clock=`` values of :func:`~trajflow.fit_trajectories`.
 CLOCKS = ("auto", "time", "distance")
@@ -95,14 +98,7 @@ def time_clock(times: Sequence[float], *, origin: float, unit: float) -> Clock:
 
 
 def _subsample(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    if len(x) <= MAX_CLOCK_CELLS:
-        return np.asarray(x, dtype=np.float64)
-    return np.asarray(x[rng.choice(len(x), MAX_CLOCK_CELLS, replace=False)], dtype=np.float64)
-
-
-def _w2(a: np.ndarray, b: np.ndarray) -> float:
-    cost = ot.dist(a, b)
-    return float(np.sqrt(ot.emd2(ot.unif(len(a)), ot.unif(len(b)), cost, numItermax=10_000_000)))
+    return np.asarray(x[subsample_indices(len(x), MAX_CLOCK_CELLS, rng)], dtype=np.float64)
 
 
 def _clock_from_steps(
@@ -124,7 +120,7 @@ def _subsampled(pops: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 def _steps(pops: Sequence[np.ndarray]) -> list[float]:
     """W2 between consecutive populations."""
-    return [_w2(a, b) for a, b in pairwise(pops)]
+    return [w2(a, b) for a, b in pairwise(pops)]
 
 
 def distance_clock(
@@ -161,10 +157,8 @@ def _scores(
         a, b, target = pops[j - 1], pops[j + 1], pops[j]
         rest_t = [t for k, t in enumerate(times) if k != j]
         # without j, the pairs (j-1, j) and (j, j+1) become the single pair (j-1, j+1)
-        rest_steps = [*steps[: j - 1], _w2(a, b), *steps[j + 1 :]]
-        plan = ot.emd(ot.unif(len(a)), ot.unif(len(b)), ot.dist(a, b), numItermax=10_000_000)
-        i, k = np.nonzero(plan > 1e-12)
-        weights = plan[i, k] / plan[i, k].sum()
+        rest_steps = [*steps[: j - 1], w2(a, b), *steps[j + 1 :]]
+        support = exact_plan_support(a, b)  # one plan, interpolated at each clock's fraction
         for kind in kinds:
             if kind == "time":
                 clock = time_clock(rest_t, origin=0.0, unit=1.0)
@@ -172,9 +166,9 @@ def _scores(
                 clock = _clock_from_steps(rest_t, rest_steps, 0.0, 1.0)
             lo, mid, hi = clock([times[j - 1], times[j], times[j + 1]])
             s = float((mid - lo) / (hi - lo))
-            points = (1 - s) * a[i] + s * b[k]
+            points, weights = displacement_interpolation(a, b, s, support=support)
             cost = ot.dist(points, target, metric="euclidean")
-            w1 = ot.emd2(weights, ot.unif(len(target)), cost, numItermax=10_000_000)
+            w1 = ot.emd2(weights, ot.unif(len(target)), cost, numItermax=MAX_ITER)
             scores[kind].append(float(w1))
     return {k: float(np.mean(v)) for k, v in scores.items()}
 

@@ -1,8 +1,45 @@
-"""The flow-matching methods trajflow knows, and what each one is made of."""
+"""The flow-matching methods: each one a recipe, registered in one place.
+
+A method is a :class:`MethodSpec`: which coupling pairs the cells, which path joins them, and
+what is added (a bend, a spline through chains, a score). :func:`register_method` adds one to
+:data:`METHODS` after checking that its parts fit together; :func:`check_method_options` holds
+the checks of the fit options that depend on the method; :func:`build_objective` turns a spec,
+the standardised training populations and their times into the objective the trainer
+minimises (:mod:`trajflow.core.objectives`). Adding a method means one ``register_method`` call;
+a new kind of coupling or path goes to :mod:`trajflow.core` first (see CONTRIBUTING.md).
+
+No AnnData here: numpy and the torch core only.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from ._timecourse import subsample_indices
+from .core import (
+    ChainObjective,
+    Objective,
+    PairwiseObjective,
+    build_chain_sampler,
+    build_coupling,
+)
+from .core.bends import support_bends
+from .core.couplings import MAX_FULL_PLAN_ENTRIES
+
+COUPLINGS = ("independent", "exact", "entropic")
+PATHS = ("straight", "bridge", "spline")
+SPLINES = ("natural", "hermite")
+
+#: Cells per time point that pairwise methods with bent paths (ot-mfm) train on: their exact OT
+#: plans are solved in full, so larger populations are subsampled once (2,000 x 2,000 = the
+#: full-plan limit).
+MAX_BEND_CELLS = math.isqrt(MAX_FULL_PLAN_ENTRIES)
 
 
 @dataclass(frozen=True)
@@ -12,23 +49,21 @@ class MethodSpec:
     coupling
         ``"independent"``, ``"exact"`` (exact OT) or ``"entropic"`` (entropic OT).
     path
-        ``"straight"`` (Gaussian tube of width ``sigma``) or ``"bridge"`` (Brownian bridge with
-        diffusion ``sigma`` per unit time).
+        ``"straight"`` (Gaussian tube of width ``sigma``), ``"bridge"`` (Brownian bridge with
+        diffusion ``sigma`` per unit time; also learns the score) or ``"spline"`` (multi-marginal:
+        a cubic spline through chains of exactly OT-coupled cells across all time points).
     default_sigma
         The ``sigma`` used when the caller passes none.
-    learns_score
-        Whether a score network is trained too, so the flow can be sampled as an SDE.
     reference
         Where the method comes from.
     spline
-        For ``path="spline"`` (multi-marginal flow matching, :mod:`trajflow.core.multimarginal`):
-        the cubic spline through each chain of OT-coupled cells, ``"natural"`` or ``"hermite"``.
+        For ``path="spline"``: the tangent rule, ``"natural"`` or ``"hermite"``.
     ema
         Decay of an exponential moving average of the weights kept during training and used as
-        the final weights (0: none). Only used by ``path="spline"`` methods.
+        the final weights (0: none).
     bend
         Bend every conditional path toward dense regions of the training cells (metric flow
-        matching, :mod:`trajflow.core.manifold`): with ``path="straight"`` each OT pair's line,
+        matching, :mod:`trajflow.core.bends`): with ``path="straight"`` each OT pair's line,
         with ``path="spline"`` every spline segment.
     bend_eps
         Floor ``eps`` of the metric ``1 / (density + eps)`` used for the bends: smaller bends
@@ -38,74 +73,139 @@ class MethodSpec:
     coupling: str
     path: str
     default_sigma: float
-    learns_score: bool
     reference: str
     spline: str = "natural"
     ema: float = 0.0
     bend: bool = False
     bend_eps: float = 0.1
 
+    @property
+    def learns_score(self) -> bool:
+        """Whether a score network is trained too, so the flow can be sampled as an SDE."""
+        return self.path == "bridge"
 
-METHODS: dict[str, MethodSpec] = {
-    "ot-cfm": MethodSpec(
+    @property
+    def multi_marginal(self) -> bool:
+        """Whether paths run through every training time point (chains) rather than pairs."""
+        return self.path == "spline"
+
+    @property
+    def fixed_plan(self) -> bool:
+        """Whether the method needs one fixed exact plan per pair (bends, chains)."""
+        return self.bend or self.multi_marginal
+
+
+#: The registered methods, by ``method=`` name.
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register_method(name: str, spec: MethodSpec, *, overwrite: bool = False) -> MethodSpec:
+    """Add ``spec`` to :data:`METHODS` as ``method=name``, after checking that its parts fit.
+
+    Raises a ValueError for an unknown coupling, path or spline, a combination the objectives
+    cannot train (a bent or spline path without exact OT, a bent bridge), a non-positive
+    ``default_sigma`` or ``bend_eps``, an ``ema`` outside ``[0, 1)``, or a name already taken
+    (unless ``overwrite``).
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"A method needs a non-empty string name, got {name!r}.")
+    if name in METHODS and not overwrite:
+        raise ValueError(f"Method {name!r} is already registered; pass overwrite=True.")
+    problems = []
+    if spec.coupling not in COUPLINGS:
+        problems.append(f"coupling must be one of {COUPLINGS}, got {spec.coupling!r}")
+    if spec.path not in PATHS:
+        problems.append(f"path must be one of {PATHS}, got {spec.path!r}")
+    if spec.path == "spline" and spec.spline not in SPLINES:
+        problems.append(f"spline must be one of {SPLINES}, got {spec.spline!r}")
+    if spec.fixed_plan and spec.coupling != "exact":
+        problems.append("bent and spline paths need coupling='exact' (one fixed plan per pair)")
+    if spec.bend and spec.path == "bridge":
+        problems.append("a Brownian bridge cannot be bent")
+    if not spec.default_sigma >= 0 or (spec.path == "bridge" and not spec.default_sigma > 0):
+        problems.append(f"default_sigma must be >= 0 (> 0 for a bridge), got {spec.default_sigma}")
+    if not spec.bend_eps > 0:
+        problems.append(f"bend_eps must be > 0, got {spec.bend_eps}")
+    if not 0 <= spec.ema < 1:
+        problems.append(f"ema must be in [0, 1), got {spec.ema}")
+    if problems:
+        raise ValueError(f"Cannot register method {name!r}: " + "; ".join(problems) + ".")
+    METHODS[name] = spec
+    return spec
+
+
+register_method(
+    "ot-cfm",
+    MethodSpec(
         coupling="exact",
         path="straight",
         default_sigma=0.1,
-        learns_score=False,
         reference="Tong et al. 2023 (TMLR), OT-CFM: exact optimal-transport couplings",
     ),
-    "sb-cfm": MethodSpec(
+)
+register_method(
+    "sb-cfm",
+    MethodSpec(
         coupling="entropic",
         path="bridge",
         default_sigma=1.0,
-        learns_score=True,
         reference="Tong et al. 2023/2024, SB-CFM and [SF]2M: entropic OT + Brownian bridge",
     ),
-    "i-cfm": MethodSpec(
+)
+register_method(
+    "i-cfm",
+    MethodSpec(
         coupling="independent",
         path="straight",
         default_sigma=0.1,
-        learns_score=False,
         reference="Lipman et al. 2023; Tong et al. 2023, I-CFM: independent couplings",
     ),
-    "mmfm": MethodSpec(
+)
+register_method(
+    "mmfm",
+    MethodSpec(
         coupling="exact",
         path="spline",
         default_sigma=0.1,
-        learns_score=False,
         reference=(
             "Rohbeck et al. 2024 (ICLR 2025), multi-marginal flow matching: chains of exact OT "
             "couplings through all training time points, natural cubic-spline paths"
         ),
         spline="natural",
     ),
-    "mmfm-hermite": MethodSpec(
+)
+register_method(
+    "mmfm-hermite",
+    MethodSpec(
         coupling="exact",
         path="spline",
         default_sigma=0.1,
-        learns_score=False,
         reference=(
             "Rohbeck et al. 2024 (ICLR 2025), multi-marginal flow matching with local "
             "(Catmull-Rom-like) cubic Hermite paths through chains of exact OT couplings"
         ),
         spline="hermite",
     ),
-    "ot-mfm": MethodSpec(
+)
+register_method(
+    "ot-mfm",
+    MethodSpec(
         coupling="exact",
         path="straight",
         default_sigma=0.1,
-        learns_score=False,
         reference=(
             "Kapusniak et al. 2024 (NeurIPS), metric flow matching (OT-MFM): exact OT pairs joined "
             "by interpolants bent toward dense regions of the cells (kernel-density metric)"
         ),
         bend=True,
     ),
-    "mmfm-metric": MethodSpec(
+)
+register_method(
+    "mmfm-metric",
+    MethodSpec(
         coupling="exact",
         path="spline",
         default_sigma=0.1,
-        learns_score=False,
         reference=(
             "Rohbeck et al. 2024 + Kapusniak et al. 2024: natural-spline multi-marginal paths "
             "with the OT-MFM density bend added to every segment"
@@ -113,11 +213,129 @@ METHODS: dict[str, MethodSpec] = {
         spline="natural",
         bend=True,
     ),
-}
+)
 
 
 def get_method(method: str) -> MethodSpec:
     """Return the spec of ``method`` or raise a ValueError listing the known ones."""
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; choose one of {sorted(METHODS)}.")
     return METHODS[method]
+
+
+CouplingStrategy = Literal["auto", "full", "minibatch"]
+
+
+def check_method_options(
+    method: str,
+    *,
+    sigma: float | None,
+    coupling: str,
+    unbalanced: float | None,
+    growth: bool,
+) -> float:
+    """Check the fit options that depend on the method (already of the right type); return the
+    ``sigma`` to use. Each refusal names the method, the option and what to use instead."""
+    spec = get_method(method)
+    sigma = spec.default_sigma if sigma is None else sigma
+    if spec.path == "bridge" and sigma == 0:
+        raise ValueError(f"sigma must be > 0 for method={method!r} (a Brownian bridge), got 0.")
+    if unbalanced is not None and spec.coupling == "independent":
+        raise ValueError(
+            f"unbalanced= needs an OT coupling, but method={method!r} uses an independent "
+            "coupling; use method='ot-cfm' or 'sb-cfm'."
+        )
+    if spec.fixed_plan and (unbalanced is not None or coupling == "minibatch"):
+        # Bends are solved once per pair of a fixed, sparse exact plan; chains compose plans.
+        raise ValueError(
+            f"method={method!r} needs one fixed exact OT plan per pair of time points, so it "
+            "supports neither unbalanced= nor coupling='minibatch'; use method='ot-cfm'."
+        )
+    if spec.multi_marginal and growth:
+        # A chain needs each plan's target marginal to be the next plan's source marginal;
+        # growth weights make the source marginals non-uniform, so the links would not compose.
+        raise ValueError(
+            f"growth_key= cannot work with method={method!r}: its chains through all time points "
+            "need uniform marginals. Use a pairwise method ('ot-cfm', 'ot-mfm', 'sb-cfm')."
+        )
+    return float(sigma)
+
+
+def build_objective(
+    spec: MethodSpec,
+    populations: Sequence[np.ndarray],
+    taus: Sequence[float],
+    times: Sequence[float],
+    *,
+    sigma: float,
+    batch_size: int,
+    coupling: CouplingStrategy = "auto",
+    unbalanced: float | None = None,
+    growth: Sequence[np.ndarray] | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> Objective:
+    """The objective that trains ``spec`` on standardised ``populations``.
+
+    Parameters
+    ----------
+    spec
+        The method (after :func:`check_method_options`).
+    populations
+        Standardised training cells, one ``(n_k, d)`` float32 array per time point.
+    taus
+        Their internal (flow) times.
+    times
+        Their observed times (the growth exponent is in units of observed time).
+    sigma, batch_size, coupling, unbalanced
+        As in :func:`~trajflow.fit_trajectories` (``batch_size`` per process).
+    growth
+        Per-cell growth factors per unit of observed time, one array per population, or None.
+    seed
+        Seeds everything drawn while building (subsamples, the bends' density): every process
+        of a distributed fit builds the same objective.
+    device
+        Where the populations and plans live.
+    """
+    gen = torch.Generator(device=device).manual_seed(seed)
+    if spec.bend and not spec.multi_marginal:  # full plans for the bends: subsample once, by seed
+        rng = np.random.default_rng(seed)
+        keep = [np.sort(subsample_indices(len(p), MAX_BEND_CELLS, rng)) for p in populations]
+        populations = [p[i] for p, i in zip(populations, keep, strict=True)]
+        if growth is not None:
+            growth = [g[i] for g, i in zip(growth, keep, strict=True)]
+    tensors = [torch.as_tensor(p, device=device) for p in populations]
+    if spec.multi_marginal:
+        sampler = build_chain_sampler(tensors, generator=gen)
+        bends = None
+        if spec.bend:
+            links = [sampler.link_pairs(k) for k in range(len(tensors) - 1)]
+            bends = support_bends(tensors, links, eps=spec.bend_eps, generator=gen)
+        return ChainObjective(
+            tensors, taus, sampler, spline=spec.spline, sigma=sigma, batch_size=batch_size,
+            bends=bends,
+        )  # fmt: skip
+    couplings = []
+    for k in range(len(tensors) - 1):
+        reg = 2 * sigma**2 * (taus[k + 1] - taus[k]) if spec.coupling == "entropic" else None
+        # growth factor per unit of observed time, raised to the pair's span
+        weights = None if growth is None else growth[k] ** (times[k + 1] - times[k])
+        couplings.append(
+            build_coupling(
+                spec.coupling,
+                tensors[k],
+                tensors[k + 1],
+                reg=reg,
+                strategy="full" if spec.bend else coupling,
+                reg_m=unbalanced,
+                source_weights=weights,
+            )
+        )
+    bends = None
+    if spec.bend:
+        support = [c.support_pairs() for c in couplings]
+        bends = support_bends(tensors, support, eps=spec.bend_eps, generator=gen)
+    path = "bridge" if spec.path == "bridge" else "straight"
+    return PairwiseObjective(
+        tensors, taus, couplings, path=path, sigma=sigma, batch_size=batch_size, bends=bends
+    )

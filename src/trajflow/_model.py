@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
-import tempfile
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,15 +17,24 @@ from anndata import AnnData
 
 from ._anndata import Standardizer, get_representation
 from ._clock import Clock, time_clock
-from ._methods import get_method
-from ._timecourse import TimeCourse
+from ._storage import CELLS_FILE, CONFIG_FILE, WEIGHTS_FILE, read_model, reading, write_model
+from ._timecourse import TimeCourse, match_time
+from ._validate import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_optional_int,
+    check_seed,
+    check_time,
+)
 from .core import VelocityNet, integrate_ode, integrate_sde, resolve_device
+from .core.integrate import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS
 
 logger = logging.getLogger("trajflow")
 
 #: Bumped whenever the saved layout changes; ``load`` refuses other formats.
 FORMAT_VERSION = 1
-_CONFIG_FILE, _WEIGHTS_FILE, _CELLS_FILE = "config.json", "weights.pt", "cells.npz"
+_CONFIG_FILE, _WEIGHTS_FILE, _CELLS_FILE = CONFIG_FILE, WEIGHTS_FILE, CELLS_FILE
 
 
 class ExtrapolationWarning(UserWarning):
@@ -140,13 +147,7 @@ class TrajectoryModel:
         return self
 
     # ----------------------------------------------------------------- time handling
-    def _check_time(self, time: float, what: str = "time") -> float:
-        try:
-            time = float(time)
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"{what} must be a number, got {time!r}.") from err
-        if not np.isfinite(time):
-            raise ValueError(f"{what} must be finite, got {time}.")
+    def _warn_if_extrapolated(self, time: float, what: str) -> None:
         lo, hi = self.times[0], self.times[-1]
         if time < lo or time > hi:
             warnings.warn(
@@ -155,6 +156,11 @@ class TrajectoryModel:
                 ExtrapolationWarning,
                 stacklevel=3,
             )
+
+    def _time(self, time: Any, what: str) -> float:
+        """A checked time argument (any Python or numpy real), warned about when extrapolated."""
+        time = check_time(what, time)
+        self._warn_if_extrapolated(time, what)
         return time
 
     def source_time_for(self, time: float) -> float:
@@ -168,22 +174,20 @@ class TrajectoryModel:
     ) -> tuple[float, np.ndarray, np.ndarray]:
         if source_time is None:
             source_time = self.source_time_for(time)
-        x = self._cells.population(source_time)
-        names = self._cells.cell_names[self._cells.times.index(self._cells_time(source_time))]
+        k = self._cells.times.index(match_time(source_time, self._cells.times, what="source_time"))
+        x, names = self._cells.populations[k], self._cells.cell_names[k]
         if n_cells is not None:
-            if not isinstance(n_cells, int | np.integer) or n_cells < 1:
-                raise ValueError(f"n_cells must be a positive integer or None, got {n_cells!r}.")
             rng = np.random.default_rng(seed)
             idx = rng.choice(len(x), size=n_cells, replace=n_cells > len(x))
             x, names = x[idx], names[idx]
         return float(source_time), x, names
 
-    def _cells_time(self, t: float) -> float:
-        from ._timecourse import match_time
-
-        return match_time(t, self._cells.times, what="source_time")
-
     # ----------------------------------------------------------------- the flow
+    @property
+    def learns_score(self) -> bool:
+        """Whether the model learned a score, so it can be sampled as an SDE (``sde=True``)."""
+        return self._score_net is not None
+
     def _drift(self, sde: bool):
         vnet, snet = self._velocity_net, self._score_net
         if not sde:
@@ -191,7 +195,25 @@ class TrajectoryModel:
         half_g2 = 0.5 * self.sigma**2
         return lambda x, t: vnet(x, t) + half_g2 * snet(x, t)
 
-    def _push(
+    def _integrator(
+        self, sde: Any, seed: Any, solver: Any, n_steps: Any
+    ) -> tuple[bool, int, str, int]:
+        """The checked integration options, with the fit's defaults filled in."""
+        sde = check_bool("sde", sde)
+        seed = check_seed(seed)
+        if sde and not self.learns_score:
+            raise ValueError(
+                f"sde=True needs a score network, which method={self.method!r} does not learn; "
+                "fit with method='sb-cfm' or use sde=False."
+            )
+        if solver is not None:
+            check_choice("solver", solver, FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS)
+        n_steps = check_optional_int("n_steps", n_steps)
+        solver = self.config["solver"] if solver is None else solver
+        n_steps = int(self.config["solver_steps"]) if n_steps is None else n_steps
+        return sde, seed, solver, n_steps
+
+    def _flow(
         self,
         z0: np.ndarray,
         t_from: float,
@@ -199,17 +221,11 @@ class TrajectoryModel:
         *,
         sde: bool,
         seed: int,
-        solver: str | None,
-        n_steps: int | None,
+        solver: str,
+        n_steps: int,
     ) -> np.ndarray:
-        """Integrate standardised cells from ``t_from`` through ``t_grid`` (user time units)."""
-        if sde and self._score_net is None:
-            raise ValueError(
-                f"sde=True needs a score network, which method={self.method!r} does not learn; "
-                "fit with method='sb-cfm' or use sde=False."
-            )
-        solver = solver or self.config["solver"]
-        n_steps = n_steps or self.config["solver_steps"]
+        """Integrate standardised cells from ``t_from`` through ``t_grid`` (user time units);
+        arguments already checked by :meth:`_integrator`."""
         taus = np.atleast_1d(self.clock(np.asarray(t_grid, dtype=float)))
         # The solver needs the start time first; drop it from the output if the caller did not ask.
         tau_from = float(self.clock(t_from))
@@ -219,7 +235,7 @@ class TrajectoryModel:
         grid = torch.as_tensor(taus, dtype=torch.float32, device=self.device)
         x = torch.as_tensor(np.asarray(z0, dtype=np.float32), device=self.device)
         if sde:
-            gen = torch.Generator(device=self.device).manual_seed(int(seed))
+            gen = torch.Generator(device=self.device).manual_seed(seed)
             out = integrate_sde(
                 self._drift(True), self.sigma, x, grid, n_steps=n_steps, generator=gen
             )
@@ -227,6 +243,86 @@ class TrajectoryModel:
             out = integrate_ode(self._drift(False), x, grid, solver=solver, n_steps=n_steps)
         out = out[1:] if prepend else out
         return out.cpu().numpy().astype(np.float64)
+
+    def push(
+        self,
+        x: np.ndarray | AnnData,
+        *,
+        source_time: float,
+        times: float | Sequence[float],
+        sde: bool = False,
+        seed: int = 0,
+        solver: str | None = None,
+        n_steps: int | None = None,
+    ) -> np.ndarray:
+        """Carry cells through the learned flow from ``source_time`` to ``times``.
+
+        The model's own verb for "where do these cells go" (and, with earlier ``times``, "where
+        did they come from"): any cells, observed or not, e.g. ``model.push(adata[mask],
+        source_time=2, times=4)``.
+
+        Parameters
+        ----------
+        x
+            Cells in the representation's own units: an array ``(n_cells, n_dims)``, or an
+            AnnData whose ``obsm[use_rep]`` is used.
+        source_time
+            The time the cells are at, in the units of ``obs[time_key]``.
+        times
+            One time, or several (in any order, each reached along one integration); times
+            earlier than ``source_time`` integrate backwards (ODE only).
+        sde
+            Sample the SDE instead of the ODE (models that learn a score only; see
+            :attr:`learns_score`); forward in time only.
+        seed
+            Seed of the SDE noise.
+        solver, n_steps
+            Override the integrator chosen at fit time.
+
+        Returns
+        -------
+        Positions in the representation's units: ``(n_cells, n_dims)`` for one time,
+        ``(len(times), n_cells, n_dims)`` for a sequence.
+        """
+        src = self._time(source_time, "source_time")
+        single = not isinstance(times, Sequence | np.ndarray)
+        grid = np.asarray([self._time(times, "times")] if single else self._time_grid(times))
+        sde, seed, solver, n_steps = self._integrator(sde, seed, solver, n_steps)
+        if sde and np.any(grid < src):
+            raise ValueError(
+                f"sde=True integrates forward only, but times {grid[grid < src].tolist()} are "
+                f"before source_time={src:g}; use sde=False to pull cells back."
+            )
+        z0 = self.scaler.transform(self._as_cells(x))
+        # One integration through the sorted grid, read back in the caller's order.
+        order = np.argsort(grid, kind="stable")
+        z = np.empty((len(grid), len(z0), self.n_dims))
+        for part in (order[grid[order] >= src], order[grid[order] < src][::-1]):
+            if len(part):
+                z[part] = self._flow(
+                    z0, src, grid[part], sde=sde, seed=seed, solver=solver, n_steps=n_steps
+                )
+        out = self.scaler.inverse_transform(z)
+        return out[0] if single else out
+
+    def _time_grid(self, times: Sequence[float]) -> list[float]:
+        values = [self._time(t, "times") for t in np.asarray(times, dtype=object).ravel()]
+        if not values:
+            raise ValueError("times is empty; pass one time or a sequence of times.")
+        return values
+
+    def _as_cells(self, x: np.ndarray | AnnData) -> np.ndarray:
+        """Cells in the representation's units, checked against the model's dimensions."""
+        if isinstance(x, AnnData):
+            return self.representation(x)
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n_dims:
+            raise ValueError(
+                f"x must have shape (n_cells, {self.n_dims}) (the model's n_dims), got {x.shape}."
+            )
+        if not np.all(np.isfinite(x)):
+            raise ValueError("x has NaN or infinite values; pass finite positions.")
+        return x
 
     def predict(
         self,
@@ -267,11 +363,13 @@ class TrajectoryModel:
         space), ``obs[time_key]`` the target time, ``obs['source_cell']`` and
         ``obs['source_time']`` where each predicted cell started.
         """
-        time = self._check_time(time)
+        time = self._time(time, "time")
         if source_time is not None:
-            source_time = self._check_time(source_time, "source_time")
+            source_time = self._time(source_time, "source_time")
+        n_cells = check_optional_int("n_cells", n_cells)
+        sde, seed, solver, n_steps = self._integrator(sde, seed, solver, n_steps)
         src, z0, names = self._source_cells(source_time, time, n_cells, seed)
-        z = self._push(
+        z = self._flow(
             z0, src, np.array([time]), sde=sde, seed=seed, solver=solver, n_steps=n_steps
         )[0]
         x = self.scaler.inverse_transform(z)
@@ -301,13 +399,18 @@ class TrajectoryModel:
 
         ``end_time`` may be earlier than ``source_time`` to integrate backwards (ODE only).
         """
-        source_time = self.times[0] if source_time is None else source_time
-        end_time = self.times[-1] if end_time is None else self._check_time(end_time, "end_time")
-        if not isinstance(n_points, int) or n_points < 2:
-            raise ValueError(f"n_points must be an integer >= 2, got {n_points!r}.")
+        source_time = (
+            self.times[0] if source_time is None else self._time(source_time, "source_time")
+        )
+        end_time = self.times[-1] if end_time is None else self._time(end_time, "end_time")
+        n_points = check_int("n_points", n_points, minimum=2)
+        n_cells = check_optional_int("n_cells", n_cells)
+        sde, seed, solver, n_steps = self._integrator(sde, seed, solver, n_steps)
+        if sde and end_time < source_time:
+            raise ValueError("sde=True integrates forward only; use sde=False to go backwards.")
         src, z0, names = self._source_cells(source_time, end_time, n_cells, seed)
         grid = np.linspace(src, end_time, n_points)
-        z = self._push(z0, src, grid, sde=sde, seed=seed, solver=solver, n_steps=n_steps)
+        z = self._flow(z0, src, grid, sde=sde, seed=seed, solver=solver, n_steps=n_steps)
         paths = self.scaler.inverse_transform(z).transpose(1, 0, 2)
         return Trajectories(times=grid, paths=paths, source_time=src, cell_names=names)
 
@@ -337,14 +440,8 @@ class TrajectoryModel:
         ``x`` is an array ``(n, n_dims)`` in the user's representation space, or an AnnData whose
         ``obsm[use_rep]`` is used. Returned in representation units per unit of ``obs[time_key]``.
         """
-        if isinstance(x, AnnData):
-            x = self.representation(x)
-        x = np.asarray(x, dtype=np.float64)
-        if x.ndim != 2 or x.shape[1] != self.n_dims:
-            raise ValueError(
-                f"x must have shape (n_cells, {self.n_dims}) (the model's n_dims), got {x.shape}."
-            )
-        time = self._check_time(time)
+        x = self._as_cells(x)
+        time = self._time(time, "time")
         z = torch.as_tensor(self.scaler.transform(x), dtype=torch.float32, device=self.device)
         with torch.no_grad():
             v = self._velocity_net(z, torch.tensor(float(self.clock(time)), device=self.device))
@@ -354,8 +451,8 @@ class TrajectoryModel:
 
     # ----------------------------------------------------------------- persistence
     def state(self) -> dict[str, Any]:
-        """Everything :meth:`save` writes to ``config.json``."""
-        from . import __version__
+        """What :meth:`save` writes to ``config.json`` (as plain JSON, with a checksum record)."""
+        from ._version import __version__
 
         return {
             "format_version": FORMAT_VERSION,
@@ -388,96 +485,54 @@ class TrajectoryModel:
         Written to a temporary directory first and renamed, so an interrupted save never leaves
         a half-written model. Refuses to replace an existing ``path`` unless ``overwrite=True``.
         ``extra`` maps further file names to objects written with ``torch.save`` in the same
-        atomic step (used for training checkpoints).
+        atomic step (used for training checkpoints). ``config.json`` records the size and sha256
+        of every file, so :meth:`load` can name a file damaged later.
         """
-        path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileExistsError(
-                f"{path} already exists; pass overwrite=True to replace it or choose another path."
-            )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            (tmp / _CONFIG_FILE).write_text(json.dumps(self.state(), indent=2))
-            weights = {"velocity": self._velocity_net.state_dict()}
-            if self._score_net is not None:
-                weights["score"] = self._score_net.state_dict()
-            torch.save(weights, tmp / _WEIGHTS_FILE)
-            arrays = {}
-            for k, _t in enumerate(self._cells.times):
-                arrays[f"cells_{k}"] = self._cells.populations[k].astype(np.float32)
-                arrays[f"names_{k}"] = self._cells.cell_names[k].astype(str)
-            np.savez_compressed(tmp / _CELLS_FILE, **arrays)
-            for name, obj in (extra or {}).items():
-                torch.save(obj, tmp / name)
-            if path.exists():
-                backup = path.with_name(f".{path.name}.old")
-                shutil.rmtree(backup, ignore_errors=True)
-                path.rename(backup)
-                tmp.rename(path)
-                shutil.rmtree(backup, ignore_errors=True)
-            else:
-                tmp.rename(path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        weights = {"velocity": self._velocity_net.state_dict()}
+        if self._score_net is not None:
+            weights["score"] = self._score_net.state_dict()
+        arrays = {}
+        for k in range(len(self._cells.times)):
+            arrays[f"cells_{k}"] = self._cells.populations[k].astype(np.float32)
+            arrays[f"names_{k}"] = self._cells.cell_names[k].astype(str)
+        path = write_model(
+            path,
+            state=self.state(),
+            weights=weights,
+            arrays=arrays,
+            extra=extra,
+            overwrite=overwrite,
+        )
         logger.info("Saved %s to %s", self, path)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str = "auto") -> TrajectoryModel:
-        """Load a model written by :meth:`save`, validating what is found on disk."""
-        from . import __version__
+        """Load a model written by :meth:`save`, validating what is found on disk.
 
-        path = Path(path)
-        if not path.is_dir():
-            raise FileNotFoundError(f"No saved trajflow model at {path} (not a directory).")
-        missing = [
-            f for f in (_CONFIG_FILE, _WEIGHTS_FILE, _CELLS_FILE) if not (path / f).is_file()
-        ]
-        if missing:
-            raise FileNotFoundError(
-                f"{path} is an incomplete trajflow model: missing {', '.join(missing)}. "
-                "Save the model again with model.save(path, overwrite=True)."
-            )
-        try:
-            state = json.loads((path / _CONFIG_FILE).read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path / _CONFIG_FILE} is not valid JSON: {err}.") from err
-        fmt = state.get("format_version")
-        if fmt != FORMAT_VERSION:
-            raise ValueError(
-                f"{path} was written in model format {fmt!r} (trajflow "
-                f"{state.get('trajflow_version', 'unknown')}); this trajflow {__version__} reads "
-                f"format {FORMAT_VERSION}. Refit the model or install the matching trajflow."
-            )
-        net_cfg = state["network"]
-        get_method(state["config"]["method"])
-        vnet = VelocityNet(
-            net_cfg["dim"], net_cfg["hidden"], net_cfg["n_layers"], net_cfg["activation"]
-        )
-        weights = torch.load(path / _WEIGHTS_FILE, map_location="cpu", weights_only=True)
-        vnet.load_state_dict(weights["velocity"])
-        snet = None
-        if net_cfg["has_score"]:
-            snet = VelocityNet(
-                net_cfg["dim"], net_cfg["hidden"], net_cfg["n_layers"], net_cfg["activation"]
-            )
-            snet.load_state_dict(weights["score"])
-        with np.load(path / _CELLS_FILE) as arrays:
-            pops = [arrays[f"cells_{k}"] for k in range(len(state["times"]))]
-            names = [arrays[f"names_{k}"] for k in range(len(state["times"]))]
-        if any(p.shape[1] != net_cfg["dim"] for p in pops):
-            raise ValueError(f"{path}: stored cells do not match the network dimension.")
+        Raises
+        ------
+        FileNotFoundError
+            When ``path`` is not a folder or lacks one of the model files.
+        ValueError
+            When the model was written in another format version, or with a method that is not
+            registered in this session.
+        DamagedModelError
+            When a file is unreadable, truncated, modified or inconsistent with the others; the
+            message names the file.
+        """
+        saved = read_model(path, format_version=FORMAT_VERSION)
+        with reading(saved.path, CONFIG_FILE, "the clock"):
+            clock = _load_clock(saved.state)
         return cls(
-            velocity_net=vnet,
-            score_net=snet,
-            config=state["config"],
-            scaler=Standardizer.from_dict(state["scaler"]),
-            cells=TimeCourse(times=list(state["times"]), populations=pops, cell_names=names),
-            observed_times=state["observed_times"],
-            clock=_load_clock(state),
-            history=state.get("history", {}),
+            velocity_net=saved.velocity_net,
+            score_net=saved.score_net,
+            config=saved.state["config"],
+            scaler=saved.scaler,
+            cells=saved.cells,
+            observed_times=saved.state["observed_times"],
+            clock=clock,
+            history=saved.state.get("history", {}),
             device=device,
         )
 

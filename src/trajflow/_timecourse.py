@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+#: Two times are the same time point when they agree to this relative / absolute tolerance
+#: (float noise from parsing or arithmetic, never a real difference between time points).
+TIME_RTOL = TIME_ATOL = 1e-9
 
-def as_time_list(times: float | Iterable[float] | None) -> list[float]:
-    """Normalise ``None``, a scalar or an iterable of times to a sorted list of floats."""
-    if times is None:
-        return []
-    if np.isscalar(times):
-        return [float(times)]
-    return sorted(float(t) for t in times)
+
+def same_time(a: float | np.ndarray, b: float | np.ndarray) -> np.ndarray:
+    """Elementwise: is ``a`` the same time point as ``b`` (see :data:`TIME_RTOL`)?"""
+    return np.isclose(a, b, rtol=TIME_RTOL, atol=TIME_ATOL)
+
+
+def subsample_indices(n: int, max_n: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of ``max_n`` of ``n`` items drawn without replacement by ``rng`` (in draw order),
+    or all ``n`` in order when ``n <= max_n`` (then ``rng`` is not used)."""
+    if n <= max_n:
+        return np.arange(n)
+    return rng.choice(n, max_n, replace=False)
 
 
 def match_time(t: float, available: Sequence[float], *, what: str) -> float:
     """Return the entry of ``available`` equal to ``t`` (up to float noise) or raise."""
     arr = np.asarray(available, dtype=float)
-    hits = np.flatnonzero(np.isclose(arr, float(t), rtol=1e-9, atol=1e-9))
+    hits = np.flatnonzero(same_time(arr, float(t)))
     if hits.size == 0:
         raise ValueError(
             f"{what} {t!r} is not one of the observed time points {[float(a) for a in arr]}."

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import platform
 import time as _time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
-import ot
 import pandas as pd
 import torch
 from anndata import AnnData
@@ -24,14 +24,33 @@ from tqdm.auto import tqdm
 from ._anndata import Standardizer, check_anndata, get_representation, parse_times
 from ._fit import fit_trajectories
 from ._methods import get_method
-from ._timecourse import TimeCourse, as_time_list, match_time
+from ._ot import displacement_interpolation
+from ._timecourse import TimeCourse, match_time
+from ._validate import check_bool, check_int, check_seeds, check_times
 from .core import resolve_device
 from .metrics import energy_distance, mmd, wasserstein
 
-__all__ = ["BASELINES", "leave_one_out", "noise_floor", "ot_interpolation", "summarize"]
+__all__ = [
+    "BASELINES",
+    "METRICS",
+    "leave_one_out",
+    "noise_floor",
+    "ot_interpolation",
+    "score_prediction",
+    "scoring_space",
+    "summarize",
+]
 
 #: Model-free reference predictions scored beside every method.
 BASELINES = ("previous", "ot-interpolation")
+#: What every prediction is scored with (columns of :func:`leave_one_out`'s table).
+METRICS = ("w1", "w2", "mmd", "energy")
+_METRIC_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "w1": partial(wasserstein, p=1),
+    "w2": partial(wasserstein, p=2),
+    "mmd": mmd,
+    "energy": energy_distance,
+}
 
 
 def ot_interpolation(
@@ -50,23 +69,59 @@ def ot_interpolation(
     """
     if not 0 <= fraction <= 1:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}.")
-    plan = ot.emd(
-        ot.unif(len(x_prev)), ot.unif(len(x_next)), ot.dist(x_prev, x_next), numItermax=10_000_000
-    )
-    i, j = np.nonzero(plan > 1e-12)
-    weights = plan[i, j] / plan[i, j].sum()
+    points, weights = displacement_interpolation(x_prev, x_next, fraction)
     rng = np.random.default_rng(seed)
-    k = rng.choice(len(i), size=n_cells or len(x_prev), p=weights)
-    return (1 - fraction) * x_prev[i[k]] + fraction * x_next[j[k]]
+    k = rng.choice(len(points), size=n_cells or len(x_prev), p=weights)
+    return points[k]
 
 
-def _scores(pred: np.ndarray, obs: np.ndarray) -> dict[str, float]:
-    return {
-        "w1": wasserstein(pred, obs, p=1),
-        "w2": wasserstein(pred, obs, p=2),
-        "mmd": mmd(pred, obs),
-        "energy": energy_distance(pred, obs),
-    }
+def scoring_space(reference: np.ndarray) -> Standardizer:
+    """The space predictions are scored in: the representation standardised over ``reference``
+    (all cells of the AnnData, as in the published protocol)."""
+    return Standardizer.fit(np.asarray(reference, dtype=np.float64))
+
+
+def score_prediction(
+    predicted: np.ndarray,
+    observed: np.ndarray,
+    *,
+    reference: np.ndarray,
+    metrics: Sequence[str] = METRICS,
+) -> dict[str, float]:
+    """Score predicted cells against observed ones exactly as :func:`leave_one_out` does.
+
+    Both populations are standardised over ``reference`` (:func:`scoring_space`) and compared
+    with each metric: ``"w1"``/``"w2"`` (exact Wasserstein, :func:`~trajflow.metrics.wasserstein`),
+    ``"mmd"`` (:func:`~trajflow.metrics.mmd`) and ``"energy"``
+    (:func:`~trajflow.metrics.energy_distance`). Plots quote scores through this function, so a
+    figure never disagrees with the benchmark table.
+
+    Parameters
+    ----------
+    predicted, observed
+        Cells in the representation's units, shapes ``(n, n_dims)`` and ``(m, n_dims)``.
+    reference
+        The cells the scoring space is standardised over: every cell of the AnnData
+        (``obsm[use_rep][:, :n_dims]``), shape ``(n_obs, n_dims)``.
+    metrics
+        Which of :data:`METRICS` to compute.
+
+    Returns
+    -------
+    ``{metric: value}`` in the order of ``metrics``.
+    """
+    space = scoring_space(reference)
+    return _scores(space.transform(predicted), space.transform(observed), metrics)
+
+
+def _scores(
+    pred: np.ndarray, obs: np.ndarray, metrics: Sequence[str] = METRICS
+) -> dict[str, float]:
+    """:func:`score_prediction` of cells already in the scoring space."""
+    unknown = [m for m in metrics if m not in _METRIC_FUNCTIONS]
+    if unknown:
+        raise ValueError(f"Unknown metric(s) {unknown}; choose from {list(METRICS)}.")
+    return {m: _METRIC_FUNCTIONS[m](pred, obs) for m in metrics}
 
 
 def noise_floor(x: np.ndarray, *, n_repeats: int = 10, seed: int = 0) -> tuple[float, float]:
@@ -130,19 +185,22 @@ def leave_one_out(
     device``. ``clock`` is the clock the fit used (``model.clock.kind``; what ``clock="auto"``
     chose). Baselines have ``fit_seconds = 0`` and an empty ``clock``.
     """
-    from . import __version__
+    from ._version import __version__
 
     check_anndata(adata)
+    if isinstance(methods, str):
+        methods = [methods]
     for m in methods:
         get_method(m)
+    seeds = check_seeds(seeds)
+    n_dims = check_int("n_dims", n_dims)
+    baselines, progress = check_bool("baselines", baselines), check_bool("progress", progress)
     fit_kwargs = dict(fit_kwargs or {})
     clash = {"holdout", "time_key", "use_rep", "n_dims", "method", "seed", "device", "progress"}
     if clash & fit_kwargs.keys():
         raise ValueError(
             f"fit_kwargs may not set {sorted(clash & fit_kwargs.keys())}; use the arguments."
         )
-    if not seeds:
-        raise ValueError("seeds is empty; pass at least one seed, e.g. seeds=(0,).")
     if use_rep not in adata.obsm and use_rep != "X":
         adata = adata.copy()  # a computed PCA must not land in the caller's object
     times = parse_times(adata, time_key)
@@ -153,7 +211,8 @@ def leave_one_out(
         holdouts = interior
     else:
         holdouts = [
-            match_time(t, course.times, what="Held-out time") for t in as_time_list(holdout_times)
+            match_time(t, course.times, what="holdout_times entry")
+            for t in check_times("holdout_times", holdout_times)
         ]
     not_interior = [t for t in holdouts if t not in interior]
     if not_interior:
@@ -166,8 +225,8 @@ def leave_one_out(
             f"No interior time point to hold out among {course.times}; the benchmark needs at "
             "least 3 time points."
         )
-    # Score in the protocol's space: the first n_dims dimensions standardised over all cells.
-    scorer = Standardizer.fit(rep)
+    # The baselines predict in the scoring space itself; methods are scored by score_prediction.
+    space = scoring_space(rep)
     dev = resolve_device(device)
     meta = {"trajflow_version": __version__, "torch_version": torch.__version__, "device": str(dev)}
 
@@ -178,10 +237,11 @@ def leave_one_out(
         for hold in holdouts:
             k = course.times.index(hold)
             t_prev, t_next = course.times[k - 1], course.times[k + 1]
-            obs = scorer.transform(course.populations[k])
-            z_prev = scorer.transform(course.populations[k - 1])
-            z_next = scorer.transform(course.populations[k + 1])
-            base = {"holdout_time": hold, "n_observed": len(obs)}
+            observed = course.populations[k]
+            z_obs = space.transform(observed)
+            z_prev = space.transform(course.populations[k - 1])
+            z_next = space.transform(course.populations[k + 1])
+            base = {"holdout_time": hold, "n_observed": len(observed)}
             for seed in seeds:
                 if baselines:
                     frac = (hold - t_prev) / (t_next - t_prev)
@@ -194,7 +254,7 @@ def leave_one_out(
                                 "method": name,
                                 "seed": seed,
                                 **base,
-                                **_scores(pred, obs),
+                                **_scores(pred, z_obs),
                                 "fit_seconds": 0.0,
                                 "clock": "",
                                 "n_predicted": len(pred),
@@ -219,16 +279,15 @@ def leave_one_out(
                     )
                     fit_seconds = _time.perf_counter() - t0
                     predicted = model.predict(hold, source_time=t_prev).obsm[model.use_rep]
-                    pred = scorer.transform(predicted)
                     rows.append(
                         {
                             "method": method,
                             "seed": seed,
                             **base,
-                            **_scores(pred, obs),
+                            **score_prediction(predicted, observed, reference=rep),
                             "fit_seconds": fit_seconds,
                             "clock": model.clock.kind,
-                            "n_predicted": len(pred),
+                            "n_predicted": len(predicted),
                             **meta,
                         }
                     )

@@ -16,6 +16,8 @@ import numpy as np
 import ot
 from scipy.spatial.distance import cdist
 
+from ._timecourse import subsample_indices
+
 __all__ = ["energy_distance", "mmd", "wasserstein"]
 
 #: RBF bandwidths (in units of the data) summed by :func:`mmd`; a spread of scales, as in
@@ -90,6 +92,8 @@ def wasserstein(
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(n_repeats):
+        # Not subsample_indices: a side within max_size is still drawn here (a permutation that
+        # uses rng), and switching would change every subsampled score published so far.
         sa = a[rng.choice(len(a), size=min(len(a), max_size), replace=False)]
         sb = b[rng.choice(len(b), size=min(len(b), max_size), replace=False)]
         values.append(_exact_wasserstein(sa, sb, p))
@@ -105,9 +109,7 @@ def _exact_wasserstein(a: np.ndarray, b: np.ndarray, p: int) -> float:
 
 
 def _subsample(x: np.ndarray, max_size: int | None, rng: np.random.Generator) -> np.ndarray:
-    if max_size is None or len(x) <= max_size:
-        return x
-    return x[rng.choice(len(x), size=max_size, replace=False)]
+    return x if max_size is None else x[subsample_indices(len(x), max_size, rng)]
 
 
 #: :func:`mmd` and :func:`energy_distance` build full distance matrices; above this many points

@@ -1,15 +1,27 @@
-"""The torch core: couplings, conditional paths, the velocity network, training and integration.
+"""The torch core: couplings, conditional paths, objectives, training and integration.
 
-It only knows tensors: no AnnData, no pandas. Everything here runs on any torch device.
+It only knows tensors: no AnnData, no pandas, no matplotlib, nothing from the package face.
+Everything here runs on any torch device.
+
+- :mod:`.couplings`: which cell is paired with which (independent, exact / entropic /
+  unbalanced OT, per-minibatch plans, chains through every time point);
+- :mod:`.paths`: where a paired cell is at time ``s`` and how fast it moves (straight, Brownian
+  bridge, cubic spline; the metric bend);
+- :mod:`.bends`: the metric flow matching corrections that bend paths toward the cells;
+- :mod:`.objectives`: one training step's loss (pairwise or multi-marginal);
+- :mod:`.trainer`: the optimisation loop; :mod:`.network`, :mod:`.integrate`,
+  :mod:`.distributed`, :mod:`.device`.
 """
 
 from __future__ import annotations
 
 from .couplings import (
+    ChainSampler,
     Coupling,
     IndependentCoupling,
     MinibatchOTCoupling,
     PlanCoupling,
+    build_chain_sampler,
     build_coupling,
     entropic_ot_plan,
     exact_ot_plan,
@@ -17,25 +29,32 @@ from .couplings import (
 from .device import resolve_device
 from .integrate import integrate_ode, integrate_sde
 from .network import VelocityNet
-from .paths import bridge_path, straight_path
-from .trainer import TrainConfig, TrainingDivergedError, TrainResult, train_flow
+from .objectives import ChainObjective, Objective, PairwiseObjective
+from .paths import bridge_path, spline_path, straight_path
+from .trainer import TrainConfig, TrainingDivergedError, TrainResult, optimise
 
 __all__ = [
+    "ChainObjective",
+    "ChainSampler",
     "Coupling",
     "IndependentCoupling",
     "MinibatchOTCoupling",
+    "Objective",
+    "PairwiseObjective",
     "PlanCoupling",
     "TrainConfig",
     "TrainResult",
     "TrainingDivergedError",
     "VelocityNet",
     "bridge_path",
+    "build_chain_sampler",
     "build_coupling",
     "entropic_ot_plan",
     "exact_ot_plan",
     "integrate_ode",
     "integrate_sde",
+    "optimise",
     "resolve_device",
+    "spline_path",
     "straight_path",
-    "train_flow",
 ]

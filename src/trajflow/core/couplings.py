@@ -19,10 +19,13 @@ Two options model cells that divide and die between time points, which balanced 
 For populations small enough, the plan between the *whole* populations is solved once and
 index pairs are drawn from it on the device at every step (no per-step solver, no host round
 trip). For large populations a fresh plan is solved on every minibatch instead, as TorchCFM does.
+Multi-marginal methods draw *chains* of cells, one per time point, along consecutive exact
+plans (:class:`ChainSampler`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, Protocol
 
 import numpy as np
@@ -221,8 +224,10 @@ class IndependentCoupling:
 class PlanCoupling:
     """Pairs drawn from a fixed transport plan, on the plan's device.
 
-    Only the support of the plan is kept (an exact plan has at most ``n + m - 1`` non-zeros),
-    and pairs are drawn by inverting the cumulative weights with ``searchsorted``.
+    Only the support of the plan is kept (an exact plan has at most ``n + m - 1`` non-zeros), in
+    row-major order, and pairs are drawn by inverting the cumulative weights with
+    ``searchsorted``: either whole pairs (:meth:`sample`) or the partner of given source cells
+    (:meth:`sample_given_rows`, which chains of cells through several plans need).
     """
 
     def __init__(self, plan: Tensor, *, min_weight: float = 1e-12):
@@ -233,8 +238,10 @@ class PlanCoupling:
         self._cumulative[-1] = 1.0
         self._rows = torch.div(support, plan.shape[1], rounding_mode="floor")
         self._cols = support % plan.shape[1]
+        self.shape = tuple(plan.shape)
         self.device = plan.device
         self.n_support = int(support.numel())
+        self._row_bounds: tuple[Tensor, Tensor] | None = None
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         k = self.sample_support(n, generator)
@@ -244,6 +251,23 @@ class PlanCoupling:
         """Indices into the support (see :meth:`support_pairs`) of ``n`` pairs drawn from the plan."""
         u = torch.rand(n, generator=generator, device=self.device, dtype=torch.float64)
         return torch.searchsorted(self._cumulative, u).clamp_(max=self.n_support - 1)
+
+    def sample_given_rows(self, rows: Tensor, generator: torch.Generator) -> Tensor:
+        """Support index of one pair drawn from each given row, in proportion to the row's mass
+        (the conditional plan); the partner of ``rows[i]`` is ``support_pairs()[1][k[i]]``."""
+        if self._row_bounds is None:  # where each row's support starts and ends, built once
+            counts = torch.bincount(self._rows, minlength=self.shape[0])
+            if bool((counts == 0).any()):
+                raise ValueError("Every source cell must carry mass in the plan.")
+            ends = torch.cumsum(counts, dim=0)
+            zero = torch.zeros(1, dtype=self._cumulative.dtype, device=self.device)
+            padded = torch.cat([zero, self._cumulative])
+            self._row_bounds = (padded[ends - counts], padded[ends])
+        lo, hi = self._row_bounds[0][rows], self._row_bounds[1][rows]
+        u = torch.rand(len(rows), generator=generator, device=rows.device, dtype=torch.float64)
+        return torch.searchsorted(self._cumulative, lo + u * (hi - lo)).clamp_(
+            max=self.n_support - 1
+        )
 
     def support_pairs(self) -> tuple[Tensor, Tensor]:
         """(source, target) cell index of every support pair, in support order."""
@@ -359,3 +383,70 @@ def build_coupling(
     else:
         plan = entropic_ot_plan(x0, x1, float(reg), a=source_weights, b=target_weights)
     return PlanCoupling(plan)
+
+
+#: Populations larger than this are subsampled (uniformly, once) before the exact plans of a
+#: :class:`ChainSampler` are solved, so the network-simplex solver stays fast.
+MAX_CHAIN_CELLS = 2500
+
+
+class ChainSampler:
+    """Draws chains of cell indices, one per population, along consecutive OT plans
+    (multi-marginal flow matching).
+
+    The first index is uniform over the first (possibly subsampled) population; each next index
+    is drawn from the plan's row of the previous one. As each plan has uniform marginals, every
+    link ``(i_k, i_{k+1})`` of the chain is distributed as the OT plan ``k``.
+    """
+
+    def __init__(self, plans: Sequence[Tensor], subsets: Sequence[Tensor]):
+        if len(subsets) != len(plans) + 1:
+            raise ValueError("Need one index subset per population (one more than plans).")
+        self._links = [PlanCoupling(p) for p in plans]
+        self._subsets = list(subsets)
+        self.device = subsets[0].device
+
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """``(n, K)`` long tensor of indices into the populations."""
+        return self.sample_links(n, generator)[0]
+
+    def sample_links(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """``(n, K)`` indices into the populations and ``(n, K - 1)`` support indices of the
+        links (the pair of plan ``k`` each chain used)."""
+        local = torch.randint(len(self._subsets[0]), (n,), generator=generator, device=self.device)
+        out, links = [self._subsets[0][local]], []
+        for k, link in enumerate(self._links):
+            support = link.sample_given_rows(local, generator)
+            local = link.support_pairs()[1][support]
+            out.append(self._subsets[k + 1][local])
+            links.append(support)
+        empty = torch.zeros(n, 0, dtype=torch.long, device=self.device)
+        return torch.stack(out, dim=1), torch.stack(links, dim=1) if links else empty
+
+    def link_pairs(self, k: int) -> tuple[Tensor, Tensor]:
+        """Population indices ``(i, j)`` of every support pair of plan ``k``."""
+        rows, cols = self._links[k].support_pairs()
+        return self._subsets[k][rows], self._subsets[k + 1][cols]
+
+
+def build_chain_sampler(
+    populations: Sequence[Tensor], *, max_cells: int = MAX_CHAIN_CELLS, generator: torch.Generator
+) -> ChainSampler:
+    """Solve exact OT plans between consecutive populations and return a :class:`ChainSampler`.
+
+    Populations with more than ``max_cells`` cells are subsampled uniformly (once, with
+    ``generator``) first.
+    """
+    subsets = []
+    for pop in populations:
+        n = len(pop)
+        if n > max_cells:
+            idx = torch.randperm(n, generator=generator, device=pop.device)[:max_cells]
+        else:
+            idx = torch.arange(n, device=pop.device)
+        subsets.append(idx)
+    plans = [
+        exact_ot_plan(populations[k][subsets[k]], populations[k + 1][subsets[k + 1]])
+        for k in range(len(populations) - 1)
+    ]
+    return ChainSampler(plans, subsets)

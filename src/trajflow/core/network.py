@@ -6,6 +6,8 @@ import torch
 from torch import Tensor, nn
 
 _ACTIVATIONS = {"selu": nn.SELU, "silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+#: Names of the activations :class:`VelocityNet` knows.
+ACTIVATIONS = tuple(_ACTIVATIONS)
 
 
 class VelocityNet(nn.Module):

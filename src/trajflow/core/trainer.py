@@ -1,23 +1,19 @@
-"""Train one time-conditioned velocity network jointly over all consecutive pairs of populations."""
+"""The optimisation loop every flow-matching objective trains with, and its one config."""
 
 from __future__ import annotations
 
 import copy
-import itertools
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from tqdm.auto import tqdm
 
-from .couplings import Coupling, PlanCoupling
-from .paths import bridge_path, straight_path
-
-PathKind = Literal["straight", "bridge"]
+from .objectives import Objective
 
 
 class TrainingDivergedError(RuntimeError):
@@ -35,41 +31,33 @@ class TrainingDivergedError(RuntimeError):
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings of :func:`train_flow`.
-
-    ``sigma`` is the width of the Gaussian tube around straight paths (``path="straight"``), or the
-    diffusion per unit of time of the Brownian bridge (``path="bridge"``), in standardised units.
-    ``batch_size`` counts pairs drawn *per pair of time points* per step.
-    """
+    """Settings of :func:`optimise`: AdamW steps, learning rate, weight decay, ``"constant"`` or
+    ``"cosine"`` learning-rate decay, how often the loss is recorded and checked, and ``ema``,
+    the decay of an exponential moving average of the weights that replaces them at the end
+    (0: none)."""
 
     n_steps: int = 3000
-    batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 1e-5
-    path: PathKind = "straight"
-    sigma: float = 0.1
     lr_schedule: Literal["constant", "cosine"] = "constant"
     check_every: int = 50
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("n_steps", "batch_size", "check_every"):
+        for name in ("n_steps", "check_every"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}.")
-        if self.weight_decay < 0:
+        if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
-        if self.path not in ("straight", "bridge"):
-            raise ValueError(f"path must be 'straight' or 'bridge', got {self.path!r}.")
-        if self.path == "bridge" and not self.sigma > 0:
-            raise ValueError(f"sigma must be > 0 for the Brownian bridge, got {self.sigma!r}.")
-        if self.path == "straight" and not self.sigma >= 0:
-            raise ValueError(f"sigma must be >= 0, got {self.sigma!r}.")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(
                 f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}."
             )
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1), got {self.ema!r}.")
 
 
 @dataclass
@@ -83,123 +71,36 @@ class TrainResult:
     interrupted: bool = False
 
 
-def train_flow(
-    populations: Sequence[Tensor],
-    times: Sequence[float],
-    couplings: Sequence[Coupling],
+def optimise(
+    objective: Objective,
     velocity_net: nn.Module,
     config: TrainConfig,
     *,
     generator: torch.Generator,
     score_net: nn.Module | None = None,
     progress: bool = True,
-    start_step: int = 0,
-    optimizer_state: dict | None = None,
+    resume: dict | None = None,
     on_check: Callable[[int, dict], None] | None = None,
-    bends: Sequence[Tensor] | None = None,
 ) -> TrainResult:
-    """Conditional flow matching over the consecutive pairs ``(populations[k], populations[k+1])``.
-
-    Every step draws ``config.batch_size`` pairs from each coupling, places them on their
-    conditional path at a uniform pair time, maps that to the absolute time
-    ``times[k] + s * (times[k+1] - times[k])`` and regresses the network on the conditional
-    velocity (divided by the span, so velocities are per unit of absolute time). All pairs go
-    through the network in one batched call.
-
-    A ``KeyboardInterrupt`` stops training and returns what was trained so far
-    (``interrupted=True``). A non-finite loss restores the last finite weights and raises
-    :class:`TrainingDivergedError`. ``on_check(step, state)`` is called every
-    ``config.check_every`` steps with the optimiser state (used for checkpointing).
-
-    ``bends`` (metric flow matching, OT-MFM): one ``(n_support, d)`` tensor per coupling, the
-    correction ``c`` of every support pair of that coupling's fixed plan (a
-    :class:`PlanCoupling`, in :meth:`~PlanCoupling.support_pairs` order); the straight paths
-    then become ``(1 - s) x0 + s x1 + s (1 - s) c`` (only with ``config.path == "straight"``).
-    """
-    if len(populations) != len(times) or len(couplings) != len(times) - 1:
-        raise ValueError("Need one coupling per consecutive pair of populations.")
-    if bends is not None:
-        if config.path != "straight" or len(bends) != len(couplings):
-            raise ValueError("bends need straight paths and one tensor per coupling.")
-        for coupling, bend in zip(couplings, bends, strict=True):
-            if not isinstance(coupling, PlanCoupling) or len(bend) != coupling.n_support:
-                raise ValueError("bends need fixed plans, one correction per support pair.")
-    device = populations[0].device
-    dim = populations[0].shape[1]
-    bs = config.batch_size
-    n_pairs = len(couplings)
-    starts = torch.tensor(times[:-1], dtype=torch.float32, device=device).repeat_interleave(bs)
-    spans = torch.tensor(
-        [b - a for a, b in itertools.pairwise(times)], dtype=torch.float32, device=device
-    ).repeat_interleave(bs)[:, None]
-    # Bridge noise per pair grows with the square root of the span: one Brownian motion overall.
-    pair_sigma = config.sigma * spans.sqrt() if config.path == "bridge" else None
-
-    nets = [velocity_net] + ([score_net] if score_net is not None else [])
-
-    def step_loss(step: int) -> Tensor:
-        x0s, x1s, cs = [], [], []
-        for k, coupling in enumerate(couplings):
-            if bends is None:
-                i, j = coupling.sample(bs, generator)
-            else:
-                support = coupling.sample_support(bs, generator)
-                rows, cols = coupling.support_pairs()
-                i, j = rows[support], cols[support]
-                cs.append(bends[k][support])
-            x0s.append(populations[k][i])
-            x1s.append(populations[k + 1][j])
-        x0, x1 = torch.cat(x0s), torch.cat(x1s)
-        bend = torch.cat(cs) if cs else None
-        s = torch.rand(n_pairs * bs, 1, generator=generator, device=device)
-        noise = torch.randn(n_pairs * bs, dim, generator=generator, device=device)
-        if config.path == "straight":
-            xs, us = straight_path(x0, x1, s, config.sigma, noise, bend)
-        else:
-            xs, us, lam = bridge_path(x0, x1, s, pair_sigma, noise)
-        t = starts[:, None] + s.clamp(0, 1) * spans
-        loss = (velocity_net(xs, t) - us / spans).pow(2).mean()
-        if score_net is not None:
-            loss = loss + (lam * score_net(xs, t) + noise).pow(2).mean()
-        return loss
-
-    return optimise(
-        step_loss,
-        nets,
-        config,
-        progress=progress,
-        start_step=start_step,
-        optimizer_state=optimizer_state,
-        on_check=on_check,
-    )
-
-
-def optimise(
-    step_loss: Callable[[int], Tensor],
-    nets: Sequence[nn.Module],
-    config: TrainConfig,
-    *,
-    progress: bool = True,
-    start_step: int = 0,
-    optimizer_state: dict | None = None,
-    on_check: Callable[[int, dict], None] | None = None,
-    after_step: Callable[[], None] | None = None,
-) -> TrainResult:
-    """The optimisation loop shared by every trainer: AdamW over all parameters of ``nets``,
-    optional cosine decay, ``step_loss(step)`` minimised for steps ``start_step .. n_steps - 1``.
+    """Minimise ``objective.loss(velocity_net, generator, score_net)`` with AdamW over all
+    parameters of both networks, optionally with cosine decay, for steps
+    ``resume["step"] .. n_steps - 1`` (from 0 without ``resume``).
 
     Every ``config.check_every`` steps the mean loss is recorded and checked: a non-finite loss
-    restores the last finite weights of ``nets`` and raises :class:`TrainingDivergedError`;
-    ``on_check(step, state)`` then gets the optimiser state (for checkpoints). A
-    ``KeyboardInterrupt`` ends training with ``interrupted=True``. ``after_step()`` runs after
-    every optimiser step (e.g. to update an EMA copy). ``config`` needs ``n_steps``, ``lr``,
-    ``weight_decay``, ``lr_schedule`` and ``check_every``.
+    restores the last finite weights and raises :class:`TrainingDivergedError`;
+    ``on_check(step, state)`` then gets what resuming needs (``state``: ``"optimizer"``,
+    ``"ema"`` and ``"result"``; see :func:`trajflow._checkpoint`). A ``KeyboardInterrupt`` ends
+    training with ``interrupted=True``. With ``config.ema > 0`` the networks end with the moving
+    average of their weights. The networks may be wrapped for data-parallel training; the
+    generator's state is the caller's to save.
     """
+    nets = [velocity_net] + ([score_net] if score_net is not None else [])
     params = [p for net in nets for p in net.parameters()]
     device = params[0].device
+    start_step = resume["step"] if resume else 0
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
+    if resume:
+        optimizer.load_state_dict(resume["optimizer"])
     schedule = None
     if config.lr_schedule == "cosine":
         for group in optimizer.param_groups:  # a resumed optimiser carries its decayed lr
@@ -211,6 +112,12 @@ def optimise(
             )
 
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+    ema = None
+    if config.ema > 0:
+        ema = [p.detach().clone() for p in params]
+        if resume and resume.get("ema") is not None:
+            for e, saved in zip(ema, resume["ema"], strict=True):
+                e.copy_(saved)
 
     last_good = [copy.deepcopy(n.state_dict()) for n in nets]
     result = TrainResult(steps_done=start_step)
@@ -221,14 +128,16 @@ def optimise(
     )
     try:
         for step in range(start_step, config.n_steps):
-            loss = step_loss(step)
+            loss = objective.loss(velocity_net, generator, score_net)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             if schedule is not None:
                 schedule.step()
-            if after_step is not None:
-                after_step()
+            if ema is not None:
+                with torch.no_grad():
+                    for e, p in zip(ema, params, strict=True):
+                        e.lerp_(p, 1 - config.ema)
             if result.initial_loss is None:
                 result.initial_loss = float(loss.detach())
             running = running + loss.detach()
@@ -253,7 +162,8 @@ def optimise(
                 result.loss_steps.append(step + 1)
                 bar.set_postfix(loss=f"{mean_loss:.4f}")
                 if on_check is not None:
-                    on_check(step + 1, {"optimizer": optimizer.state_dict(), "result": result})
+                    state = {"optimizer": optimizer.state_dict(), "ema": ema, "result": result}
+                    on_check(step + 1, state)
     except KeyboardInterrupt:
         result.interrupted = True
         warnings.warn(
@@ -263,4 +173,8 @@ def optimise(
         )
     finally:
         bar.close()
+    if ema is not None and result.steps_done > start_step:
+        with torch.no_grad():
+            for e, p in zip(ema, params, strict=True):
+                p.copy_(e)
     return result

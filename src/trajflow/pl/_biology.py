@@ -17,6 +17,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from .._anndata import group_labels, parse_times
+from .._timecourse import same_time
 from ._utils import (
     BACKGROUND_COLOR,
     OBSERVED_COLOR,
@@ -117,7 +119,7 @@ def gene_trends(
     times = np.asarray(res["times"], dtype=float)
     otimes = np.asarray(res["observed_times"], dtype=float)
     trained = np.asarray(res["trained_times"], dtype=float)
-    is_trained = np.array([np.isclose(trained, t).any() for t in otimes])
+    is_trained = np.array([same_time(trained, t).any() for t in otimes], dtype=bool)
     layer = str(res.get("layer", "X"))
     cap = 0.012 * (max(times.max(), otimes.max()) - min(times.min(), otimes.min()) or 1.0)
     time_key = str(res.get("time_key", "time"))
@@ -308,12 +310,9 @@ def fates(
     xy = emap.coords
     probs = np.asarray(adata.obsm[key])
     src = ~np.isnan(probs).any(axis=1)
-    from ..tl._fates import group_labels
-
     labels = group_labels(adata, str(res["groupby"])).to_numpy()
     time_key = str(res["time_key"])
-    t = np.asarray(adata.obs[time_key].astype(float))
-    at_tgt = np.isclose(t, float(res["target_time"]))
+    at_tgt = same_time(parse_times(adata, time_key), float(res["target_time"]))
     size = point_size(adata.n_obs)
     cm = colormaps[cmap]
 

@@ -7,90 +7,28 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import pandas as pd
 from anndata import AnnData
-from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
 from matplotlib.colors import Colormap
 from matplotlib.lines import Line2D
 
-from .._anndata import get_representation
+from .._anndata import parse_times
+from .._timecourse import same_time
 from ._utils import (
     EmbeddingMap,
     TimeColors,
-    cell_times,
     finish,
     format_time,
     lighten,
     new_axes,
     point_size,
+    scatter_background,
     style_embedding_axes,
 )
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel
-
-
-def _scatter_background(
-    ax: Axes,
-    adata: AnnData,
-    emap: EmbeddingMap,
-    tc: TimeColors,
-    times: np.ndarray,
-    *,
-    color: str,
-    time_key: str,
-    lightness: float,
-    size: float | None,
-    seed: int,
-) -> None:
-    """Observed cells, in random order so no time point hides the others."""
-    n = adata.n_obs
-    order = np.random.default_rng(seed).permutation(n)
-    s = point_size(n) if size is None else size
-    xy = emap.coords[order]
-    if color == time_key:
-        colors = lighten(tc(times[order]), lightness)
-        ax.scatter(xy[:, 0], xy[:, 1], c=colors, s=s, linewidths=0, rasterized=True, zorder=1)
-        tc.colorbar(ax)
-        return
-    if color not in adata.obs.columns:
-        raise KeyError(f"color={color!r} is not a column of adata.obs.")
-    col = adata.obs[color]
-    if isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col):
-        cats = pd.Categorical(col)
-        palette = colormaps["tab20" if len(cats.categories) > 10 else "tab10"]
-        base = np.array([palette(i % palette.N) for i in range(len(cats.categories))])
-        colors = lighten(base[cats.codes[order]], lightness)
-        ax.scatter(xy[:, 0], xy[:, 1], c=colors, s=s, linewidths=0, rasterized=True, zorder=1)
-        handles = [
-            Line2D([], [], ls="", marker="o", color=lighten(base[i], lightness * 0.5), label=str(c))
-            for i, c in enumerate(cats.categories)
-        ]
-        ax.legend(
-            handles=handles,
-            title=color,
-            loc="upper left",
-            bbox_to_anchor=(1.0, 1.0),
-            frameon=False,
-            fontsize="small",
-        )
-        return
-    values = col.to_numpy(dtype=float)[order]
-    sc = ax.scatter(
-        xy[:, 0],
-        xy[:, 1],
-        c=values,
-        cmap="Greys",
-        s=s,
-        linewidths=0,
-        alpha=0.6,
-        rasterized=True,
-        zorder=1,
-    )
-    cbar = ax.figure.colorbar(sc, ax=ax, pad=0.02, fraction=0.05)
-    cbar.set_label(color)
 
 
 def trajectories(
@@ -196,7 +134,7 @@ def trajectories(
         components=components,
         n_neighbors=n_neighbors,
     )
-    times = cell_times(adata, time_key)
+    times = parse_times(adata, time_key)
     tc = TimeColors.make([*model.observed_times, *np.unique(times)], time_key, cmap)
     end = model.times[-1] if end_time is None else float(end_time)
     if source_times is None:
@@ -207,7 +145,7 @@ def trajectories(
         raise ValueError(f"No start time before end_time={end:g}; trained times are {model.times}.")
 
     ax = new_axes(ax)
-    _scatter_background(
+    scatter_background(
         ax,
         adata,
         emap,
@@ -309,11 +247,10 @@ def _smooth_paths(xy: np.ndarray, window: int) -> np.ndarray:
 
 def _support(model: TrajectoryModel, adata: AnnData, time: float) -> tuple[np.ndarray, bool]:
     """Cells the field is drawn over: those observed at ``time``, else the predicted population."""
-    times = cell_times(adata, model.time_key)
-    hit = np.isclose(times, time, rtol=1e-9, atol=1e-9)
+    times = parse_times(adata, model.time_key)
+    hit = same_time(times, time)
     if hit.any():
-        rep = get_representation(adata, model.use_rep, model.n_dims, allow_pca=False)
-        return rep[hit], True
+        return model.representation(adata)[hit], True
     return model.predict(time).obsm[model.use_rep], False
 
 
@@ -422,7 +359,7 @@ def velocity(
         components=components,
         n_neighbors=n_neighbors,
     )
-    times = cell_times(adata, time_key)
+    times = parse_times(adata, time_key)
     tc = TimeColors.make([*model.observed_times, *np.unique(times)], time_key, cmap)
     x, observed = _support(model, adata, time)
     v = model.velocity(x, time)
@@ -436,7 +373,7 @@ def velocity(
         uv = (emap.transform(x + h * v) - xy) / h
 
     ax = new_axes(ax)
-    _scatter_background(
+    scatter_background(
         ax,
         adata,
         emap,

@@ -16,9 +16,9 @@ from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 from scipy.stats import gaussian_kde, wasserstein_distance
 
-from .._anndata import Standardizer, get_representation
-from ..metrics import wasserstein
-from ._flow import _scatter_background
+from .._anndata import get_representation, parse_times
+from .._timecourse import same_time
+from ..benchmark import score_prediction, scoring_space
 from ._utils import (
     BACKGROUND_COLOR,
     OBSERVED_COLOR,
@@ -26,13 +26,13 @@ from ._utils import (
     EmbeddingMap,
     TimeColors,
     basis_label,
-    cell_times,
     finish,
     format_time,
     model_or_prediction,
     new_axes,
     point_size,
     prediction_keys,
+    scatter_background,
     style_embedding_axes,
 )
 
@@ -155,10 +155,10 @@ def prediction(
         components=components,
         n_neighbors=n_neighbors,
     )
-    times = cell_times(adata, time_key)
+    times = parse_times(adata, time_key)
     tc = TimeColors.make(np.unique(times), time_key, cmap)
     ax = new_axes(ax)
-    _scatter_background(
+    scatter_background(
         ax,
         adata,
         emap,
@@ -231,9 +231,10 @@ def holdout(
     Left: a 2-D overlay of the observed cells at ``time`` and the predicted ones (all other cells
     light grey for context). Right: per-dimension marginal densities (Gaussian KDE), observed
     filled, predicted as a line, each with its 1-D W1. The title gives W1 between the predicted
-    and observed populations, scored as in :func:`trajflow.benchmark.leave_one_out`: exact W1
-    (Euclidean ground cost) on the model's ``n_dims`` dimensions standardised over all of
-    ``adata``'s cells, so it matches the benchmark table.
+    and observed populations, scored by :func:`trajflow.benchmark.score_prediction` (what
+    :func:`trajflow.benchmark.leave_one_out` scores with): exact W1 (Euclidean ground cost) on
+    the model's ``n_dims`` dimensions standardised over all of ``adata``'s cells, so it matches
+    the benchmark table; the marginals are drawn in that standardised space.
 
     Parameters
     ----------
@@ -279,8 +280,8 @@ def holdout(
     )
     x_pred = np.asarray(pred.obsm[use_rep], dtype=float)
     n_dims = x_pred.shape[1]
-    times = cell_times(adata, time_key)
-    hit = np.isclose(times, time, rtol=1e-9, atol=1e-9)
+    times = parse_times(adata, time_key)
+    hit = same_time(times, time)
     if not hit.any():
         raise ValueError(
             f"adata has no cells at {time_key}={format_time(time)} to compare with (observed: "
@@ -288,9 +289,10 @@ def holdout(
             "predicted cells at an unmeasured time."
         )
     rep = get_representation(adata, use_rep, n_dims, allow_pca=False)
-    scorer = Standardizer.fit(rep)
-    z_obs, z_pred = scorer.transform(rep[hit]), scorer.transform(x_pred)
-    w1 = wasserstein(z_pred, z_obs, p=1)
+    # The benchmark's own score (and space, for the marginals), so the title matches its table.
+    w1 = score_prediction(x_pred, rep[hit], reference=rep, metrics=("w1",))["w1"]
+    space = scoring_space(rep)
+    z_obs, z_pred = space.transform(rep[hit]), space.transform(x_pred)
     dims = list(range(min(n_dims, 6))) if dims is None else [int(d) for d in dims]
     if not dims or min(dims) < 0 or max(dims) >= n_dims:
         raise ValueError(f"dims must be 0-based dimensions below n_dims={n_dims}, got {dims}.")
@@ -394,7 +396,7 @@ def holdout(
             title_fontsize="small",
         )
     if title is None:
-        in_training = trained is not None and any(np.isclose(time, t) for t in trained)
+        in_training = trained is not None and bool(same_time(trained, time).any())
         what = (
             f"{time_key} {format_time(time)}"
             if in_training

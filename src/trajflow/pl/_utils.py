@@ -1,4 +1,5 @@
-"""Shared plumbing for :mod:`trajflow.pl`: bases and the kNN embedding map, time colours, finishing.
+"""Shared plumbing for :mod:`trajflow.pl`: bases and the kNN embedding map, time colours, the
+observed-cell background, finishing.
 
 Nothing here writes into the user's AnnData.
 """
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from anndata import AnnData
 from matplotlib import colormaps
 from matplotlib.axes import Axes
@@ -19,9 +21,10 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colorbar import Colorbar
 from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure, SubFigure
+from matplotlib.lines import Line2D
 from sklearn.neighbors import KNeighborsRegressor
 
-from .._anndata import get_representation, parse_times
+from .._anndata import get_representation
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel
@@ -235,11 +238,6 @@ def point_size(n: int, scale: float = 1.0) -> float:
     return float(np.clip(60_000 / max(n, 1), 2.0, 30.0) * scale)
 
 
-def cell_times(adata: AnnData, time_key: str) -> np.ndarray:
-    """``obs[time_key]`` as floats (categorical labels that parse as numbers are accepted)."""
-    return parse_times(adata, time_key)
-
-
 # --------------------------------------------------------------------------- axes
 def new_axes(ax: Axes | None, figsize: tuple[float, float] = (5.6, 4.6)) -> Axes:
     if ax is not None:
@@ -257,6 +255,94 @@ def style_embedding_axes(ax: Axes, labels: tuple[str, str], *, frameless: bool =
     if frameless:
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
+
+
+def scatter_background(
+    ax: Axes,
+    adata: AnnData,
+    emap: EmbeddingMap,
+    tc: TimeColors,
+    times: np.ndarray,
+    *,
+    color: str,
+    time_key: str,
+    lightness: float,
+    size: float | None,
+    seed: int,
+) -> None:
+    """Draw the observed cells of ``adata`` as a light background on ``ax``.
+
+    Cells are drawn in random order (``seed``) so no time point hides the others.
+
+    Parameters
+    ----------
+    ax
+        Axes to draw into.
+    adata
+        The observed cells (``obs`` is read for ``color``).
+    emap
+        Where each cell is placed (:attr:`EmbeddingMap.coords`).
+    tc
+        Time colours (used, with a colour bar, when ``color == time_key``).
+    times
+        Time of each cell, shape ``(n_obs,)``.
+    color
+        ``time_key`` to colour by time; another ``obs`` column for categorical colours (with a
+        legend) or numeric grey levels (with a colour bar).
+    time_key
+        The time column's name.
+    lightness
+        Blend towards white (0: full colour).
+    size
+        Marker area; default scaled to the number of cells.
+    seed
+        Seed of the drawing order.
+    """
+    n = adata.n_obs
+    order = np.random.default_rng(seed).permutation(n)
+    s = point_size(n) if size is None else size
+    xy = emap.coords[order]
+    if color == time_key:
+        colors = lighten(tc(times[order]), lightness)
+        ax.scatter(xy[:, 0], xy[:, 1], c=colors, s=s, linewidths=0, rasterized=True, zorder=1)
+        tc.colorbar(ax)
+        return
+    if color not in adata.obs.columns:
+        raise KeyError(f"color={color!r} is not a column of adata.obs.")
+    col = adata.obs[color]
+    if isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col):
+        cats = pd.Categorical(col)
+        palette = colormaps["tab20" if len(cats.categories) > 10 else "tab10"]
+        base = np.array([palette(i % palette.N) for i in range(len(cats.categories))])
+        colors = lighten(base[cats.codes[order]], lightness)
+        ax.scatter(xy[:, 0], xy[:, 1], c=colors, s=s, linewidths=0, rasterized=True, zorder=1)
+        handles = [
+            Line2D([], [], ls="", marker="o", color=lighten(base[i], lightness * 0.5), label=str(c))
+            for i, c in enumerate(cats.categories)
+        ]
+        ax.legend(
+            handles=handles,
+            title=color,
+            loc="upper left",
+            bbox_to_anchor=(1.0, 1.0),
+            frameon=False,
+            fontsize="small",
+        )
+        return
+    values = col.to_numpy(dtype=float)[order]
+    sc = ax.scatter(
+        xy[:, 0],
+        xy[:, 1],
+        c=values,
+        cmap="Greys",
+        s=s,
+        linewidths=0,
+        alpha=0.6,
+        rasterized=True,
+        zorder=1,
+    )
+    cbar = ax.figure.colorbar(sc, ax=ax, pad=0.02, fraction=0.05)
+    cbar.set_label(color)
 
 
 def finish(

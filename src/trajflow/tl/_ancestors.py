@@ -11,47 +11,12 @@ from anndata import AnnData
 from scipy.spatial.distance import cdist
 from sklearn.neighbors import NearestNeighbors
 
-from ._utils import (
-    cell_times,
-    check_key,
-    check_model,
-    check_neighbors,
-    log_written,
-    model_space,
-    observed_time,
-)
+from .._anndata import check_anndata, parse_times, select_cells
+from .._timecourse import same_time
+from ._utils import check_key, check_model, check_neighbors, log_written, observed_time
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel
-
-
-def select_cells(adata: AnnData, cells: Sequence[str] | np.ndarray | pd.Series) -> np.ndarray:
-    """Boolean mask over ``adata.obs_names`` from obs names or a boolean mask."""
-    if isinstance(cells, str):
-        cells = [cells]
-    arr = np.asarray(cells)
-    if arr.dtype == bool:
-        if arr.shape != (adata.n_obs,):
-            raise ValueError(
-                f"A boolean cells mask must have one entry per cell ({adata.n_obs}), got shape "
-                f"{arr.shape}."
-            )
-        mask = arr.copy()
-    else:
-        index = pd.Index(adata.obs_names)
-        names = arr.astype(str).ravel()
-        pos = index.get_indexer(names)
-        if np.any(pos < 0):
-            missing = list(names[pos < 0][:5])
-            raise KeyError(
-                f"cells {missing} are not in adata.obs_names. Pass obs names or a boolean mask, "
-                "e.g. cells=adata.obs['leiden'] == '3'."
-            )
-        mask = np.zeros(adata.n_obs, dtype=bool)
-        mask[pos] = True
-    if not mask.any():
-        raise ValueError("cells selects no cell; pass at least one obs name or a non-empty mask.")
-    return mask
 
 
 def ancestors(
@@ -114,10 +79,11 @@ def ancestors(
     >>> tf.pl.ancestors(adata)
     """
     model = check_model(model)
+    check_anndata(adata)
     check_key(key_added)
     n_neighbors = check_neighbors(n_neighbors)
     mask = select_cells(adata, cells)
-    obs_t = cell_times(model, adata)
+    obs_t = parse_times(adata, model.time_key)
     src_times = np.unique(obs_t[mask])
     if len(src_times) > 1:
         raise ValueError(
@@ -132,13 +98,12 @@ def ancestors(
             f"target_time={tgt:g} must be earlier than the cells' time point {src:g}; for where "
             "cells go, use trajflow.tl.fate_probabilities."
         )
-    model._check_time(tgt, "target_time")
-    z_all = model_space(model, adata)
-    z0 = z_all[mask]
-    back = model._push(z0, src, np.array([tgt]), sde=False, seed=0, solver=None, n_steps=None)[0]
-
-    at_tgt = np.flatnonzero(np.isclose(obs_t, tgt))
-    z_tgt = z_all[at_tgt]
+    x_all = model.representation(adata)
+    positions = model.push(x_all[mask], source_time=src, times=tgt)
+    # Neighbours and the density live in the model's standardised space.
+    back = model.scaler.transform(positions)
+    at_tgt = np.flatnonzero(same_time(obs_t, tgt))
+    z_tgt = model.scaler.transform(x_all[at_tgt])
     k = min(n_neighbors, len(at_tgt))
     idx = NearestNeighbors(n_neighbors=k).fit(z_tgt).kneighbors(back, return_distance=False)
     prob = np.bincount(idx.ravel(), minlength=len(at_tgt)) / idx.size
@@ -161,7 +126,7 @@ def ancestors(
     adata.obs[f"{key_added}_density"] = col
     adata.uns[key_added] = {
         "cells": names[mask].astype(str),
-        "positions": model.scaler.inverse_transform(back),
+        "positions": positions,
         "nearest": names[at_tgt[idx[:, 0]]].astype(str),
         "source_time": src,
         "target_time": tgt,

@@ -12,16 +12,15 @@ from anndata import AnnData
 from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
 
-from .._anndata import _looks_like_counts, get_representation
+from .._anndata import _looks_like_counts, check_anndata, parse_times
+from .._timecourse import same_time
 from ._utils import (
     as_time_array,
-    cell_times,
     check_key,
     check_model,
     check_neighbors,
     log_written,
     logger,
-    model_space,
     observed_time,
 )
 
@@ -96,7 +95,7 @@ def _pca_loadings(
     # Check that obsm['X_pca'] really is (expr - mean) @ loadings: a PCA of this very matrix.
     rng = np.random.default_rng(0)
     idx = np.sort(rng.choice(adata.n_obs, size=min(500, adata.n_obs), replace=False))
-    rep = get_representation(adata, model.use_rep, model.n_dims, allow_pca=False)[idx]
+    rep = model.representation(adata)[idx]
     recon = (_dense(expr[idx]) - mean) @ loadings
     err = np.abs(recon - rep).max(axis=0) / (rep.std(axis=0) + 1e-12)
     if np.any(err > 1e-2):
@@ -205,6 +204,7 @@ def predict_expression(
     >>> tf.pl.gene_trends(adata, genes=["Zfp42", "Pou5f1"])
     """
     model = check_model(model)
+    check_anndata(adata)
     if mapping not in ("auto", "pca", "knn"):
         raise ValueError(f"mapping must be 'auto', 'pca' or 'knn', got {mapping!r}.")
     check_key(key_added)
@@ -218,34 +218,31 @@ def predict_expression(
             "adata.X looks like raw counts; predicted expression averages counts. Pass a "
             "log-normalised layer (layer=...) for interpretable trends."
         )
-    obs_t = cell_times(model, adata)
-    z_all = model_space(model, adata)
+    obs_t = parse_times(adata, model.time_key)
+    x_all = model.representation(adata)
     grid = np.unique(as_time_array(times))
     src = model.times[0] if source_time is None else source_time
     src = observed_time(src, obs_t, what="source_time", time_key=model.time_key)
-    if grid[0] < src - 1e-9:
+    at_src = same_time(grid, src)
+    if grid[0] < src and not at_src[0]:
         raise ValueError(
             f"times must be >= source_time={src:g} (got {grid[0]:g}); the flow is integrated "
             "forwards from the source cells. Pass an earlier source_time."
         )
-    for t in grid:
-        model._check_time(t)
-    z0 = z_all[np.isclose(obs_t, src)]
-    names = np.asarray(adata.obs_names)[np.isclose(obs_t, src)]
+    in_src = same_time(obs_t, src)
+    x0 = x_all[in_src]
+    names = np.asarray(adata.obs_names)[in_src]
     if n_cells is not None:
         if isinstance(n_cells, bool) or not isinstance(n_cells, int | np.integer) or n_cells < 1:
             raise ValueError(f"n_cells must be a positive integer or None, got {n_cells!r}.")
-        pick = np.random.default_rng(seed).choice(len(z0), size=n_cells, replace=n_cells > len(z0))
-        z0, names = z0[pick], names[pick]
+        pick = np.random.default_rng(seed).choice(len(x0), size=n_cells, replace=n_cells > len(x0))
+        x0, names = x0[pick], names[pick]
 
-    at_src = np.isclose(grid, src)
-    z_pred = np.empty((len(grid), *z0.shape))
-    z_pred[at_src] = z0
+    # Representation units throughout; the source time itself is the source cells, unmoved.
+    x_pred = np.empty((len(grid), *x0.shape))
+    x_pred[at_src] = x0
     if (~at_src).any():
-        z_pred[~at_src] = model._push(
-            z0, src, grid[~at_src], sde=sde, seed=seed, solver=None, n_steps=None
-        )
-    x_pred = model.scaler.inverse_transform(z_pred)  # representation units
+        x_pred[~at_src] = model.push(x0, source_time=src, times=grid[~at_src], sde=sde, seed=seed)
 
     used: str
     pca = None if mapping == "knn" else _pca_loadings(model, adata, expr, gene_idx)
@@ -268,7 +265,8 @@ def predict_expression(
             n_neighbors,
         )
         k = min(n_neighbors, adata.n_obs)
-        nn = NearestNeighbors(n_neighbors=k).fit(z_all)
+        # Neighbours in the model's standardised space.
+        nn = NearestNeighbors(n_neighbors=k).fit(model.scaler.transform(x_all))
         expr_genes = expr[:, gene_idx]
         expr_genes = expr_genes.tocsr() if sparse.issparse(expr_genes) else np.asarray(expr_genes)
 
@@ -315,7 +313,7 @@ def predict_expression(
         "mapping": used,
         "layer": "X" if layer is None else layer,
         "source_time": src,
-        "n_cells": len(z0),
+        "n_cells": len(x0),
         "sde": bool(sde),
         "time_key": model.time_key,
     }
@@ -325,7 +323,7 @@ def predict_expression(
         [f"'{key_added}', predicted and observed expression summaries (adata.uns)"],
     )
     if return_cells:
-        n = len(z0)
+        n = len(x0)
         obs = pd.DataFrame(
             {
                 model.time_key: np.repeat(grid, n),

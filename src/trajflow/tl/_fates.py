@@ -9,30 +9,12 @@ import pandas as pd
 from anndata import AnnData
 from sklearn.neighbors import NearestNeighbors
 
-from ._utils import (
-    cell_times,
-    check_key,
-    check_model,
-    check_neighbors,
-    log_written,
-    model_space,
-    observed_time,
-)
+from .._anndata import check_anndata, group_labels, parse_times
+from .._timecourse import same_time
+from ._utils import check_key, check_model, check_neighbors, log_written, observed_time
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel
-
-
-def group_labels(adata: AnnData, groupby: str) -> pd.Series:
-    """``adata.obs[groupby]`` as strings (NaN kept), with a clear error when missing."""
-    if not isinstance(groupby, str) or groupby not in adata.obs.columns:
-        cols = ", ".join(map(repr, adata.obs.columns[:12])) or "none"
-        raise KeyError(
-            f"groupby={groupby!r} is not a column of adata.obs (columns: {cols}). Cluster the "
-            "cells first (e.g. sc.tl.leiden(adata)) and pass that column."
-        )
-    col = adata.obs[groupby]
-    return col.astype(object).where(col.notna(), None).map(lambda v: None if v is None else str(v))
 
 
 def fate_probabilities(
@@ -106,10 +88,11 @@ def fate_probabilities(
     >>> tf.pl.fates(adata)
     """
     model = check_model(model)
+    check_anndata(adata)
     check_key(key_added)
     n_neighbors = check_neighbors(n_neighbors)
     labels = group_labels(adata, groupby)
-    obs_t = cell_times(model, adata)
+    obs_t = parse_times(adata, model.time_key)
     src = observed_time(source_time, obs_t, what="source_time", time_key=model.time_key)
     tgt = model.times[-1] if target_time is None else target_time
     tgt = observed_time(tgt, obs_t, what="target_time", time_key=model.time_key)
@@ -118,21 +101,16 @@ def fate_probabilities(
             f"target_time={tgt:g} must be later than source_time={src:g}; for where cells came "
             "from, use trajflow.tl.ancestors."
         )
-    model._check_time(tgt, "target_time")
     if sde is None:
-        sde = model._score_net is not None
-    if sde and model._score_net is None:
-        raise ValueError(
-            f"sde=True needs a model that learned a score (method='sb-cfm'); this one is "
-            f"{model.method!r}. Use sde=False."
-        )
+        sde = model.learns_score  # sde=True without a score is refused by model.push
     if n_samples is None:
         n_samples = 10 if sde else 1
     if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
 
-    z_all = model_space(model, adata)
-    at_tgt = np.isclose(obs_t, tgt) & labels.notna().to_numpy()
+    x_all = model.representation(adata)
+    z_all = model.scaler.transform(x_all)  # kNN distances in the model's standardised space
+    at_tgt = same_time(obs_t, tgt) & labels.notna().to_numpy()
     if not at_tgt.any():
         raise ValueError(
             f"No cell at target_time={tgt:g} has a label in adata.obs[{groupby!r}]; annotate "
@@ -150,14 +128,12 @@ def fate_probabilities(
     k = min(n_neighbors, int(at_tgt.sum()))
     nn = NearestNeighbors(n_neighbors=k).fit(z_all[at_tgt])
 
-    src_mask = np.isclose(obs_t, src)
-    z0 = z_all[src_mask]
-    probs = np.zeros((len(z0), len(groups)))
+    src_mask = same_time(obs_t, src)
+    x0 = x_all[src_mask]
+    probs = np.zeros((len(x0), len(groups)))
     for s in range(n_samples):
-        end = model._push(
-            z0, src, np.array([tgt]), sde=sde, seed=seed + s, solver=None, n_steps=None
-        )[0]
-        idx = nn.kneighbors(end, return_distance=False)
+        end = model.push(x0, source_time=src, times=tgt, sde=sde, seed=seed + s)
+        idx = nn.kneighbors(model.scaler.transform(end), return_distance=False)
         for g in range(len(groups)):
             probs[:, g] += (code[idx] == g).mean(axis=1)
     probs /= n_samples
@@ -183,7 +159,7 @@ def fate_probabilities(
         "time_key": model.time_key,
     }
     log_written(
-        f"fate probabilities of {len(z0)} cells at {src:g} over {len(groups)} groups at {tgt:g}",
+        f"fate probabilities of {len(x0)} cells at {src:g} over {len(groups)} groups at {tgt:g}",
         [
             f"'{key_added}', fate probabilities (adata.obsm)",
             f"'{key_added}_fate', most likely fate (adata.obs)",

@@ -1,4 +1,4 @@
-"""Shared plumbing of :mod:`trajflow.tl`: the model's view of an AnnData, time checks, copies."""
+"""Shared plumbing of :mod:`trajflow.tl`: argument and time checks, logging."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-from anndata import AnnData
 
-from .._anndata import check_anndata, get_representation, parse_times
+from .._timecourse import match_time
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel
@@ -28,38 +27,21 @@ def check_model(model: object) -> TrajectoryModel:
     return model
 
 
-def model_space(model: TrajectoryModel, adata: AnnData) -> np.ndarray:
-    """The cells of ``adata`` in the model's standardised space, shape ``(n_obs, n_dims)``."""
-    check_anndata(adata)
-    try:
-        rep = get_representation(adata, model.use_rep, model.n_dims, allow_pca=False)
-    except KeyError as err:
-        raise KeyError(
-            f"The model was fitted on obsm[{model.use_rep!r}], which this AnnData lacks. Pass the "
-            f"AnnData the model was fitted on (or one with the same obsm[{model.use_rep!r}])."
-        ) from err
-    return model.scaler.transform(rep)
-
-
-def cell_times(model: TrajectoryModel, adata: AnnData) -> np.ndarray:
-    """``adata.obs[model.time_key]`` as floats, with a clear error when missing."""
-    return parse_times(adata, model.time_key)
-
-
 def observed_time(t: float, times: np.ndarray, *, what: str, time_key: str) -> float:
-    """Return the observed time point equal to ``t`` or raise naming the observed ones."""
+    """Return the observed time point equal to ``t`` (:func:`~trajflow._timecourse.match_time`)
+    or raise naming the observed ones."""
     try:
         t = float(t)
     except (TypeError, ValueError) as err:
         raise TypeError(f"{what} must be a number, got {t!r}.") from err
     observed = np.unique(times)
-    hits = observed[np.isclose(observed, t, rtol=1e-9, atol=1e-9)]
-    if hits.size == 0:
+    try:
+        return match_time(t, observed, what=what)
+    except ValueError:
         raise ValueError(
             f"{what}={t:g} is not a time point observed in adata.obs[{time_key!r}] "
             f"(observed: {[float(v) for v in observed]}). Pick one of those."
-        )
-    return float(hits[0])
+        ) from None
 
 
 def as_time_array(times: float | Sequence[float] | np.ndarray, what: str = "times") -> np.ndarray:

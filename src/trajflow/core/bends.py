@@ -1,4 +1,4 @@
-"""Manifold-aware (metric) interpolants: paths bent toward dense regions of the observed cells.
+"""Bends: the metric flow matching corrections that pull paths toward dense regions of the cells.
 
 Metric flow matching (OT-MFM; Kapusniak, Potaptchik, Reu, Zhang, Tong, Bronstein, Bose & Di
 Giovanni 2024, "Metric Flow Matching for Smooth Interpolations on the Data Manifold", NeurIPS)

@@ -1,0 +1,127 @@
+"""Training checkpoints: a loadable model plus what resuming needs, written as the fit goes.
+
+A checkpoint directory is a saved :class:`~trajflow.TrajectoryModel` with one more file,
+:data:`TRAINER_STATE_FILE`: the step, the optimiser state, the generator state, the moving
+average of the weights (if any) and the loss history so far. ``fit_trajectories(...,
+resume_from=dir)`` loads it into fresh networks and continues; with the same data and settings it
+ends with the same model as an uninterrupted fit (on the CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._model import TrajectoryModel
+from .core import TrainResult, VelocityNet
+
+logger = logging.getLogger("trajflow")
+
+#: File in a checkpoint directory with what resuming needs beyond the model itself.
+TRAINER_STATE_FILE = "trainer_state.pt"
+
+#: Settings a checkpoint must share with the fit that resumes it (n_steps may grow, lr may change).
+RESUME_MUST_MATCH = (
+    "method",
+    "time_key",
+    "use_rep",
+    "n_dims",
+    "holdout",
+    "sigma",
+    "batch_size",
+    "hidden",
+    "n_layers",
+    "activation",
+)
+
+
+def load_checkpoint(
+    path: str | os.PathLike | None,
+    config: dict[str, Any],
+    *,
+    velocity_net: VelocityNet,
+    score_net: VelocityNet | None,
+    generator: torch.Generator,
+) -> dict[str, Any] | None:
+    """Load the checkpoint at ``path`` into the fresh networks and generator and return its
+    trainer state (``None`` when ``path`` is None). Refuses a checkpoint whose settings in
+    :data:`RESUME_MUST_MATCH` differ from ``config``."""
+    if path is None:
+        return None
+    state_file = Path(path) / TRAINER_STATE_FILE
+    if not state_file.is_file():
+        raise FileNotFoundError(
+            f"resume_from={str(path)!r} is not a trajflow checkpoint (no {TRAINER_STATE_FILE}); "
+            "pass the checkpoint_dir of an earlier fit."
+        )
+    saved = TrajectoryModel.load(path, device="cpu")
+    mismatched = {
+        k: (saved.config.get(k), config[k])
+        for k in RESUME_MUST_MATCH
+        if saved.config.get(k) != config[k]
+    }
+    if mismatched:
+        detail = ", ".join(
+            f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in mismatched.items()
+        )
+        raise ValueError(f"Cannot resume from {path}: settings differ ({detail}).")
+    velocity_net.load_state_dict(saved._velocity_net.state_dict())
+    if score_net is not None:
+        score_net.load_state_dict(saved._score_net.state_dict())
+    trainer_state = torch.load(state_file, map_location="cpu", weights_only=True)
+    generator.set_state(trainer_state["generator"])
+    logger.info("Resuming from %s at step %d", path, trainer_state["step"])
+    return trainer_state
+
+
+def with_history(result: TrainResult, resume: dict[str, Any] | None) -> TrainResult:
+    """``result`` with the loss history of the checkpoint it resumed from put in front."""
+    if not resume:
+        return result
+    return TrainResult(
+        initial_loss=resume["initial_loss"],
+        losses=resume["losses"] + result.losses,
+        loss_steps=resume["loss_steps"] + result.loss_steps,
+        steps_done=result.steps_done,
+        interrupted=result.interrupted,
+    )
+
+
+def checkpointer(
+    directory: str | os.PathLike,
+    every: int,
+    *,
+    n_steps: int,
+    resume: dict[str, Any] | None,
+    generator: torch.Generator,
+    make_model: Callable[[TrainResult], TrajectoryModel],
+) -> Callable[[int, dict[str, Any]], None]:
+    """The ``on_check`` callback of :func:`~trajflow.core.trainer.optimise` that saves a
+    checkpoint to ``directory`` about every ``every`` steps and at the last step, replacing the
+    previous one (atomically: :meth:`TrajectoryModel.save`)."""
+    last_saved = [resume["step"] if resume else 0]
+
+    def on_check(step: int, state: dict[str, Any]) -> None:
+        if step - last_saved[0] < every and step != n_steps:
+            return
+        so_far = with_history(state["result"], resume)
+        trainer_state = {
+            "step": step,
+            "optimizer": state["optimizer"],
+            "generator": generator.get_state(),
+            "ema": state["ema"],
+            "losses": so_far.losses,
+            "loss_steps": so_far.loss_steps,
+            "initial_loss": so_far.initial_loss,
+        }
+        make_model(so_far).save(
+            directory, overwrite=True, extra={TRAINER_STATE_FILE: trainer_state}
+        )
+        last_saved[0] = step
+
+    return on_check

@@ -1,0 +1,240 @@
+"""The two flow-matching objectives, side by side: what one training step regresses on.
+
+An objective holds the training populations, their (internal) times and how cells are paired,
+and turns a random draw into a loss for the velocity network (and the score network, where the
+path has one). The optimisation loop (:func:`trajflow.core.trainer.optimise`) is shared.
+
+- :class:`PairwiseObjective`: conditional flow matching over the consecutive pairs of time
+  points (I-CFM, OT-CFM, SB-CFM, OT-MFM): a coupling per pair, a straight or Brownian-bridge
+  path per drawn pair, optionally bent (OT-MFM).
+- :class:`ChainObjective`: multi-marginal flow matching (Rohbeck et al. 2024): chains of cells
+  through every time point, a cubic spline through each chain, optionally bent per segment.
+
+Both draw ``batch_size`` points per pair of consecutive time points per step, so every gap gets
+the same weight, and regress on velocities per unit of internal time.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .couplings import ChainSampler, Coupling, PlanCoupling
+from .paths import (
+    SplineKind,
+    bend_term,
+    bridge_path,
+    spline_path,
+    spline_tangent_matrix,
+    straight_path,
+)
+
+PathKind = Literal["straight", "bridge"]
+
+
+class Objective(Protocol):
+    """One training step's loss, from a random draw with ``generator``."""
+
+    def loss(
+        self, velocity_net: nn.Module, generator: torch.Generator, score_net: nn.Module | None
+    ) -> Tensor: ...
+
+
+def _check_common(populations: Sequence[Tensor], times: Sequence[float], batch_size: int) -> None:
+    if len(populations) != len(times) or len(populations) < 2:
+        raise ValueError("Need at least two populations, one time each.")
+    if any(b <= a for a, b in itertools.pairwise(times)):
+        raise ValueError(f"times must be strictly increasing, got {list(times)}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+
+
+class PairwiseObjective:
+    """Conditional flow matching over the consecutive pairs ``(populations[k], populations[k+1])``.
+
+    Every step draws ``batch_size`` pairs from each coupling, places them on their conditional
+    path at a uniform pair time ``s``, maps that to the internal time
+    ``times[k] + s * (times[k+1] - times[k])`` and regresses the network on the conditional
+    velocity divided by the span (so velocities are per unit of internal time). All pairs go
+    through the network in one batched call.
+
+    Parameters
+    ----------
+    populations, times
+        ``K >= 2`` tensors ``(n_k, d)`` on one device and their increasing internal times.
+    couplings
+        ``K - 1`` couplings, one per consecutive pair.
+    path, sigma
+        ``"straight"``: a Gaussian tube of width ``sigma``; ``"bridge"``: a Brownian bridge
+        with diffusion ``sigma`` per unit of time (one Brownian motion overall: the noise of a
+        pair grows with the square root of its span), which also trains the score network.
+    batch_size
+        Pairs drawn per coupling per step.
+    bends
+        Metric flow matching (OT-MFM): one ``(n_support, d)`` tensor per coupling, the
+        correction ``c`` of every support pair of that coupling's fixed plan (a
+        :class:`~trajflow.core.couplings.PlanCoupling`, in ``support_pairs()`` order); the
+        straight paths then become ``(1 - s) x0 + s x1 + s (1 - s) c``.
+    """
+
+    def __init__(
+        self,
+        populations: Sequence[Tensor],
+        times: Sequence[float],
+        couplings: Sequence[Coupling],
+        *,
+        path: PathKind = "straight",
+        sigma: float = 0.1,
+        batch_size: int = 128,
+        bends: Sequence[Tensor] | None = None,
+    ):
+        _check_common(populations, times, batch_size)
+        if len(couplings) != len(times) - 1:
+            raise ValueError("Need one coupling per consecutive pair of populations.")
+        if path not in ("straight", "bridge"):
+            raise ValueError(f"path must be 'straight' or 'bridge', got {path!r}.")
+        if not sigma >= 0 or (path == "bridge" and not sigma > 0):
+            raise ValueError(
+                f"sigma must be {'> 0 for the Brownian bridge' if path == 'bridge' else '>= 0'}, "
+                f"got {sigma!r}."
+            )
+        if bends is not None:
+            if path != "straight" or len(bends) != len(couplings):
+                raise ValueError("bends need straight paths and one tensor per coupling.")
+            for coupling, bend in zip(couplings, bends, strict=True):
+                if not isinstance(coupling, PlanCoupling) or len(bend) != coupling.n_support:
+                    raise ValueError("bends need fixed plans, one correction per support pair.")
+        self.populations, self.couplings, self.bends = list(populations), list(couplings), bends
+        self.path, self.sigma, self.batch_size = path, float(sigma), batch_size
+        self.learns_score = path == "bridge"
+        device = populations[0].device
+        bs = batch_size
+        self._starts = torch.tensor(
+            times[:-1], dtype=torch.float32, device=device
+        ).repeat_interleave(bs)
+        self._spans = torch.tensor(
+            [b - a for a, b in itertools.pairwise(times)], dtype=torch.float32, device=device
+        ).repeat_interleave(bs)[:, None]
+        self._pair_sigma = sigma * self._spans.sqrt() if path == "bridge" else None
+
+    def loss(
+        self,
+        velocity_net: nn.Module,
+        generator: torch.Generator,
+        score_net: nn.Module | None = None,
+    ) -> Tensor:
+        pops, bs = self.populations, self.batch_size
+        device, dim = pops[0].device, pops[0].shape[1]
+        n = len(self.couplings) * bs
+        x0s, x1s, cs = [], [], []
+        for k, coupling in enumerate(self.couplings):
+            if self.bends is None:
+                i, j = coupling.sample(bs, generator)
+            else:
+                support = coupling.sample_support(bs, generator)
+                rows, cols = coupling.support_pairs()
+                i, j = rows[support], cols[support]
+                cs.append(self.bends[k][support])
+            x0s.append(pops[k][i])
+            x1s.append(pops[k + 1][j])
+        x0, x1 = torch.cat(x0s), torch.cat(x1s)
+        bend = torch.cat(cs) if cs else None
+        s = torch.rand(n, 1, generator=generator, device=device)
+        noise = torch.randn(n, dim, generator=generator, device=device)
+        if self.path == "straight":
+            xs, us = straight_path(x0, x1, s, self.sigma, noise, bend)
+        else:
+            xs, us, lam = bridge_path(x0, x1, s, self._pair_sigma, noise)
+        t = self._starts[:, None] + s.clamp(0, 1) * self._spans
+        loss = (velocity_net(xs, t) - us / self._spans).pow(2).mean()
+        if score_net is not None:
+            loss = loss + (lam * score_net(xs, t) + noise).pow(2).mean()
+        return loss
+
+
+class ChainObjective:
+    """Multi-marginal conditional flow matching (Rohbeck et al. 2024) with exact OT chains.
+
+    Every step draws ``batch_size`` chains per segment (pair of consecutive time points), places
+    each on its spline at a uniform time within its segment and regresses the velocity network
+    on the spline's velocity. With two populations the spline is the straight line and this is
+    OT-CFM.
+
+    Parameters
+    ----------
+    populations, times
+        ``K >= 2`` tensors ``(n_k, d)`` on one device and their increasing internal times (the
+        spline's knots).
+    sampler
+        Draws the chains (:func:`~trajflow.core.couplings.build_chain_sampler`).
+    spline, sigma
+        The tangent rule (``"natural"``, ``"hermite"``, or ``None`` for straight segments) and
+        the width of the Gaussian tube around each spline.
+    batch_size
+        Chains drawn per segment per step.
+    bends
+        Metric flow matching: one ``(n_support, d)`` tensor per link ``k`` of the sampler, the
+        correction of each support pair of plan ``k`` (``sampler.link_pairs(k)`` order), added
+        to segment ``k`` of every chain that used that pair.
+    """
+
+    learns_score = False
+
+    def __init__(
+        self,
+        populations: Sequence[Tensor],
+        times: Sequence[float],
+        sampler: ChainSampler,
+        *,
+        spline: SplineKind | None = "natural",
+        sigma: float = 0.1,
+        batch_size: int = 128,
+        bends: Sequence[Tensor] | None = None,
+    ):
+        _check_common(populations, times, batch_size)
+        if not sigma >= 0:
+            raise ValueError(f"sigma must be >= 0, got {sigma!r}.")
+        if bends is not None and len(bends) != len(populations) - 1:
+            raise ValueError("bends need one tensor per link of the chains.")
+        self.populations, self.sampler = list(populations), sampler
+        self.sigma, self.batch_size = float(sigma), batch_size
+        device = populations[0].device
+        n_seg = len(populations) - 1
+        self._knots = torch.as_tensor(np.asarray(times, dtype=np.float64), device=device)
+        self._tangents = (
+            None if spline is None else spline_tangent_matrix(list(times), spline).to(device)
+        )
+        self._segment = torch.arange(n_seg, device=device).repeat_interleave(batch_size)
+        self._starts = self._knots[self._segment].float()[:, None]
+        self._spans = (self._knots[self._segment + 1] - self._knots[self._segment]).float()[:, None]
+        self._bends, self._offsets = None, None
+        if bends is not None:  # one flat table, indexed by link offset + support index
+            sizes = torch.tensor([len(b) for b in bends], device=device)
+            self._offsets = torch.cumsum(sizes, 0) - sizes
+            self._bends = torch.cat(list(bends))
+
+    def loss(
+        self,
+        velocity_net: nn.Module,
+        generator: torch.Generator,
+        score_net: nn.Module | None = None,
+    ) -> Tensor:
+        pops, segment = self.populations, self._segment
+        n, dim = len(segment), pops[0].shape[1]
+        idx, links = self.sampler.sample_links(n, generator)  # (n, K), (n, K - 1)
+        chain = torch.stack([pops[k][idx[:, k]] for k in range(len(pops))], dim=1)
+        s = torch.rand(n, 1, generator=generator, device=chain.device)
+        noise = torch.randn(n, dim, generator=generator, device=chain.device)
+        xt, ut = spline_path(chain, self._knots, self._tangents, segment, s, self.sigma, noise)
+        if self._bends is not None:
+            c = self._bends[self._offsets[segment] + links.gather(1, segment[:, None]).squeeze(1)]
+            dx, du = bend_term(s, c)
+            xt = xt + dx
+            ut = ut + du / self._spans
+        t = self._starts + s * self._spans
+        return (velocity_net(xt, t) - ut).pow(2).mean()
