@@ -102,6 +102,18 @@ def _log_weights(w: Tensor | np.ndarray | None, n: int, name: str, like: Tensor)
     return torch.as_tensor(wn, dtype=like.dtype, device=like.device).log()
 
 
+def _sinkhorn_inputs(
+    x0: Tensor,
+    x1: Tensor,
+    a: Tensor | np.ndarray | None,
+    b: Tensor | np.ndarray | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Squared Euclidean cost (float64) and log source / target weights of a Sinkhorn solve."""
+    cost = _sq_cost(x0.double(), x1.double())
+    n, m = cost.shape
+    return cost, _log_weights(a, n, "a", cost), _log_weights(b, m, "b", cost)
+
+
 def entropic_ot_plan(
     x0: Tensor,
     x1: Tensor,
@@ -119,10 +131,8 @@ def entropic_ot_plan(
     """
     if reg <= 0:
         raise ValueError(f"Entropic regularisation must be positive, got {reg}.")
-    cost = _sq_cost(x0.double(), x1.double())
-    n, m = cost.shape
-    log_a = _log_weights(a, n, "a", cost)
-    log_b = _log_weights(b, m, "b", cost)
+    cost, log_a, log_b = _sinkhorn_inputs(x0, x1, a, b)
+    n = len(log_a)
     f = torch.zeros_like(log_a)
     g = torch.zeros_like(log_b)
     k = -cost / reg
@@ -167,10 +177,7 @@ def unbalanced_ot_plan(
         raise ValueError(f"Entropic regularisation must be positive, got {reg}.")
     if not reg_m > 0:
         raise ValueError(f"The mass relaxation reg_m must be positive, got {reg_m}.")
-    cost = _sq_cost(x0.double(), x1.double())
-    n, m = cost.shape
-    log_a = _log_weights(a, n, "a", cost)
-    log_b = _log_weights(b, m, "b", cost)
+    cost, log_a, log_b = _sinkhorn_inputs(x0, x1, a, b)
     f = torch.zeros_like(log_a)
     g = torch.zeros_like(log_b)
     eps = max(float(reg), float(cost.max()))
