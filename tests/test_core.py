@@ -65,7 +65,10 @@ def test_independent_and_minibatch_couplings_index_ranges():
 def test_build_coupling_strategy_and_errors():
     x0, x1 = torch.randn(10, 2), torch.randn(12, 2)
     assert isinstance(build_coupling("exact", x0, x1), PlanCoupling)
-    assert isinstance(build_coupling("exact", x0, x1, max_full_entries=50), MinibatchOTCoupling)
+    large = build_coupling("exact", x0, x1, max_full_entries=50, generator=gen())
+    assert isinstance(large, PlanCoupling) and large.n_support == 2 * 12  # a bank plan
+    with pytest.raises(ValueError, match="pass a generator"):
+        build_coupling("exact", x0, x1, strategy="bank")
     assert isinstance(build_coupling("exact", x0, x1, strategy="minibatch"), MinibatchOTCoupling)
     assert isinstance(build_coupling("independent", x0, x1), IndependentCoupling)
     with pytest.raises(ValueError, match="Unknown coupling kind"):
@@ -153,3 +156,68 @@ def test_objectives_reject_bad_values():
             PairwiseObjective(pops, [0.0, 1.0], couplings, **bad)
     with pytest.raises(ValueError, match="strictly increasing"):
         PairwiseObjective(pops, [1.0, 1.0], couplings)
+
+
+# --------------------------------------------------------------------------- bank couplings
+def test_exact_bank_pairs_every_cell_by_exact_minibatch_assignment():
+    from scipy.optimize import linear_sum_assignment
+
+    from trajflow.core.couplings import bank_coupling
+
+    x0 = torch.randn(300, 3, generator=gen(1))
+    x1 = torch.randn(200, 3, generator=gen(2)) + 2.0
+    bank = bank_coupling("exact", x0, x1, generator=gen(3), batch=50, rounds=2)
+    rows, cols = bank.support_pairs()
+    # every source cell twice (2 rounds over the larger side), every target cell at least twice
+    assert torch.bincount(rows, minlength=300).eq(2).all()
+    assert torch.bincount(cols, minlength=200).ge(2).all()
+    again = bank_coupling("exact", x0, x1, generator=gen(3), batch=50, rounds=2)
+    assert torch.equal(again.support_pairs()[1], cols)  # seeded, so reproducible
+    # the first minibatch of the first round is an exact assignment (same draws as the bank's)
+    g = gen(3)
+    i = torch.randperm(300, generator=g)[:50]
+    torch.randperm(300, generator=g)  # the second round's source cells
+    j = torch.randperm(200, generator=g)[:50]
+    cost = torch.cdist(x0[i].double(), x1[j].double()).pow(2).numpy()
+    _, c = linear_sum_assignment(cost)
+    chosen = {(int(a), int(b)) for a, b in zip(i, j[c], strict=True)}
+    assert chosen <= set(zip(rows.tolist(), cols.tolist(), strict=True))
+    i0, j0 = bank.sample(1000, gen(4))
+    assert i0.max() < 300 and j0.max() < 200
+
+
+def test_bank_cost_per_draw_does_not_grow_with_the_populations():
+    from trajflow.core.couplings import bank_coupling
+
+    for n in (500, 5000):
+        x0, x1 = torch.randn(n, 2, generator=gen(1)), torch.randn(n, 2, generator=gen(2))
+        bank = bank_coupling("exact", x0, x1, generator=gen(0))
+        assert 2 * n <= bank.n_support <= 2 * (n + 128)  # linear in n, never n x n
+        i, j = bank.sample(128, gen(5))
+        assert i.shape == j.shape == (128,)
+
+
+@pytest.mark.parametrize("kwargs", [{"reg": 0.1}, {"reg": 0.1, "reg_m": 10.0}])
+def test_entropic_and_unbalanced_banks_follow_the_plan(kwargs):
+    from trajflow.core.couplings import bank_coupling
+
+    x0 = torch.randn(400, 2, generator=gen(1))
+    x1 = x0 + torch.tensor([1.0, 0.0])  # a pure shift: OT pairs each cell near its own copy
+    bank = bank_coupling("entropic", x0, x1, generator=gen(2), batch=100, **kwargs)
+    i, j = bank.sample(2000, gen(3))
+    shift = (x1[j] - x0[i]).mean(0)
+    # unbalanced OT lets far pairs lose mass, so its mean displacement comes out shorter
+    low = 0.85 if "reg_m" not in kwargs else 0.6
+    assert low < float(shift[0]) < 1.15 and abs(float(shift[1])) < 0.15, shift
+    # the partner is much closer to the cell's own copy than a random target (about 1.8)
+    assert float((x1[j] - x1[i]).norm(dim=1).mean()) < 0.8
+
+
+def test_batched_sinkhorn_matches_one_at_a_time():
+    a = torch.randn(3, 40, 2, generator=gen(1))
+    b = torch.randn(3, 30, 2, generator=gen(2))
+    together = entropic_ot_plan(a, b, 0.5)
+    for k in range(3):
+        torch.testing.assert_close(
+            together[k], entropic_ot_plan(a[k], b[k], 0.5), atol=1e-6, rtol=1e-4
+        )

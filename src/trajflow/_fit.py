@@ -63,7 +63,7 @@ def fit_trajectories(
     hidden: int = 64,
     n_layers: int = 3,
     activation: str = "selu",
-    coupling: Literal["auto", "full", "minibatch"] = "auto",
+    coupling: Literal["auto", "full", "bank", "minibatch"] = "auto",
     growth_key: str | None = None,
     unbalanced: float | None = None,
     solver: str = "euler",
@@ -102,8 +102,8 @@ def fit_trajectories(
         Brownian bridges; also learns the score so it can be sampled as an SDE) or ``"i-cfm"``
         (independent couplings; the baseline). ``"ot-mfm"`` (exact OT pairs joined by paths
         bent toward dense regions of the training cells, :mod:`trajflow.core.bends`;
-        Kapusniak et al. 2024; trains on at most 2,000 cells per time point, subsampled once by
-        ``seed``; no ``unbalanced``). Multi-marginal methods (no growth weights, unbalanced OT
+        Kapusniak et al. 2024; trains on every cell, its bends solved once per pair of the
+        full or bank plan; no ``unbalanced``). Multi-marginal methods (no growth weights, unbalanced OT
         or per-minibatch plans: a clear error says so): ``"mmfm"`` / ``"mmfm-hermite"``
         (natural / local cubic splines through chains of exact OT couplings across all
         training time points, :mod:`trajflow.core.paths`; Rohbeck et al. 2024) and
@@ -135,8 +135,12 @@ def fit_trajectories(
         The velocity MLP: width, number of hidden layers, activation.
     coupling
         ``"auto"`` solves the OT plan between whole populations once when they are small
-        (``n_a * n_b <= 4e6``) and draws pairs from it every step; larger pairs solve a plan per
-        minibatch. ``"full"``/``"minibatch"`` force one.
+        (``n_a * n_b <= 4e6``) and draws pairs from it every step; larger populations are cut
+        into random 128-cell minibatches covering every cell twice, each pair of minibatches is
+        solved once before training (``"bank"``: exact assignment, or batched Sinkhorn on the
+        device), and steps draw from those pairs, so a step costs the same at any size.
+        ``"full"``/``"bank"`` force one; ``"minibatch"`` solves a fresh plan for every minibatch
+        at every step, as TorchCFM does (a CPU solver in the training loop; for comparison).
     growth_key
         Column of ``adata.obs`` with each cell's growth factor per unit of ``obs[time_key]``:
         the expected number of descendants it has one unit of time later (e.g.
@@ -204,7 +208,7 @@ def fit_trajectories(
     check_choice("lr_schedule", lr_schedule, ("constant", "cosine"))
     hidden, n_layers = check_int("hidden", hidden), check_int("n_layers", n_layers)
     check_choice("activation", activation, ACTIVATIONS)
-    check_choice("coupling", coupling, ("auto", "full", "minibatch"))
+    check_choice("coupling", coupling, ("auto", "full", "bank", "minibatch"))
     if growth_key is not None and not isinstance(growth_key, str):
         raise TypeError(f"growth_key must be an obs column name or None, got {growth_key!r}.")
     if unbalanced is not None:

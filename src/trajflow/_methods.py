@@ -13,15 +13,12 @@ No AnnData here: numpy and the torch core only.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 
-from ._timecourse import subsample_indices
 from .core import (
     ChainObjective,
     Objective,
@@ -30,17 +27,10 @@ from .core import (
     build_coupling,
 )
 from .core.bends import support_bends
-from .core.couplings import MAX_FULL_PLAN_ENTRIES
 
 COUPLINGS = ("independent", "exact", "entropic")
 PATHS = ("straight", "bridge", "spline")
 SPLINES = ("natural", "hermite")
-
-#: Cells per time point that pairwise methods with bent paths (ot-mfm) train on: their exact OT
-#: plans are solved in full, so larger populations are subsampled once (2,000 x 2,000 = the
-#: full-plan limit).
-MAX_BEND_CELLS = math.isqrt(MAX_FULL_PLAN_ENTRIES)
-
 
 @dataclass(frozen=True)
 class MethodSpec:
@@ -223,9 +213,6 @@ def get_method(method: str) -> MethodSpec:
     return METHODS[method]
 
 
-CouplingStrategy = Literal["auto", "full", "minibatch"]
-
-
 def check_method_options(
     method: str,
     *,
@@ -246,7 +233,8 @@ def check_method_options(
             "coupling; use method='ot-cfm' or 'sb-cfm'."
         )
     if spec.fixed_plan and (unbalanced is not None or coupling == "minibatch"):
-        # Bends are solved once per pair of a fixed, sparse exact plan; chains compose plans.
+        # Bends are solved once per pair of a fixed, sparse exact plan (full or bank); chains
+        # compose plans.
         raise ValueError(
             f"method={method!r} needs one fixed exact OT plan per pair of time points, so it "
             "supports neither unbalanced= nor coupling='minibatch'; use method='ot-cfm'."
@@ -298,12 +286,6 @@ def build_objective(
         Where the populations and plans live.
     """
     gen = torch.Generator(device=device).manual_seed(seed)
-    if spec.bend and not spec.multi_marginal:  # full plans for the bends: subsample once, by seed
-        rng = np.random.default_rng(seed)
-        keep = [np.sort(subsample_indices(len(p), MAX_BEND_CELLS, rng)) for p in populations]
-        populations = [p[i] for p, i in zip(populations, keep, strict=True)]
-        if growth is not None:
-            growth = [g[i] for g, i in zip(growth, keep, strict=True)]
     tensors = [torch.as_tensor(p, device=device) for p in populations]
     if spec.multi_marginal:
         sampler = build_chain_sampler(tensors, generator=gen)
@@ -326,9 +308,10 @@ def build_objective(
                 tensors[k],
                 tensors[k + 1],
                 reg=reg,
-                strategy="full" if spec.bend else coupling,
+                strategy=coupling,
                 reg_m=unbalanced,
                 source_weights=weights,
+                generator=gen,
             )
         )
     bends = None
