@@ -155,7 +155,7 @@ def test_torchrun_trains_one_model_across_processes(tmp_path, method):
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.split() == ["2", "2"]
+    assert sorted(run.stdout.replace("\n", "")) == ["2", "2"]  # the ranks' lines may interleave
     np.testing.assert_array_equal(np.load(tmp_path / "rank0.npy"), np.load(tmp_path / "rank1.npy"))
 
 
