@@ -27,6 +27,7 @@ from .core import (
     build_coupling,
 )
 from .core.bends import support_bends
+from .core.couplings import CouplingStrategy
 
 COUPLINGS = ("independent", "exact", "entropic")
 PATHS = ("straight", "bridge", "spline")
