@@ -33,6 +33,7 @@ COUPLINGS = ("independent", "exact", "entropic")
 PATHS = ("straight", "bridge", "spline")
 SPLINES = ("natural", "hermite")
 
+
 @dataclass(frozen=True)
 class MethodSpec:
     """How a ``method=`` value is built.

@@ -355,9 +355,7 @@ def _cover(
     if weights is not None:
         w = torch.as_tensor(weights, device=device)
         return torch.multinomial(w, size, replacement=True, generator=generator)
-    perms = [
-        torch.randperm(n, generator=generator, device=device) for _ in range(-(-size // n))
-    ]
+    perms = [torch.randperm(n, generator=generator, device=device) for _ in range(-(-size // n))]
     return torch.cat(perms)[:size]
 
 
