@@ -116,3 +116,29 @@ def test_leave_one_out_takes_numpy_seeds_and_names_bad_arguments():
         leave_one_out(adata, seeds=3, **kw)
     with pytest.raises(TypeError, match="holdout_times must be a number"):
         leave_one_out(adata, seeds=[0], holdout_times="one", **kw)
+
+
+def test_threads_are_scoped_to_the_fit(monkeypatch):
+    import torch
+
+    import trajflow._fit as fit_module
+
+    seen = []
+    original = fit_module.optimise
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "optimise", spy)
+    torch.set_num_threads(2)  # the one_thread fixture restores the caller's setting
+    adata = moving_gaussians(n_per_time=20)
+    trajflow.fit_trajectories(adata, **FAST)  # threads="auto": the default network gets one
+    trajflow.fit_trajectories(adata, threads=np.int64(2), **FAST)
+    trajflow.fit_trajectories(adata, threads=None, **FAST)
+    trajflow.fit_trajectories(adata, threads="auto", hidden=512, batch_size=512, n_steps=2,
+                              progress=False, device="cpu")  # fmt: skip
+    assert seen == [1, 2, 2, 2]
+    assert torch.get_num_threads() == 2  # restored after every fit
+    with pytest.raises(ValueError, match="threads must be an integer >= 1"):
+        trajflow.fit_trajectories(adata, threads=0, **FAST)

@@ -35,7 +35,7 @@ from ._validate import (
     check_times,
 )
 from .core import TrainConfig, TrainingDivergedError, TrainResult, VelocityNet, optimise
-from .core.device import resolve_device
+from .core.device import auto_threads, cpu_threads, resolve_device
 from .core.distributed import data_parallel, init_distributed, process_device
 from .core.integrate import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS
 from .core.network import ACTIVATIONS
@@ -69,6 +69,7 @@ def fit_trajectories(
     solver: str = "euler",
     solver_steps: int = 100,
     device: str | torch.device = "auto",
+    threads: int | Literal["auto"] | None = "auto",
     seed: int = 0,
     progress: bool = True,
     checkpoint_dir: str | os.PathLike | None = None,
@@ -161,6 +162,12 @@ def fit_trajectories(
         ``"dopri5"``...) and, for fixed-step methods, the number of steps over a prediction's span.
     device
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``...
+    threads
+        Intra-op CPU threads torch uses during the fit, restored afterwards. ``"auto"``
+        (default): one thread on the CPU for networks up to the default size (their steps are
+        many small kernels: one thread is as fast on an idle machine and far faster on a busy
+        one, see benchmarks/README.md), torch's own setting otherwise. An integer sets it;
+        ``None`` leaves torch's setting alone.
     seed
         Seeds network initialisation and pair sampling. Global RNG state is left untouched.
     progress
@@ -217,6 +224,8 @@ def fit_trajectories(
     solver_steps = check_int("solver_steps", solver_steps)
     seed, progress = check_seed(seed), check_bool("progress", progress)
     checkpoint_every = check_int("checkpoint_every", checkpoint_every)
+    if threads != "auto" and threads is not None:
+        threads = check_int("threads", threads)
     sigma = check_method_options(
         method, sigma=sigma, coupling=coupling, unbalanced=unbalanced, growth=growth_key is not None
     )
@@ -227,94 +236,98 @@ def fit_trajectories(
     world, rank = (parallel.world_size, parallel.rank) if parallel else (1, 0)
     progress = progress and rank == 0
 
-    # ---- AnnData layer -> time course -> training populations, standardised
-    course, growth = time_course(
-        adata, time_key=time_key, use_rep=use_rep, n_dims=n_dims,
-        default_n_dims=DEFAULT_N_DIMS, growth_key=growth_key,
-    )  # fmt: skip
-    holdout = [match_time(t, course.times, what="holdout time") for t in holdout]
-    train = course.without(holdout)
-    if growth is not None:
-        growth = [g for t, g in zip(course.times, growth, strict=True) if t in train.times]
-    scaler = Standardizer.fit(np.concatenate(train.populations))
-    z_pops = [scaler.transform(p).astype(np.float32) for p in train.populations]
-    cells = TimeCourse(times=train.times, populations=z_pops, cell_names=train.cell_names)
+    n_threads = auto_threads(dev, hidden, batch_size) if threads == "auto" else threads
+    with cpu_threads(n_threads):  # scoped: the caller's setting is back after the fit
+        # ---- AnnData layer -> time course -> training populations, standardised
+        course, growth = time_course(
+            adata, time_key=time_key, use_rep=use_rep, n_dims=n_dims,
+            default_n_dims=DEFAULT_N_DIMS, growth_key=growth_key,
+        )  # fmt: skip
+        holdout = [match_time(t, course.times, what="holdout time") for t in holdout]
+        train = course.without(holdout)
+        if growth is not None:
+            growth = [g for t, g in zip(course.times, growth, strict=True) if t in train.times]
+        scaler = Standardizer.fit(np.concatenate(train.populations))
+        z_pops = [scaler.transform(p).astype(np.float32) for p in train.populations]
+        cells = TimeCourse(times=train.times, populations=z_pops, cell_names=train.cell_names)
 
-    # ---- the clock: one unit of flow time = the mean spacing of all observed time points
-    # (held-out included), so sigma means the same for every leave-one-out split
-    unit = (course.times[-1] - course.times[0]) / (len(course.times) - 1)
-    model_clock = fit_clock(clock, train.times, z_pops, origin=course.times[0], unit=unit)
-    taus = [float(x) for x in model_clock(train.times)]
-    if clock == "auto":
-        logger.info("clock='auto' chose %r (held-out W1 %s)", model_clock.kind, model_clock.scores)
+        # ---- the clock: one unit of flow time = the mean spacing of all observed time points
+        # (held-out included), so sigma means the same for every leave-one-out split
+        unit = (course.times[-1] - course.times[0]) / (len(course.times) - 1)
+        model_clock = fit_clock(clock, train.times, z_pops, origin=course.times[0], unit=unit)
+        taus = [float(x) for x in model_clock(train.times)]
+        if clock == "auto":
+            logger.info(
+                "clock='auto' chose %r (held-out W1 %s)", model_clock.kind, model_clock.scores
+            )
 
-    # ---- the method's recipe: couplings / chains, bends, the step loss
-    t0 = _time.perf_counter()
-    objective = build_objective(
-        spec, z_pops, taus, train.times, sigma=sigma,
-        batch_size=-(-batch_size // world),  # each process draws its share of the batch
-        coupling=coupling, unbalanced=unbalanced, growth=growth, seed=seed, device=dev,
-    )  # fmt: skip
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-        torch.manual_seed(seed)
-        vnet = VelocityNet(course.n_dims, hidden, n_layers, activation).to(dev)
-        snet = None
-        if spec.learns_score:
-            snet = VelocityNet(course.n_dims, hidden, n_layers, activation).to(dev)
-    generator = torch.Generator(device=dev).manual_seed(seed + rank)
+        # ---- the method's recipe: couplings / chains, bends, the step loss
+        t0 = _time.perf_counter()
+        objective = build_objective(
+            spec, z_pops, taus, train.times, sigma=sigma,
+            batch_size=-(-batch_size // world),  # each process draws its share of the batch
+            coupling=coupling, unbalanced=unbalanced, growth=growth, seed=seed, device=dev,
+        )  # fmt: skip
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(seed)
+            vnet = VelocityNet(course.n_dims, hidden, n_layers, activation).to(dev)
+            snet = None
+            if spec.learns_score:
+                snet = VelocityNet(course.n_dims, hidden, n_layers, activation).to(dev)
+        generator = torch.Generator(device=dev).manual_seed(seed + rank)
 
-    config = {
-        "method": method, "clock": clock, "time_key": time_key, "use_rep": use_rep,
-        "n_dims": course.n_dims, "holdout": holdout, "sigma": sigma, "n_steps": n_steps,
-        "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-        "lr_schedule": lr_schedule, "hidden": hidden, "n_layers": n_layers,
-        "activation": activation, "coupling": coupling, "growth_key": growth_key,
-        "unbalanced": unbalanced, "solver": solver, "solver_steps": solver_steps, "seed": seed,
-    }  # fmt: skip
-
-    def make_model(result: TrainResult) -> TrajectoryModel:
-        """The model as it stands after ``result`` (also for checkpoints and failures)."""
-        history = {
-            "initial_loss": result.initial_loss, "loss": result.losses,
-            "loss_step": result.loss_steps, "steps_done": result.steps_done,
-            "interrupted": result.interrupted, "fit_seconds": _time.perf_counter() - t0,
-            "world_size": world,
+        config = {
+            "method": method, "clock": clock, "time_key": time_key, "use_rep": use_rep,
+            "n_dims": course.n_dims, "holdout": holdout, "sigma": sigma, "n_steps": n_steps,
+            "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+            "lr_schedule": lr_schedule, "hidden": hidden, "n_layers": n_layers,
+            "activation": activation, "coupling": coupling, "growth_key": growth_key,
+            "unbalanced": unbalanced, "solver": solver, "solver_steps": solver_steps, "seed": seed,
         }  # fmt: skip
-        return TrajectoryModel(
-            velocity_net=vnet, score_net=snet, config=config, scaler=scaler, cells=cells,
-            observed_times=course.times, clock=model_clock, history=history, device=dev,
-        )  # fmt: skip
 
-    # ---- optimise, resumable; a diverged fit still hands back its last finite model
-    resume = load_checkpoint(
-        resume_from, config, velocity_net=vnet, score_net=snet, generator=generator
-    )
-    on_check = None
-    if checkpoint_dir is not None and rank == 0:
-        on_check = checkpointer(
-            checkpoint_dir, checkpoint_every, n_steps=n_steps, resume=resume,
-            generator=generator, make_model=make_model,
-        )  # fmt: skip
-    train_config = TrainConfig(
-        n_steps=n_steps, lr=lr, weight_decay=weight_decay, lr_schedule=lr_schedule, ema=spec.ema
-    )
-    try:
-        result = optimise(
-            objective,
-            data_parallel(vnet, dev) if parallel else vnet,
-            train_config,
-            generator=generator,
-            score_net=data_parallel(snet, dev) if parallel and snet is not None else snet,
-            progress=progress,
-            resume=resume,
-            on_check=on_check,
+        def make_model(result: TrainResult) -> TrajectoryModel:
+            """The model as it stands after ``result`` (also for checkpoints and failures)."""
+            history = {
+                "initial_loss": result.initial_loss, "loss": result.losses,
+                "loss_step": result.loss_steps, "steps_done": result.steps_done,
+                "interrupted": result.interrupted, "fit_seconds": _time.perf_counter() - t0,
+                "world_size": world,
+            }  # fmt: skip
+            return TrajectoryModel(
+                velocity_net=vnet, score_net=snet, config=config, scaler=scaler, cells=cells,
+                observed_times=course.times, clock=model_clock, history=history, device=dev,
+            )  # fmt: skip
+
+        # ---- optimise, resumable; a diverged fit still hands back its last finite model
+        resume = load_checkpoint(
+            resume_from, config, velocity_net=vnet, score_net=snet, generator=generator
         )
-    except TrainingDivergedError as err:
-        err.model = make_model(with_history(err.result, resume))
-        raise
-    model = make_model(with_history(result, resume))
-    logger.info(
-        "Fitted %s on %d time points (%d cells) in %.1f s",
-        method, len(train.times), sum(len(p) for p in z_pops), model.history["fit_seconds"],
-    )  # fmt: skip
-    return model
+        on_check = None
+        if checkpoint_dir is not None and rank == 0:
+            on_check = checkpointer(
+                checkpoint_dir, checkpoint_every, n_steps=n_steps, resume=resume,
+                generator=generator, make_model=make_model,
+            )  # fmt: skip
+        train_config = TrainConfig(
+            n_steps=n_steps, lr=lr, weight_decay=weight_decay, lr_schedule=lr_schedule, ema=spec.ema
+        )
+        try:
+            result = optimise(
+                objective,
+                data_parallel(vnet, dev) if parallel else vnet,
+                train_config,
+                generator=generator,
+                score_net=data_parallel(snet, dev) if parallel and snet is not None else snet,
+                progress=progress,
+                resume=resume,
+                on_check=on_check,
+            )
+        except TrainingDivergedError as err:
+            err.model = make_model(with_history(err.result, resume))
+            raise
+        model = make_model(with_history(result, resume))
+        logger.info(
+            "Fitted %s on %d time points (%d cells) in %.1f s",
+            method, len(train.times), sum(len(p) for p in z_pops), model.history["fit_seconds"],
+        )  # fmt: skip
+        return model
