@@ -64,6 +64,10 @@ def test_fit_and_predict_cli(small_h5ad, tmp_path, capsys, one_thread):
                 "50",
                 "--clock",
                 "distance",
+                "--coupling",
+                "bank",
+                "--threads",
+                "1",
                 "--out",
                 str(model_dir),
                 "--quiet",
@@ -72,7 +76,8 @@ def test_fit_and_predict_cli(small_h5ad, tmp_path, capsys, one_thread):
         == 0
     )
     assert (model_dir / "config.json").is_file()
-    assert TrajectoryModel.load(model_dir, device="cpu").clock.kind == "distance"
+    loaded = TrajectoryModel.load(model_dir, device="cpu")
+    assert loaded.clock.kind == "distance" and loaded.config["coupling"] == "bank"
     pred_path = tmp_path / "pred.h5ad"
     assert main(["predict", str(model_dir), "--time", "1.5", "--out", str(pred_path)]) == 0
     pred = ad.read_h5ad(pred_path)

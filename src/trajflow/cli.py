@@ -144,7 +144,9 @@ def _check_out(out: Path, *, overwrite: bool, kind: str) -> None:
 
 
 def _fit_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"clock": args.clock}
+    kwargs: dict[str, Any] = {"clock": args.clock, "coupling": args.coupling}
+    if args.threads is not None:
+        kwargs["threads"] = args.threads
     if args.n_steps is not None:
         kwargs["n_steps"] = args.n_steps
     return kwargs
@@ -281,6 +283,19 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         default="auto",
         choices=CLOCKS,
         help="how observed time maps to the flow's time (default: auto)",
+    )
+    p.add_argument(
+        "--coupling",
+        default="auto",
+        choices=("auto", "full", "bank", "minibatch"),
+        help="how OT pairs are made: full plans when small, else a bank solved ahead (default: "
+        "auto)",
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="torch CPU threads during fits (default: one for the default network)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
