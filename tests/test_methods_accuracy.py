@@ -75,15 +75,14 @@ def test_spline_weights_interpolate_and_differentiate(kind):
 def test_chain_sampler_links_follow_the_plans():
     gen = torch.Generator().manual_seed(0)
     pops = [torch.randn(30, 2) + k for k in range(3)]
-    sampler = build_chain_sampler(pops, generator=gen, max_cells=20)
-    idx = sampler.sample(5000, gen)
-    assert idx.shape == (5000, 3)
-    for k in range(3):
-        assert idx[:, k].max() < 30
-        # subsampled to 20 cells, each drawn about uniformly
-        counts = torch.bincount(idx[:, k], minlength=30)
-        assert int((counts > 0).sum()) == 20
-        assert counts[counts > 0].min() > 150
+    for max_full_entries in (10_000, 100):  # full exact plans, then bank plans
+        sampler = build_chain_sampler(pops, generator=gen, max_full_entries=max_full_entries)
+        idx = sampler.sample(6000, gen)
+        assert idx.shape == (6000, 3)
+        for k in range(3):
+            # every cell of every time point is reached, each about uniformly (200 expected)
+            counts = torch.bincount(idx[:, k], minlength=30)
+            assert len(counts) == 30 and counts.min() > 100, counts
 
 
 @pytest.mark.parametrize("method", NEW_METHODS)

@@ -510,11 +510,6 @@ def build_coupling(
     return PlanCoupling(plan)
 
 
-#: Populations larger than this are subsampled (uniformly, once) before the exact plans of a
-#: :class:`ChainSampler` are solved, so the network-simplex solver stays fast.
-MAX_CHAIN_CELLS = 2500
-
-
 class ChainSampler:
     """Draws chains of cell indices, one per population, along consecutive OT plans
     (multi-marginal flow matching).
@@ -524,10 +519,10 @@ class ChainSampler:
     link ``(i_k, i_{k+1})`` of the chain is distributed as the OT plan ``k``.
     """
 
-    def __init__(self, plans: Sequence[Tensor], subsets: Sequence[Tensor]):
+    def __init__(self, plans: Sequence[Tensor | PlanCoupling], subsets: Sequence[Tensor]):
         if len(subsets) != len(plans) + 1:
             raise ValueError("Need one index subset per population (one more than plans).")
-        self._links = [PlanCoupling(p) for p in plans]
+        self._links = [p if isinstance(p, PlanCoupling) else PlanCoupling(p) for p in plans]
         self._subsets = list(subsets)
         self.device = subsets[0].device
 
@@ -555,23 +550,25 @@ class ChainSampler:
 
 
 def build_chain_sampler(
-    populations: Sequence[Tensor], *, max_cells: int = MAX_CHAIN_CELLS, generator: torch.Generator
+    populations: Sequence[Tensor],
+    *,
+    generator: torch.Generator,
+    max_full_entries: int = MAX_FULL_PLAN_ENTRIES,
 ) -> ChainSampler:
-    """Solve exact OT plans between consecutive populations and return a :class:`ChainSampler`.
+    """Couple consecutive populations exactly and return a :class:`ChainSampler` over every cell.
 
-    Populations with more than ``max_cells`` cells are subsampled uniformly (once, with
-    ``generator``) first.
+    Each link is the full exact plan when ``n_k * n_{k+1} <= max_full_entries``, else a bank
+    plan (:func:`bank_coupling`, drawn with ``generator``), in which every cell has partners.
     """
-    subsets = []
-    for pop in populations:
-        n = len(pop)
-        if n > max_cells:
-            idx = torch.randperm(n, generator=generator, device=pop.device)[:max_cells]
-        else:
-            idx = torch.arange(n, device=pop.device)
-        subsets.append(idx)
-    plans = [
-        exact_ot_plan(populations[k][subsets[k]], populations[k + 1][subsets[k + 1]])
+    links = [
+        build_coupling(
+            "exact",
+            populations[k],
+            populations[k + 1],
+            max_full_entries=max_full_entries,
+            generator=generator,
+        )
         for k in range(len(populations) - 1)
     ]
-    return ChainSampler(plans, subsets)
+    subsets = [torch.arange(len(p), device=p.device) for p in populations]
+    return ChainSampler(links, subsets)
