@@ -17,7 +17,7 @@ from anndata import AnnData
 
 from ._anndata import Standardizer, get_representation
 from ._clock import Clock, time_clock
-from ._storage import CELLS_FILE, CONFIG_FILE, WEIGHTS_FILE, read_model, reading, write_model
+from ._storage import CONFIG_FILE, read_model, reading, write_model
 from ._timecourse import TimeCourse, match_time
 from ._validate import (
     check_bool,
@@ -27,6 +27,7 @@ from ._validate import (
     check_seed,
     check_time,
 )
+from ._version import __version__
 from .core import VelocityNet, integrate_ode, integrate_sde, resolve_device
 from .core.integrate import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS
 
@@ -34,7 +35,6 @@ logger = logging.getLogger("trajflow")
 
 #: Bumped whenever the saved layout changes; ``load`` refuses other formats.
 FORMAT_VERSION = 1
-_CONFIG_FILE, _WEIGHTS_FILE, _CELLS_FILE = CONFIG_FILE, WEIGHTS_FILE, CELLS_FILE
 
 
 class ExtrapolationWarning(UserWarning):
@@ -452,8 +452,6 @@ class TrajectoryModel:
     # ----------------------------------------------------------------- persistence
     def state(self) -> dict[str, Any]:
         """What :meth:`save` writes to ``config.json`` (as plain JSON, with a checksum record)."""
-        from ._version import __version__
-
         return {
             "format_version": FORMAT_VERSION,
             "trajflow_version": __version__,

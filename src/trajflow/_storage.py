@@ -30,6 +30,8 @@ import torch
 from ._anndata import Standardizer
 from ._methods import METHODS
 from ._timecourse import TimeCourse
+from ._validate import is_int, is_real
+from ._version import __version__
 from .core import VelocityNet
 
 CONFIG_FILE, WEIGHTS_FILE, CELLS_FILE = "config.json", "weights.pt", "cells.npz"
@@ -330,8 +332,6 @@ def _read_config(path: Path, format_version: int) -> dict[str, Any]:
         raise damaged(path, CONFIG_FILE, "has no format_version")
     fmt = state["format_version"]
     if fmt != format_version:
-        from ._version import __version__
-
         # Another version's layout, not damage: say which trajflow can read it.
         raise ValueError(
             f"{path} was written in model format {fmt!r} (trajflow "
@@ -382,12 +382,8 @@ def _verify_checksums(path: Path, state: dict[str, Any]) -> None:
             )
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_real(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+def _is_finite_real(v: Any) -> bool:
+    return is_real(v) and math.isfinite(v)
 
 
 def _check_config(path: Path, state: dict[str, Any]) -> _NetworkSpec:
@@ -408,7 +404,7 @@ def _check_config(path: Path, state: dict[str, Any]) -> _NetworkSpec:
     for key in ("dim", "hidden", "n_layers", "activation", "has_score"):
         require(key in net, f"has no network.{key!r} entry")
     for key in ("dim", "hidden", "n_layers"):
-        require(_is_int(net[key]) and net[key] >= 1, f"has network.{key} = {net[key]!r}")
+        require(is_int(net[key]) and net[key] >= 1, f"has network.{key} = {net[key]!r}")
     require(isinstance(net["activation"], str), f"has network.activation = {net['activation']!r}")
     require(isinstance(net["has_score"], bool), f"has network.has_score = {net['has_score']!r}")
     spec = _NetworkSpec(
@@ -431,18 +427,20 @@ def _check_config(path: Path, state: dict[str, Any]) -> _NetworkSpec:
         config["n_dims"] == spec.dim,
         f"has config.n_dims = {config['n_dims']!r} but network.dim = {spec.dim}",
     )
-    require(_is_real(config["sigma"]) and config["sigma"] >= 0, "has an invalid config.sigma")
+    require(
+        _is_finite_real(config["sigma"]) and config["sigma"] >= 0, "has an invalid config.sigma"
+    )
     require(isinstance(config.get("holdout", []), list), "has a config.holdout that is not a list")
 
     times = state["times"]
     require(
-        isinstance(times, list) and len(times) >= 2 and all(_is_real(t) for t in times),
+        isinstance(times, list) and len(times) >= 2 and all(_is_finite_real(t) for t in times),
         "has a 'times' entry that is not a list of at least 2 finite numbers",
     )
     require(all(a < b for a, b in pairwise(times)), "has unsorted 'times'")
     observed = state["observed_times"]
     require(
-        isinstance(observed, list) and all(_is_real(t) for t in observed),
+        isinstance(observed, list) and all(_is_finite_real(t) for t in observed),
         "has an 'observed_times' entry that is not a list of finite numbers",
     )
 
@@ -453,7 +451,7 @@ def _check_config(path: Path, state: dict[str, Any]) -> _NetworkSpec:
         require(
             isinstance(values, list)
             and len(values) == spec.dim
-            and all(_is_real(v) for v in values),
+            and all(_is_finite_real(v) for v in values),
             f"has a scaler.{key} that is not a list of {spec.dim} finite numbers",
         )
     require(all(v > 0 for v in scaler["scale"]), "has a non-positive scaler.scale")

@@ -30,17 +30,19 @@ __all__ = [
 ]
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """A Python or numpy integer, not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
 
 
-def _is_real(value: Any) -> bool:
+def is_real(value: Any) -> bool:
+    """A Python or numpy real number (integers included), not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
 
 
 def check_int(name: str, value: Any, *, minimum: int = 1) -> int:
     """``value`` as a plain ``int >= minimum`` (Python or numpy integer; not bool, not float)."""
-    if not _is_int(value):
+    if not is_int(value):
         raise TypeError(
             f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__})."
         )
@@ -71,7 +73,7 @@ def check_float(
         bound = f" {'>' if strict else '>='} {minimum:g}"
     if maximum is not None:
         bound += f"{' and' if bound else ''} <= {maximum:g}"
-    if not _is_real(value):
+    if not is_real(value):
         raise TypeError(
             f"{name} must be a finite number{bound}, got {value!r} ({type(value).__name__})."
         )
@@ -106,7 +108,7 @@ def check_seed(value: Any, name: str = "seed") -> int:
 
 def check_seeds(value: Any, name: str = "seeds") -> list[int]:
     """A non-empty sequence of seeds (a list, tuple, range or numpy array) as plain ints."""
-    if _is_int(value) or isinstance(value, str | bytes) or not isinstance(value, Iterable):
+    if is_int(value) or isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise TypeError(
             f"{name} must be a sequence of non-negative integers (e.g. (0, 1, 2) or "
             f"np.arange(3)), got {value!r}."
@@ -119,7 +121,7 @@ def check_seeds(value: Any, name: str = "seeds") -> list[int]:
 
 def check_time(name: str, value: Any) -> float:
     """One time point: a finite Python or numpy real, as a float."""
-    if not _is_real(value):
+    if not is_real(value):
         raise TypeError(
             f"{name} must be a number (a time point in the units of obs[time_key]), got "
             f"{value!r} ({type(value).__name__})."
@@ -134,7 +136,7 @@ def check_times(name: str, value: Any, *, allow_none: bool = True) -> list[float
         if allow_none:
             return []
         raise TypeError(f"{name} must be a number or a sequence of numbers, got None.")
-    if _is_real(value):
+    if is_real(value):
         return [check_time(name, value)]
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise TypeError(
