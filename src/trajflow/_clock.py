@@ -25,7 +25,7 @@ import numpy as np
 import ot
 from scipy.interpolate import PchipInterpolator
 
-from ._ot import MAX_ITER, displacement_interpolation, exact_plan_support, w2
+from ._ot import MAX_ITER, displacement_interpolation, exact_plan_support, plan_w2, w2
 from ._timecourse import subsample_indices
 
 #: ``clock=`` values of :func:`~trajflow.fit_trajectories`.
@@ -157,8 +157,9 @@ def _scores(
         a, b, target = pops[j - 1], pops[j + 1], pops[j]
         rest_t = [t for k, t in enumerate(times) if k != j]
         # without j, the pairs (j-1, j) and (j, j+1) become the single pair (j-1, j+1)
-        rest_steps = [*steps[: j - 1], w2(a, b), *steps[j + 1 :]]
-        support = exact_plan_support(a, b)  # one plan, interpolated at each clock's fraction
+        # one exact plan per held-out time: its W2 and its interpolation at each clock's fraction
+        support = exact_plan_support(a, b)
+        rest_steps = [*steps[: j - 1], plan_w2(a, b, support), *steps[j + 1 :]]
         for kind in kinds:
             if kind == "time":
                 clock = time_clock(rest_t, origin=0.0, unit=1.0)

@@ -27,6 +27,7 @@ from ._methods import get_method
 from ._ot import displacement_interpolation
 from ._timecourse import TimeCourse, match_time
 from ._validate import check_bool, check_int, check_seeds, check_times
+from ._version import __version__
 from .core import resolve_device
 from .metrics import energy_distance, mmd, wasserstein
 
@@ -185,8 +186,6 @@ def leave_one_out(
     device``. ``clock`` is the clock the fit used (``model.clock.kind``; what ``clock="auto"``
     chose). Baselines have ``fit_seconds = 0`` and an empty ``clock``.
     """
-    from ._version import __version__
-
     check_anndata(adata)
     if isinstance(methods, str):
         methods = [methods]
@@ -225,7 +224,7 @@ def leave_one_out(
             f"No interior time point to hold out among {course.times}; the benchmark needs at "
             "least 3 time points."
         )
-    # The baselines predict in the scoring space itself; methods are scored by score_prediction.
+    # Every prediction is scored in one space, fitted once: what score_prediction does per call.
     space = scoring_space(rep)
     dev = resolve_device(device)
     meta = {"trajflow_version": __version__, "torch_version": torch.__version__, "device": str(dev)}
@@ -284,7 +283,7 @@ def leave_one_out(
                             "method": method,
                             "seed": seed,
                             **base,
-                            **score_prediction(predicted, observed, reference=rep),
+                            **_scores(space.transform(predicted), z_obs),
                             "fit_seconds": fit_seconds,
                             "clock": model.clock.kind,
                             "n_predicted": len(predicted),
