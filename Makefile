@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/trajflow benchmark eb --methods ot-cfm ot-mfm sb-cfm i-cfm --seeds 0 1 2 --n-dims 5 \
+	$(BIN)/trajflow benchmark eb --methods ot-cfm ot-mfm sb-cfm i-cfm --seeds 0 1 2 --protocol paper \
 		--out results/eb_leave_one_out.csv
 
 test: $(STAMP)

@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                 adata,
                 methods=args.methods,
                 seeds=args.seeds,
+                protocol="paper",
                 n_dims=n_dims,
                 device=args.device,
                 baselines=k == 0,  # model-free: the same for every clock

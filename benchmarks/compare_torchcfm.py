@@ -85,7 +85,12 @@ def main(argv=None) -> int:
     adata = ad.read_h5ad(args.data)
     t0 = time.perf_counter()
     ours = leave_one_out(
-        adata, methods=args.methods, seeds=args.seeds, n_dims=args.n_dims, progress=False
+        adata,
+        methods=args.methods,
+        seeds=args.seeds,
+        protocol="paper",
+        n_dims=args.n_dims,
+        progress=False,
     )
     ours_wall = time.perf_counter() - t0
     means = ours.groupby("method")[["w1", "fit_seconds"]].mean()

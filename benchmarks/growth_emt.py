@@ -51,6 +51,7 @@ def main() -> None:
             adata,
             methods=(args.method,),
             seeds=args.seeds,
+            protocol="paper",
             baselines=i == 0,
             fit_kwargs={"n_steps": args.n_steps, **kwargs},
             progress=False,

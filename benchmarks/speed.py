@@ -166,7 +166,13 @@ def bench_dataset(
     with time_training(device) as timer:
         t0 = time.perf_counter()
         trajflow.fit_trajectories(
-            adata, n_dims=n_dims, use_rep=use_rep, n_steps=n_steps, device=device, progress=False
+            adata,
+            n_dims=n_dims,
+            scaling="per-dimension",  # the protocol's whitened space, as the reference uses
+            use_rep=use_rep,
+            n_steps=n_steps,
+            device=device,
+            progress=False,
         )
         sync(device)
         tf_fit = time.perf_counter() - t0
@@ -203,6 +209,7 @@ def bench_dataset(
             adata,
             methods=["ot-cfm"],
             seeds=[0],
+            protocol="paper",
             n_dims=n_dims,
             use_rep=use_rep,
             holdout_times=holdouts,

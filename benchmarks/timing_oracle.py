@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                     clock="time",
                     holdout=hold,
                     n_dims=n_dims,
+                    scaling="per-dimension",
                     seed=seed,
                     device="cpu",
                     progress=False,

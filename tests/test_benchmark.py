@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from trajflow._anndata import Standardizer
-from trajflow._ot import displacement_interpolation
+from trajflow._ot import displacement_interpolation, entropic_plan, plan_partners
 from trajflow.benchmark import (
     METRICS,
+    entropic_interpolation,
     leave_one_out,
     noise_floor,
     ot_interpolation,
@@ -40,11 +41,25 @@ def test_ot_interpolation_samples_the_displacement_interpolation():
     np.testing.assert_array_equal(draws, points[k])
 
 
-def test_score_prediction_standardises_over_the_reference():
+def test_score_prediction_user_protocol_scores_in_own_units():
     rng = np.random.default_rng(5)
     ref = rng.normal([10.0, -3.0], [5.0, 0.2], size=(300, 2))
     pred, obs = ref[:80] + [1.0, 0.1], ref[100:180]
     scores = score_prediction(pred, obs, reference=ref)
+    assert scores["w1"] == wasserstein(pred, obs, p=1)
+    assert scores["energy"] == energy_distance(pred, obs)
+    # own units: scaling the representation scales W1
+    again = score_prediction(3 * pred - 7, 3 * obs - 7, reference=3 * ref - 7)
+    assert again["w1"] == pytest.approx(3 * scores["w1"], rel=1e-9)
+    with pytest.raises(ValueError, match="protocol"):
+        score_prediction(pred, obs, reference=ref, protocol="mine")
+
+
+def test_score_prediction_paper_protocol_standardises_over_the_reference():
+    rng = np.random.default_rng(5)
+    ref = rng.normal([10.0, -3.0], [5.0, 0.2], size=(300, 2))
+    pred, obs = ref[:80] + [1.0, 0.1], ref[100:180]
+    scores = score_prediction(pred, obs, reference=ref, protocol="paper")
     assert tuple(scores) == METRICS
     space = Standardizer.fit(ref)
     zp, zo = space.transform(pred), space.transform(obs)
@@ -55,9 +70,10 @@ def test_score_prediction_standardises_over_the_reference():
         "energy": energy_distance(zp, zo),
     }
     # the units of the representation do not matter
-    again = score_prediction(3 * pred - 7, 3 * obs - 7, reference=3 * ref - 7)
+    again = score_prediction(3 * pred - 7, 3 * obs - 7, reference=3 * ref - 7, protocol="paper")
     assert again == pytest.approx(scores, rel=1e-9)
-    assert score_prediction(pred, obs, reference=ref, metrics=("w1",)) == {"w1": scores["w1"]}
+    one = score_prediction(pred, obs, reference=ref, protocol="paper", metrics=("w1",))
+    assert one == {"w1": scores["w1"]}
     with pytest.raises(ValueError, match="Unknown metric"):
         score_prediction(pred, obs, reference=ref, metrics=("w3",))
 
@@ -73,8 +89,9 @@ def test_leave_one_out_rows_and_scores():
         fit_kwargs={"n_steps": 300},
         progress=False,
     )
-    # 2 interior times x 2 seeds x (2 methods + 2 baselines)
-    assert len(res) == 16
+    # 2 interior times x 2 seeds x (2 methods + 3 baselines)
+    assert len(res) == 20
+    assert res.attrs["protocol"] == "user" and res.attrs["n_dims"] == 2
     for col in (
         "method",
         "seed",
@@ -92,6 +109,7 @@ def test_leave_one_out_rows_and_scores():
     mean = res.groupby("method")["w1"].mean()
     assert mean["ot-cfm"] < 0.5 * mean["previous"]
     assert mean["ot-interpolation"] < 0.5 * mean["previous"]
+    assert mean["entropic-interpolation"] < 0.5 * mean["previous"]
     assert (res.loc[res.method == "ot-cfm", "fit_seconds"] > 0).all()
     table = summarize(res)
     assert list(table.columns[:2]) == ["t=1", "t=2"] and "mean" in table.columns
@@ -120,3 +138,65 @@ def test_noise_floor_shrinks_with_sample_size():
     small, spread = noise_floor(rng.normal(size=(100, 2)), n_repeats=3)
     large, _ = noise_floor(rng.normal(size=(1000, 2)), n_repeats=3)
     assert 0 < large < small < 1.0 and spread >= 0
+
+
+def test_entropic_plan_meets_its_marginals_and_partners_follow_rows():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(120, 3)), rng.normal(size=(90, 3)) + 2.0
+    plan = entropic_plan(a, b)
+    np.testing.assert_allclose(plan.sum(1), 1 / 120, atol=1e-6)
+    np.testing.assert_allclose(plan.sum(0), 1 / 90, atol=1e-4)
+    # a row's partner is drawn in proportion to the row: a row with one partner always gets it
+    one_hot = np.zeros((2, 4))
+    one_hot[0, 2], one_hot[1, [0, 3]] = 1.0, [0.5, 0.5]
+    draws = np.array([plan_partners(one_hot, rng) for _ in range(400)])
+    assert (draws[:, 0] == 2).all() and set(draws[:, 1]) == {0, 3}
+    assert 0.4 < (draws[:, 1] == 0).mean() < 0.6
+    with pytest.raises(ValueError, match="epsilon"):
+        entropic_plan(a, b, epsilon=0.0)
+
+
+def test_entropic_interpolation_pushes_every_cell_once():
+    rng = np.random.default_rng(1)
+    x0 = rng.normal(size=(200, 2))
+    x1 = x0[rng.permutation(200)] + [4.0, 0.0]
+    mid = entropic_interpolation(x0, x1, 0.25, seed=3)
+    assert mid.shape == x0.shape
+    # every source cell moves a quarter of the shift (its partner is near x0 + shift)
+    np.testing.assert_allclose((mid - x0).mean(0), [1.0, 0.0], atol=0.05)
+    again = entropic_interpolation(x0, x1, 0.25, seed=3)
+    np.testing.assert_array_equal(mid, again)
+    with pytest.raises(ValueError, match="fraction"):
+        entropic_interpolation(x0, x1, 1.5)
+
+
+def test_entropic_interpolation_on_real_data_beats_previous(eb_adata):
+    """EB in its 50 PCs' own units: moscot-style entropic interpolation between days 1 and 3
+    predicts day 2 as well as the exact interpolation does, and far better than day 1."""
+    x = np.asarray(eb_adata.obsm["X_pca"][:, :50], dtype=float)
+    t = eb_adata.obs["time"].to_numpy()
+    x1, x2, x3 = x[t == 1], x[t == 2], x[t == 3]
+    ent = wasserstein(entropic_interpolation(x1, x3, 0.5), x2)
+    exact = wasserstein(ot_interpolation(x1, x3, 0.5), x2)
+    assert ent < 0.9 * wasserstein(x1, x2) and abs(ent - exact) < 0.05 * exact, (ent, exact)
+
+
+def test_leave_one_out_protocols():
+    """The user protocol scores in own units on every dimension; the paper protocol takes the
+    first 5, whitens the fits and scores standardised."""
+    rng = np.random.default_rng(0)
+    adata = moving_gaussians(dim=7, times=(0.0, 1.0, 2.0), n_per_time=60)
+    adata.obsm["X_pca"] = adata.obsm["X_pca"] * np.geomspace(10, 0.1, 7) + rng.normal(size=7)
+    kw = {"methods": ("ot-cfm",), "seeds": (0,), "fit_kwargs": {"n_steps": 50}, "progress": False}
+    user = leave_one_out(adata, **kw)
+    paper = leave_one_out(adata, protocol="paper", **kw)
+    assert (user.attrs["protocol"], user.attrs["n_dims"]) == ("user", 7)
+    assert (paper.attrs["protocol"], paper.attrs["n_dims"]) == ("paper", 5)
+    x = np.asarray(adata.obsm["X_pca"], dtype=float)
+    t = adata.obs["time"].to_numpy()
+    prev = {m: f.set_index("method").loc["previous", "w1"] for m, f in (("u", user), ("p", paper))}
+    assert prev["u"] == pytest.approx(wasserstein(x[t == 0], x[t == 1]))
+    z = Standardizer.fit(x[:, :5]).transform(x[:, :5])
+    assert prev["p"] == pytest.approx(wasserstein(z[t == 0], z[t == 1]))
+    with pytest.raises(ValueError, match="protocol"):
+        leave_one_out(adata, protocol="torchcfm", **kw)

@@ -43,10 +43,11 @@ def test_benchmark_cli(small_h5ad, tmp_path, capsys, one_thread):
     printed = capsys.readouterr().out
     assert "ot-cfm" in printed and "previous" in printed and "±" in printed
     res = pd.read_csv(out)
-    assert len(res) == 2 * 2 * 3 and set(res["method"]) == {
+    assert len(res) == 2 * 2 * 4 and set(res["method"]) == {
         "ot-cfm",
         "previous",
         "ot-interpolation",
+        "entropic-interpolation",
     }
     assert out.with_suffix(".png").stat().st_size > 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -9,7 +11,7 @@ import pytest
 from scipy import sparse
 
 import trajflow
-from trajflow.metrics import wasserstein
+from trajflow.metrics import energy_distance, wasserstein
 
 from conftest import moving_gaussians
 
@@ -156,13 +158,36 @@ def test_use_rep_x_and_default_n_dims():
     assert model.predict(1.0).obsm["X"].shape == (40, 3)
 
 
-def test_eb_default_fit_beats_baseline(eb_adata):
-    """Real data: default OT-CFM with day 2 held out predicts day 2 better than day 1 does."""
-    model = trajflow.fit_trajectories(eb_adata, holdout=2.0, progress=False)
-    x = eb_adata.obsm["X_pca"][:, :5]
-    scale = x.std(0)
+def test_eb_default_fit_beats_baseline(eb_adata, caplog):
+    """Real data, defaults (all 50 of EB's first PCs, one global scale): day 2 held out is
+    predicted better than day 1 predicts it, in the PCs' own units; the fit says what it used."""
+    with caplog.at_level(logging.INFO, logger="trajflow"):
+        model = trajflow.fit_trajectories(eb_adata, holdout=2.0, progress=False)
+    assert model.n_dims == 50 and model.scaling == "global"
+    assert "n_dims=50, scaling='global'" in repr(model)
+    assert "using the first 50 of 100 dimensions of adata.obsm['X_pca']" in caplog.text
+    assert "training on 50 dimensions of X_pca, one global scale" in caplog.text
+    x = eb_adata.obsm["X_pca"][:, :50]
     t = eb_adata.obs["time"].to_numpy()
-    pred = model.predict(2.0).obsm["X_pca"]
-    w_model = wasserstein(pred / scale, x[t == 2] / scale)
-    w_prev = wasserstein(x[t == 1] / scale, x[t == 2] / scale)
-    assert w_model < 0.8 * w_prev, (w_model, w_prev)
+    pred = model.predict(2.0, source_time=1.0).obsm["X_pca"]
+    w_model, w_prev = wasserstein(pred, x[t == 2]), wasserstein(x[t == 1], x[t == 2])
+    e_model, e_prev = energy_distance(pred, x[t == 2]), energy_distance(x[t == 1], x[t == 2])
+    assert w_model < 0.95 * w_prev and e_model < 0.5 * e_prev, (w_model, w_prev, e_model, e_prev)
+
+
+def test_scaling_global_keeps_geometry_and_per_dimension_whitens():
+    adata = moving_gaussians(dim=3, n_per_time=60)
+    adata.obsm["X_pca"] = adata.obsm["X_pca"] * np.array([10.0, 1.0, 0.1])
+    fits = {
+        s: trajflow.fit_trajectories(adata, scaling=s, n_steps=20, progress=False)
+        for s in ("global", "per-dimension")
+    }
+    x = np.asarray(adata.obsm["X_pca"])
+    one = fits["global"].scaler.scale
+    np.testing.assert_allclose(one, np.full(3, np.sqrt(x.var(0).mean())))
+    np.testing.assert_allclose(fits["per-dimension"].scaler.scale, x.std(0))
+    for model in fits.values():  # outputs stay in the user's units either way
+        pred = model.predict(1.0).obsm["X_pca"]
+        assert pred[:, 0].std() > 5 * pred[:, 2].std()
+    with pytest.raises(ValueError, match="scaling"):
+        trajflow.fit_trajectories(adata, scaling="whiten", n_steps=5, progress=False)

@@ -173,25 +173,27 @@ def test_holdout_from_model_and_from_prediction(held_model, adata, tmp_path):
     overlay = fig.axes[0]
     assert (overlay.get_xlabel(), overlay.get_ylabel()) == ("PC1", "PC2")
     marginals = [a for a in fig.axes[1:] if a.get_xlabel()]
-    assert [a.get_xlabel() for a in marginals] == [f"PC{d} (standardised)" for d in (1, 2, 3)]
+    assert [a.get_xlabel() for a in marginals] == [f"PC{d}" for d in (1, 2, 3)]
     legend = " ".join(t.get_text() for t in overlay.get_legend().get_texts())
     assert "observed (n=80)" in legend and "predicted from 0" in legend
 
-    # W1 in the title is the benchmark's score: standardised over all cells, exact W1.
+    # W1 in the title is the benchmark's score: by default in the representation's own units
+    # (the user protocol), with protocol="paper" standardised over all cells; exact W1 both.
     from trajflow._anndata import Standardizer
     from trajflow.metrics import wasserstein
 
     pred = held_model.predict(1.0)
     rep = adata.obsm["X_pca"][:, :3]
+    observed = rep[adata.obs["time"].to_numpy() == 1.0]
+    w1 = wasserstein(pred.obsm["X_pca"], observed)
+    assert f"W1 = {w1:.3f} (3 dims)" in title
     scorer = Standardizer.fit(rep)
-    w1 = wasserstein(
-        scorer.transform(pred.obsm["X_pca"]),
-        scorer.transform(rep[adata.obs["time"].to_numpy() == 1.0]),
-    )
-    assert f"W1 = {w1:.3f}" in title
-    fig2 = pl.holdout(pred, adata, basis="umap")
-    assert f"W1 = {w1:.3f}" in fig2._suptitle.get_text()
+    w1_paper = wasserstein(scorer.transform(pred.obsm["X_pca"]), scorer.transform(observed))
+    fig2 = pl.holdout(pred, adata, basis="umap", protocol="paper")
+    assert f"W1 = {w1_paper:.3f} (3 standardised dims)" in fig2._suptitle.get_text()
     assert fig2.axes[0].get_xlabel() == "UMAP1"
+    marginals = [a for a in fig2.axes[1:] if a.get_xlabel()]
+    assert [a.get_xlabel() for a in marginals] == [f"PC{d} (standardised)" for d in (1, 2, 3)]
     _assert_unchanged(adata, snap)
 
 

@@ -22,6 +22,8 @@ logger = logging.getLogger("trajflow")
 
 #: obsm key trajflow writes when it has to compute a PCA itself.
 PCA_KEY_ADDED = "X_pca"
+#: Default cap on the representation's dimensions (``n_dims=None``): scanpy's PCA default.
+MAX_DEFAULT_N_DIMS = 50
 
 
 def check_anndata(adata: Any) -> AnnData:
@@ -248,17 +250,27 @@ def get_representation(
 
 @dataclass(frozen=True)
 class Standardizer:
-    """Per-dimension standardisation ``(x - mean) / scale``; the inverse maps back to user space."""
+    """Centring and scaling ``(x - mean) / scale``; the inverse maps back to user space.
+
+    ``per_dimension=True`` whitens each dimension to unit variance (the TorchCFM paper's
+    protocol); ``False`` divides every dimension by one number, the root mean variance, so the
+    representation keeps its geometry (a noise PC stays small beside the first PC) while the
+    network still sees inputs of unit size on average.
+    """
 
     mean: np.ndarray
     scale: np.ndarray
 
     @classmethod
-    def fit(cls, x: np.ndarray) -> Standardizer:
+    def fit(cls, x: np.ndarray, *, per_dimension: bool = True) -> Standardizer:
         mean = x.mean(axis=0)
-        scale = x.std(axis=0)
-        # A constant dimension carries no signal; keep it unscaled instead of dividing by zero.
-        scale = np.where(scale > 1e-12, scale, 1.0)
+        if per_dimension:
+            scale = x.std(axis=0)
+            # A constant dimension carries no signal; keep it unscaled instead of dividing by 0.
+            scale = np.where(scale > 1e-12, scale, 1.0)
+        else:
+            rms = float(np.sqrt(x.var(axis=0).mean()))
+            scale = np.full(x.shape[1], rms if rms > 1e-12 else 1.0)
         return cls(mean=mean, scale=scale)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
@@ -278,23 +290,39 @@ class Standardizer:
         return cls(mean=np.asarray(d["mean"], dtype=np.float64), scale=np.asarray(d["scale"]))
 
 
+def default_representation(adata: AnnData, use_rep: str) -> np.ndarray:
+    """The representation's first ``min(MAX_DEFAULT_N_DIMS, all)`` columns: every dimension a
+    user stored (scanpy's PCA has 50), capped so a 100-PC or raw-gene matrix stays tractable.
+    Logs what it kept."""
+    rep = get_representation(adata, use_rep, None)
+    width = rep.shape[1]
+    kept = min(MAX_DEFAULT_N_DIMS, width)
+    where = "adata.X" if use_rep == "X" else f"adata.obsm[{use_rep!r}]"
+    if kept < width:
+        logger.info(
+            "using the first %d of %d dimensions of %s (the default cap; pass n_dims to change)",
+            kept, width, where,
+        )  # fmt: skip
+    else:
+        logger.info("using all %d dimensions of %s", width, where)
+    return rep[:, :kept]
+
+
 def time_course(
     adata: AnnData,
     *,
     time_key: str,
     use_rep: str,
     n_dims: int | None,
-    default_n_dims: int,
     growth_key: str | None = None,
 ) -> tuple[TimeCourse, list[np.ndarray] | None]:
     """The cells of ``adata`` as a :class:`~trajflow._timecourse.TimeCourse` of its
-    representation (first ``n_dims`` columns; by default ``min(default_n_dims, all)``), and the
-    growth factors of ``obs[growth_key]`` grouped the same way (``None`` without a key)."""
+    representation (first ``n_dims`` columns; by default :func:`default_representation`), and
+    the growth factors of ``obs[growth_key]`` grouped the same way (``None`` without a key)."""
     times = parse_times(adata, time_key)
     growth = None if growth_key is None else growth_weights(adata, growth_key)
     if n_dims is None:
-        rep = get_representation(adata, use_rep, None)
-        rep = rep[:, : min(default_n_dims, rep.shape[1])]
+        rep = default_representation(adata, use_rep)
     else:
         rep = get_representation(adata, use_rep, n_dims)
     names = np.asarray(adata.obs_names)

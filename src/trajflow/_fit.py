@@ -42,7 +42,8 @@ from .core.network import ACTIVATIONS
 
 logger = logging.getLogger("trajflow")
 
-DEFAULT_N_DIMS = 5
+#: How cells are scaled before training (:class:`~trajflow._anndata.Standardizer`).
+SCALINGS = ("global", "per-dimension")
 
 
 def fit_trajectories(
@@ -51,6 +52,7 @@ def fit_trajectories(
     time_key: str = "time",
     use_rep: str = "X_pca",
     n_dims: int | None = None,
+    scaling: Literal["global", "per-dimension"] = "global",
     method: str = "ot-cfm",
     clock: Literal["auto", "time", "distance"] = "auto",
     holdout: float | Sequence[float] | None = None,
@@ -79,8 +81,9 @@ def fit_trajectories(
     """Learn a continuous flow of cells through a snapshot time course.
 
     One time-conditioned velocity network is trained by conditional flow matching jointly over
-    all consecutive pairs of training time points. Cells are standardised per dimension first;
-    the scaler is stored in the model, so every output is in the representation's own units.
+    all consecutive pairs of training time points. Cells are centred and scaled first
+    (``scaling``); the scaler is stored in the model, so every output is in the
+    representation's own units.
     Every numeric argument accepts Python and numpy numbers alike.
 
     Parameters
@@ -96,8 +99,15 @@ def fit_trajectories(
         is computed with scanpy (after ``normalize_total`` + ``log1p`` on a copy if ``X`` holds raw
         counts) and written to ``obsm['X_pca']``.
     n_dims
-        Use the first ``n_dims`` columns of the representation. Default: 5, or all when the
-        representation has fewer.
+        Use the first ``n_dims`` columns of the representation. Default: all of them, up to the
+        first 50 (scanpy's PCA default; logged). The TorchCFM paper protocol uses 5.
+    scaling
+        How cells are put on the network's scale before training (outputs are always in the
+        representation's own units). ``"global"`` (default): centre, then divide every
+        dimension by one number (the root mean variance), which keeps the representation's
+        geometry: a noise PC stays small beside PC1. ``"per-dimension"``: whiten each dimension
+        to unit variance, as the TorchCFM paper protocol does (gives noise PCs the weight of
+        the first).
     method
         ``"ot-cfm"`` (exact OT couplings, straight paths), ``"sb-cfm"`` (entropic OT couplings,
         Brownian bridges; also learns the score so it can be sampled as an SDE) or ``"i-cfm"``
@@ -128,7 +138,7 @@ def fit_trajectories(
         ``ot-cfm``/``i-cfm``: width of the Gaussian tube around each straight path (default 0.1).
         ``sb-cfm``: Brownian diffusion per unit of time, where one unit is the mean spacing of the
         observed time points (default 1.0); the entropic OT regularisation of a pair spanning
-        ``d`` units is ``2 sigma^2 d``. In standardised units.
+        ``d`` units is ``2 sigma^2 d``. In the scaled units the network trains in (``scaling``).
     n_steps, batch_size, lr, weight_decay, lr_schedule
         Optimisation: AdamW steps, pairs drawn per pair of time points per step, learning rate,
         weight decay, and ``"constant"`` or ``"cosine"`` learning-rate decay.
@@ -207,6 +217,7 @@ def fit_trajectories(
     spec = get_method(method)
     check_choice("clock", clock, CLOCKS)
     n_dims = check_optional_int("n_dims", n_dims)
+    check_choice("scaling", scaling, SCALINGS)
     holdout = check_times("holdout", holdout)
     sigma = None if sigma is None else check_float("sigma", sigma, minimum=0)
     n_steps, batch_size = check_int("n_steps", n_steps), check_int("batch_size", batch_size)
@@ -240,14 +251,20 @@ def fit_trajectories(
     with cpu_threads(n_threads):  # scoped: the caller's setting is back after the fit
         # ---- AnnData layer -> time course -> training populations, standardised
         course, growth = time_course(
-            adata, time_key=time_key, use_rep=use_rep, n_dims=n_dims,
-            default_n_dims=DEFAULT_N_DIMS, growth_key=growth_key,
-        )  # fmt: skip
+            adata, time_key=time_key, use_rep=use_rep, n_dims=n_dims, growth_key=growth_key
+        )
         holdout = [match_time(t, course.times, what="holdout time") for t in holdout]
         train = course.without(holdout)
         if growth is not None:
             growth = [g for t, g in zip(course.times, growth, strict=True) if t in train.times]
-        scaler = Standardizer.fit(np.concatenate(train.populations))
+        scaler = Standardizer.fit(
+            np.concatenate(train.populations), per_dimension=scaling == "per-dimension"
+        )
+        logger.info(
+            "training on %d dimensions of %s, %s", course.n_dims, use_rep,
+            "each whitened (scaling='per-dimension')" if scaling == "per-dimension"
+            else f"one global scale {scaler.scale[0]:.3g} (scaling='global')",
+        )  # fmt: skip
         z_pops = [scaler.transform(p).astype(np.float32) for p in train.populations]
         cells = TimeCourse(times=train.times, populations=z_pops, cell_names=train.cell_names)
 
@@ -278,7 +295,7 @@ def fit_trajectories(
 
         config = {
             "method": method, "clock": clock, "time_key": time_key, "use_rep": use_rep,
-            "n_dims": course.n_dims, "holdout": holdout, "sigma": sigma, "n_steps": n_steps,
+            "n_dims": course.n_dims, "scaling": scaling, "holdout": holdout, "sigma": sigma, "n_steps": n_steps,
             "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
             "lr_schedule": lr_schedule, "hidden": hidden, "n_layers": n_layers,
             "activation": activation, "coupling": coupling, "growth_key": growth_key,

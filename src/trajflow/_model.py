@@ -118,6 +118,12 @@ class TrajectoryModel:
         return int(self.config["n_dims"])
 
     @property
+    def scaling(self) -> str:
+        """How cells were scaled for training (``fit_trajectories(scaling=...)``); models saved
+        before the option existed were whitened per dimension."""
+        return str(self.config.get("scaling", "per-dimension"))
+
+    @property
     def times(self) -> list[float]:
         """Time points the model was trained on."""
         return list(self._cells.times)
@@ -134,7 +140,8 @@ class TrajectoryModel:
     def __repr__(self) -> str:
         return (
             f"TrajectoryModel(method={self.method!r}, use_rep={self.use_rep!r}, "
-            f"n_dims={self.n_dims}, times={self.times}, holdout={self.holdout}, "
+            f"n_dims={self.n_dims}, scaling={self.scaling!r}, times={self.times}, "
+            f"holdout={self.holdout}, "
             f"clock={self.clock.kind!r}, device={str(self.device)!r})"
         )
 

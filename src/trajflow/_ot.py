@@ -1,13 +1,15 @@
-"""Exact optimal transport between two point clouds: W2, the plan's support, and displacement
-interpolation along it.
+"""Static optimal transport between two point clouds: W2, the exact plan's support, the
+entropic plan moscot solves, and displacement interpolation along either.
 
 The one place that solves these plans for the model-free references: the clock's leave-one-out
-check (:mod:`trajflow._clock`) and the benchmark's ``ot-interpolation`` baseline
-(:func:`trajflow.benchmark.ot_interpolation`). Uniform weights, squared Euclidean cost, POT's
-exact network simplex. Only numpy and POT: no torch, no AnnData.
+check (:mod:`trajflow._clock`) and the benchmark's ``ot-interpolation`` and
+``entropic-interpolation`` baselines (:mod:`trajflow.benchmark`). Uniform weights, squared
+Euclidean cost, POT's exact network simplex and Sinkhorn. Only numpy and POT: no torch, no AnnData.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import ot
@@ -16,6 +18,8 @@ import ot
 MAX_ITER = 10_000_000
 #: Plan entries at or below this mass are solver round-off, not transported pairs.
 SUPPORT_THRESHOLD = 1e-12
+#: moscot's ``TemporalProblem.solve()`` default: entropic regularisation relative to the mean cost.
+MOSCOT_EPSILON = 1e-3
 
 
 def w2(a: np.ndarray, b: np.ndarray) -> float:
@@ -80,3 +84,35 @@ def displacement_interpolation(
     """
     i, j, weights = exact_plan_support(a, b) if support is None else support
     return (1 - fraction) * a[i] + fraction * b[j], weights
+
+
+def entropic_plan(a: np.ndarray, b: np.ndarray, *, epsilon: float = MOSCOT_EPSILON) -> np.ndarray:
+    """Entropic OT plan between ``a`` and ``b`` as moscot's temporal problem solves it: squared
+    Euclidean cost divided by its mean, regularisation ``epsilon`` in those units, balanced.
+
+    Solved with POT's epsilon-scaling Sinkhorn (log domain): at moscot's epsilon = 1e-3 plain
+    Sinkhorn needs thousands of iterations (on EB, 2,000 log-domain iterations took 10 s and
+    still missed the marginals by 1e-2); warm-starting from larger epsilons converges in ~1 s.
+    Returns the dense ``(n, m)`` plan (mass sums to 1).
+    """
+    if not epsilon > 0:
+        raise ValueError(f"epsilon must be positive, got {epsilon!r}.")
+    cost = ot.dist(a, b)
+    cost /= max(float(cost.mean()), np.finfo(float).tiny)
+    with warnings.catch_warnings():
+        # POT warns when an inner epsilon stage stops at its cap; the final marginals are what
+        # matter, and they are met to ~1e-5 (L1) on the shared data sets.
+        warnings.simplefilter("ignore", UserWarning)
+        return ot.bregman.sinkhorn_epsilon_scaling(
+            ot.unif(len(a)), ot.unif(len(b)), cost, epsilon, numItermax=100, epsilon0=1e-1,
+            stopThr=1e-6,
+        )  # fmt: skip
+
+
+def plan_partners(plan: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One partner column per row of ``plan``, drawn in proportion to the row (moscot's
+    ``push`` of every source cell)."""
+    rows = plan / plan.sum(axis=1, keepdims=True)
+    cdf = np.cumsum(rows, axis=1)
+    u = rng.random((len(rows), 1)) * cdf[:, -1:]
+    return np.minimum((cdf < u).sum(axis=1), plan.shape[1] - 1)

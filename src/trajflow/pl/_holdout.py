@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -220,6 +220,7 @@ def holdout(
     time_key: str | None = None,
     use_rep: str | None = None,
     n_neighbors: int = 15,
+    protocol: Literal["user", "paper"] = "user",
     fig: Figure | SubFigure | None = None,
     figsize: tuple[float, float] | None = None,
     title: str | None = None,
@@ -233,8 +234,9 @@ def holdout(
     filled, predicted as a line, each with its 1-D W1. The title gives W1 between the predicted
     and observed populations, scored by :func:`trajflow.benchmark.score_prediction` (what
     :func:`trajflow.benchmark.leave_one_out` scores with): exact W1 (Euclidean ground cost) on
-    the model's ``n_dims`` dimensions standardised over all of ``adata``'s cells, so it matches
-    the benchmark table; the marginals are drawn in that standardised space.
+    the model's ``n_dims`` dimensions in the ``protocol``'s space (own units, or standardised
+    over all of ``adata``'s cells for ``"paper"``), so it matches the benchmark table; the
+    marginals are drawn in that space.
 
     Parameters
     ----------
@@ -255,6 +257,8 @@ def holdout(
         ``min(n_dims, 6)``.
     source_time, seed
         Passed to :meth:`~trajflow.TrajectoryModel.predict` (with a model).
+    protocol
+        The scoring space of :func:`trajflow.benchmark.leave_one_out`'s ``protocol``.
     time_key, use_rep
         With a prediction AnnData: its time column and ``obsm`` key (inferred by default).
     fig
@@ -290,8 +294,9 @@ def holdout(
         )
     rep = get_representation(adata, use_rep, n_dims, allow_pca=False)
     # The benchmark's own score (and space, for the marginals), so the title matches its table.
-    w1 = score_prediction(x_pred, rep[hit], reference=rep, metrics=("w1",))["w1"]
-    space = scoring_space(rep)
+    w1 = score_prediction(x_pred, rep[hit], reference=rep, protocol=protocol, metrics=("w1",))
+    w1 = w1["w1"]
+    space = scoring_space(rep, protocol=protocol)
     z_obs, z_pred = space.transform(rep[hit]), space.transform(x_pred)
     dims = list(range(min(n_dims, 6))) if dims is None else [int(d) for d in dims]
     if not dims or min(dims) < 0 or max(dims) >= n_dims:
@@ -360,6 +365,7 @@ def holdout(
     nrows = math.ceil(len(dims) / ncols)
     axes = np.atleast_1d(right.subplots(nrows, ncols)).ravel()
     prefix = basis_label(use_rep)
+    space_note = " (standardised)" if protocol == "paper" else ""
     for a, d in zip(axes, dims, strict=False):
         o, p = z_obs[:, d], z_pred[:, d]
         lo, hi = np.percentile(np.concatenate([o, p]), [0.5, 99.5])
@@ -370,7 +376,7 @@ def holdout(
             if filled:
                 a.fill_between(grid, dens, color=col, alpha=0.3, linewidth=0)
             a.plot(grid, dens, color=col, lw=1.5 if not filled else 1.0)
-        a.set_xlabel(f"{prefix}{d + 1} (standardised)", fontsize="small")
+        a.set_xlabel(f"{prefix}{d + 1}{space_note}", fontsize="small")
         a.set_yticks([])
         a.tick_params(labelsize="x-small")
         for side in ("top", "right", "left"):
@@ -403,6 +409,7 @@ def holdout(
             else f"held-out {time_key} {format_time(time)}"
         )
         status = " (not held out: used in training)" if in_training else ""
-        title = f"{what}: predicted vs observed, W1 = {w1:.3f} ({n_dims} standardised dims){status}"
+        dims_note = f"{n_dims} standardised dims" if protocol == "paper" else f"{n_dims} dims"
+        title = f"{what}: predicted vs observed, W1 = {w1:.3f} ({dims_note}){status}"
     fig.suptitle(title)
     return finish(fig, show=show, save=save)
