@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from trajflow._anndata import Standardizer
@@ -200,3 +201,19 @@ def test_leave_one_out_protocols():
     assert prev["p"] == pytest.approx(wasserstein(z[t == 0], z[t == 1]))
     with pytest.raises(ValueError, match="protocol"):
         leave_one_out(adata, protocol="torchcfm", **kw)
+
+
+def test_summarize_one_seed_prints_no_spread():
+    """A one-seed table must not print "± 0.000" (there is no spread to report)."""
+    rows = [
+        {"method": m, "seed": s, "holdout_time": t, "w1": w, "fit_seconds": 1.0}
+        for m, base in (("a", 1.0), ("b", 2.0))
+        for s in (0, 1)
+        for t, w in ((1.0, base), (2.0, base + 0.5 + s))
+    ]
+    frame = pd.DataFrame(rows)
+    one = summarize(frame[frame.seed == 0])
+    assert "±" not in " ".join(one.astype(str).to_numpy().ravel())
+    assert one.loc["a", "t=2"] == "1.500" and one.loc["a", "mean"] == "1.250"
+    two = summarize(frame)
+    assert two.loc["a", "t=2"] == "2.000 ± 0.707" and two.loc["a", "mean"].startswith("1.500 ± ")

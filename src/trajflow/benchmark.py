@@ -424,13 +424,21 @@ def summarize(results: pd.DataFrame, metric: str = "w1") -> pd.DataFrame:
         )
     table: dict[str, dict[str, str]] = {}
     per_seed = results.groupby(["method", "seed"])[metric].mean()
-    overall = per_seed.groupby("method").agg(["mean", "std"]).fillna(0.0)
+    overall = per_seed.groupby("method").agg(["mean", "std", "count"])
+
+    def cell(values: pd.Series | np.ndarray, mean: float, std: float) -> str:
+        # One seed has no spread to report: "0.883", not a misleading "0.883 ± 0.000".
+        return f"{mean:.3f}" if len(values) < 2 else f"{mean:.3f} ± {std:.3f}"
+
     for (method, hold), g in results.groupby(["method", "holdout_time"]):
-        table.setdefault(method, {})[f"t={hold:g}"] = (
-            f"{g[metric].mean():.3f} ± {g[metric].std(ddof=1) if len(g) > 1 else 0.0:.3f}"
+        values = g[metric].to_numpy()
+        table.setdefault(method, {})[f"t={hold:g}"] = cell(
+            values, values.mean(), values.std(ddof=1) if len(values) > 1 else 0.0
         )
     out = pd.DataFrame.from_dict(table, orient="index")
-    out["mean"] = [f"{overall.loc[m, 'mean']:.3f} ± {overall.loc[m, 'std']:.3f}" for m in out.index]
+    out["mean"] = [
+        cell(per_seed.loc[m], overall.loc[m, "mean"], overall.loc[m, "std"]) for m in out.index
+    ]
     out["fit_s"] = results.groupby("method")["fit_seconds"].mean().reindex(out.index).round(2)
     out = out.loc[overall["mean"].reindex(out.index).sort_values().index]
     out.index.name = "method"
