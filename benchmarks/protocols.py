@@ -139,6 +139,26 @@ def tables(results: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
+def fit_times(n_steps: int) -> str:
+    """Seconds per default fit of EB (all time points, seed 0) at 5, 20 and 50 dims, with the
+    new defaults (one global scale) beside the old (per-dimension whitening)."""
+    import trajflow
+
+    adata = ad.read_h5ad(data_dir() / DATASETS["EB"][0])
+    trajflow.fit_trajectories(adata, n_dims=5, n_steps=50, progress=False)  # warm-up
+    lines = ["| dims | global scale (default) | per-dimension (old default) |", "|---|---|---|"]
+    for n_dims in (5, 20, 50):
+        secs = []
+        for scaling in ("global", "per-dimension"):
+            t0 = time.perf_counter()
+            trajflow.fit_trajectories(
+                adata, n_dims=n_dims, scaling=scaling, n_steps=n_steps, progress=False
+            )
+            secs.append(time.perf_counter() - t0)
+        lines.append(f"| {n_dims} | {secs[0]:.1f} s | {secs[1]:.1f} s |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/protocols.csv"))
@@ -149,7 +169,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--n-steps", type=int, default=3000)
     parser.add_argument("--table-only", action="store_true", help="re-tabulate an existing CSV")
+    parser.add_argument(
+        "--fit-times", action="store_true", help="only time default EB fits at 5, 20, 50 dims"
+    )
     args = parser.parse_args(argv)
+    if args.fit_times:
+        print(fit_times(args.n_steps))
+        return
     results = pd.read_csv(args.out) if args.table_only else run(args)
     md = tables(results)
     args.out.with_suffix(".md").write_text(md + "\n")

@@ -201,6 +201,8 @@ def test_leave_one_out_protocols():
     assert prev["p"] == pytest.approx(wasserstein(z[t == 0], z[t == 1]))
     with pytest.raises(ValueError, match="protocol"):
         leave_one_out(adata, protocol="torchcfm", **kw)
+    narrow = moving_gaussians(dim=2, times=(0.0, 1.0, 2.0), n_per_time=30)
+    assert leave_one_out(narrow, protocol="paper", **kw).attrs["n_dims"] == 2
 
 
 def test_summarize_one_seed_prints_no_spread():

@@ -241,8 +241,8 @@ def leave_one_out(
         after standardising each dimension over all cells. ``fit_kwargs`` may still set
         ``scaling`` to compare scalings under either protocol's scoring.
     n_dims
-        Dimensions to use. Default: the protocol's (all up to
-        :data:`trajflow.MAX_DEFAULT_N_DIMS` for ``"user"``, 5 for ``"paper"``).
+        Dimensions to use. Default: the protocol's (all up to 50 for ``"user"``, the first 5
+        for ``"paper"``; all of a narrower representation).
     holdout_times
         Time points to hold out, one at a time. Default: every interior time point (each needs a
         neighbour on both sides).
@@ -281,15 +281,16 @@ def leave_one_out(
             f"fit_kwargs may not set {sorted(clash & fit_kwargs.keys())}; use the arguments."
         )
     if protocol == "paper":
-        n_dims = PAPER_N_DIMS if n_dims is None else n_dims
         fit_kwargs.setdefault("scaling", "per-dimension")
     if use_rep not in adata.obsm and use_rep != "X":
         adata = adata.copy()  # a computed PCA must not land in the caller's object
     times = parse_times(adata, time_key)
-    if n_dims is None:
-        rep = default_representation(adata, use_rep)
-    else:
+    if n_dims is not None:
         rep = get_representation(adata, use_rep, n_dims)
+    elif protocol == "paper":  # the first 5 dims, or all of a narrower representation
+        rep = get_representation(adata, use_rep, None)[:, :PAPER_N_DIMS]
+    else:
+        rep = default_representation(adata, use_rep)
     n_dims = rep.shape[1]
     course = TimeCourse.from_arrays(rep, times, np.asarray(adata.obs_names), time_key=time_key)
     interior = _interior_times(course.times)
