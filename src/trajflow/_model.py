@@ -26,6 +26,8 @@ from ._validate import (
     check_optional_int,
     check_seed,
     check_time,
+    check_times,
+    is_real,
 )
 from ._version import __version__
 from .core import VelocityNet, integrate_ode, integrate_sde, resolve_device
@@ -39,6 +41,33 @@ FORMAT_VERSION = 1
 
 class ExtrapolationWarning(UserWarning):
     """A prediction outside the range of the time points the model was trained on."""
+
+
+def _time_labels(times: Sequence[float]) -> list[str]:
+    """Short labels for distinct times (``1``, ``1.5``), exact where ``:g`` would merge two."""
+    labels = [f"{t:g}" for t in times]
+    if len(set(labels)) < len(set(times)):
+        labels = [np.format_float_positional(t, trim="-") for t in times]
+    return labels
+
+
+def _unique_labels(names: Sequence[Any]) -> list[str]:
+    """``names`` as strings, repeats suffixed ``#2``, ``#3``... (never one of ``names``)."""
+    names = [str(n) for n in names]
+    taken, next_k, out = set(names), {}, []
+    for name in names:
+        if name not in next_k:
+            next_k[name] = 2
+            out.append(name)
+            continue
+        label = f"{name}#{next_k[name]}"
+        while label in taken:
+            next_k[name] += 1
+            label = f"{name}#{next_k[name]}"
+        taken.add(label)
+        next_k[name] += 1
+        out.append(label)
+    return out
 
 
 @dataclass
@@ -55,16 +84,72 @@ class Trajectories:
         The time point the cells start from.
     cell_names
         ``obs_names`` of the starting cells, shape ``(n_cells,)``.
+    use_rep
+        The representation the positions are in (``obsm[use_rep]`` of the fitted AnnData).
+    time_key
+        The ``obs`` column of the fitted AnnData holding the times.
     """
 
     times: np.ndarray
     paths: np.ndarray
     source_time: float
     cell_names: np.ndarray
+    use_rep: str = "X"
+    time_key: str = "time"
 
     @property
     def end_points(self) -> np.ndarray:
         return self.paths[:, -1]
+
+    def _long(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Cell labels, times and positions, one entry per (cell, time point), cell-major."""
+        n_cells, n_points, n_dims = self.paths.shape
+        cells = np.repeat(np.asarray(_unique_labels(self.cell_names), dtype=object), n_points)
+        times = np.tile(np.asarray(self.times, dtype=np.float64), n_cells)
+        return list(cells), times, self.paths.reshape(n_cells * n_points, n_dims)
+
+    def to_df(self) -> pd.DataFrame:
+        """The paths in long format, e.g. for seaborn or a merge with ``adata.obs``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per cell and time point (cell-major: all time points of the first cell,
+            then the next), with columns
+
+            ``cell``
+                Obs name of the starting cell; when a cell was drawn more than once
+                (``n_cells`` larger than the population) later draws get a ``#2``, ``#3``...
+                suffix, so each value names one path.
+            ``time``
+                The time point, in the units of ``obs[time_key]``.
+            ``<use_rep>_1`` ... ``<use_rep>_<n_dims>``
+                The position, one column per dimension.
+        """
+        cells, times, x = self._long()
+        df = pd.DataFrame({"cell": cells, "time": times})
+        dims = pd.DataFrame(x, columns=[f"{self.use_rep}_{i + 1}" for i in range(x.shape[1])])
+        return pd.concat([df, dims], axis=1)
+
+    def to_anndata(self) -> AnnData:
+        """The paths as cells, e.g. to hand to scanpy.
+
+        Returns
+        -------
+        AnnData
+            One observation per cell and time point (in the order of :meth:`to_df`), named
+            ``"<cell>@t=<time>"``, with the positions in ``obsm[use_rep]`` and ``obs`` columns
+            ``cell`` (as in :meth:`to_df`) and ``time_key`` (the time point); no ``X``.
+        """
+        cells, times, x = self._long()
+        labels = np.tile(_time_labels(list(self.times)), len(self.paths))
+        names = [f"{c}@t={t}" for c, t in zip(cells, labels, strict=True)]
+        obs = pd.DataFrame(
+            {"cell": cells, self.time_key: times}, index=pd.Index(_unique_labels(names))
+        )
+        out = AnnData(obs=obs)
+        out.obsm[self.use_rep] = x
+        return out
 
 
 class TrajectoryModel:
@@ -333,7 +418,7 @@ class TrajectoryModel:
 
     def predict(
         self,
-        time: float,
+        time: float | Sequence[float],
         *,
         source_time: float | None = None,
         n_cells: int | None = None,
@@ -347,14 +432,16 @@ class TrajectoryModel:
         Parameters
         ----------
         time
-            Target time, in the units of ``obs[time_key]``. Times outside the trained range are
-            extrapolated with an :class:`ExtrapolationWarning`.
+            Target time, or a sequence of target times (a list, tuple, range or array; taken
+            sorted, without repeats), in the units of ``obs[time_key]``. Times outside the
+            trained range are extrapolated with an :class:`ExtrapolationWarning`.
         source_time
-            Trained time point whose cells are pushed. Default: the nearest strictly earlier
-            trained time point (the first one for times at or before it).
+            Trained time point whose cells are pushed, for every target time. Default: for
+            each target time the nearest strictly earlier trained time point (the first one for
+            times at or before it).
         n_cells
-            Number of cells to push (sampled from the source population with ``seed``).
-            Default: all of them.
+            Number of cells to push per target time (sampled from the source population with
+            ``seed``). Default: all of them.
         sde
             Sample the SDE instead of the ODE (only for ``method="sb-cfm"``, which learns a
             score); the default ODE is the probability-flow ODE of the same marginals.
@@ -366,27 +453,85 @@ class TrajectoryModel:
 
         Returns
         -------
-        AnnData of predicted cells: positions in ``obsm[use_rep]`` (``n_dims`` columns, user
-        space), ``obs[time_key]`` the target time, ``obs['source_cell']`` and
-        ``obs['source_time']`` where each predicted cell started.
+        AnnData
+            The predicted cells, stacked in order of target time. Each target time is predicted
+            exactly as ``predict(t, ...)`` alone would (same source cells and values for the same
+            ``seed``). Positions are in ``obsm[use_rep]`` (``n_dims`` columns, user space); there
+            is no ``X``. Obs names are ``"<source cell>@t=<time>"``, unique: a source cell drawn
+            more than once (``n_cells`` larger than its population) gets a ``#2``, ``#3``...
+            suffix. ``obs`` columns:
+
+            ``<time_key>``
+                The predicted time of the cell.
+            ``source_time``
+                The trained time point the cell was pushed from.
+            ``source_cell``
+                Obs name (in the fitted AnnData) of the cell it was pushed from.
+
+            ``uns['trajflow']`` records ``method``, ``sde``, ``time`` and ``source_time``: floats
+            for a single time, lists of floats (one entry per target time, in order) for a
+            sequence.
+
+        Raises
+        ------
+        TypeError
+            When ``time`` is not a number or a sequence of numbers (the message names ``time``),
+            or another argument has the wrong type.
+        ValueError
+            When ``time`` is an empty sequence or not finite, ``source_time`` is not a trained
+            time point, or ``sde=True`` would have to integrate backwards.
         """
-        time = self._time(time, "time")
+        if isinstance(time, np.ndarray) and time.ndim == 0:
+            time = time.item()
+        single = is_real(time)
+        if single:
+            times = [self._time(time, "time")]
+        else:
+            times = check_times("time", time, allow_none=False)
+            if not times:
+                raise ValueError("time is empty; pass one time or a sequence of times.")
+            times = [self._time(t, "time") for t in times]
         if source_time is not None:
             source_time = self._time(source_time, "source_time")
         n_cells = check_optional_int("n_cells", n_cells)
         sde, seed, solver, n_steps = self._integrator(sde, seed, solver, n_steps)
-        src, z0, names = self._source_cells(source_time, time, n_cells, seed)
-        z = self._flow(
-            z0, src, np.array([time]), sde=sde, seed=seed, solver=solver, n_steps=n_steps
-        )[0]
-        x = self.scaler.inverse_transform(z)
+        sources = [self.source_time_for(t) if source_time is None else source_time for t in times]
+        if sde and any(t < s for t, s in zip(times, sources, strict=True)):
+            raise ValueError(
+                f"sde=True integrates forward only, but time {times[0]:g} is before its "
+                f"source_time {sources[0]:g}; use sde=False to pull cells back."
+                if single
+                else "sde=True integrates forward only, but time has times before their "
+                f"source_time: {[t for t, s in zip(times, sources, strict=True) if t < s]}; "
+                "use sde=False to pull cells back."
+            )
+        xs, srcs, names, labels = [], [], [], []
+        for t, label in zip(times, _time_labels(times), strict=True):
+            src, z0, cells = self._source_cells(source_time, t, n_cells, seed)
+            z = self._flow(
+                z0, src, np.array([t]), sde=sde, seed=seed, solver=solver, n_steps=n_steps
+            )[0]
+            xs.append(self.scaler.inverse_transform(z))
+            srcs.append(src)
+            names.append(cells)
+            labels += [f"{c}@t={label}" for c in _unique_labels(cells)]
+        sizes = [len(x) for x in xs]
         obs = pd.DataFrame(
-            {self.time_key: np.full(len(x), time), "source_time": src, "source_cell": names},
-            index=pd.Index([f"predicted-{i}" for i in range(len(x))]),
+            {
+                self.time_key: np.repeat(times, sizes),
+                "source_time": np.repeat(srcs, sizes),
+                "source_cell": np.concatenate(names),
+            },
+            index=pd.Index(labels),
         )
         out = AnnData(obs=obs)
-        out.obsm[self.use_rep] = x
-        out.uns["trajflow"] = {"method": self.method, "source_time": src, "time": time, "sde": sde}
+        out.obsm[self.use_rep] = np.concatenate(xs)
+        out.uns["trajflow"] = {
+            "method": self.method,
+            "source_time": srcs[0] if single else srcs,
+            "time": times[0] if single else times,
+            "sde": sde,
+        }
         return out
 
     def trajectories(
@@ -405,6 +550,8 @@ class TrajectoryModel:
         ``end_time`` (default: the last) on ``n_points`` evenly spaced times.
 
         ``end_time`` may be earlier than ``source_time`` to integrate backwards (ODE only).
+        The result converts with :meth:`Trajectories.to_df` (long format) and
+        :meth:`Trajectories.to_anndata` (one observation per cell and time point).
         """
         source_time = (
             self.times[0] if source_time is None else self._time(source_time, "source_time")
@@ -419,7 +566,14 @@ class TrajectoryModel:
         grid = np.linspace(src, end_time, n_points)
         z = self._flow(z0, src, grid, sde=sde, seed=seed, solver=solver, n_steps=n_steps)
         paths = self.scaler.inverse_transform(z).transpose(1, 0, 2)
-        return Trajectories(times=grid, paths=paths, source_time=src, cell_names=names)
+        return Trajectories(
+            times=grid,
+            paths=paths,
+            source_time=src,
+            cell_names=names,
+            use_rep=self.use_rep,
+            time_key=self.time_key,
+        )
 
     def representation(self, adata: AnnData) -> np.ndarray:
         """The cells of ``adata`` in this model's space: ``obsm[use_rep][:, :n_dims]``.
