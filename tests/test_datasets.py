@@ -86,7 +86,7 @@ def test_simulated_fates_can_be_scored(one_thread):
 
     adata = trajflow.datasets.simulate(n_times=4, n_cells=150, n_dims=5, seed=0)
     model = trajflow.fit_trajectories(adata, n_steps=300, progress=False, device="cpu", seed=0)
-    trajflow.tl.fate_probabilities(model, adata, source_time=2, target_time=3, groupby="fate")
+    trajflow.tl.fate_probabilities(adata, model, source_time=2, target_time=3, groupby="fate")
     at2 = (adata.obs["time"] == 2).to_numpy()
     predicted = adata.obs["fate_probabilities_fate"][at2].astype(str).to_numpy()
     truth = adata.obs["fate"][at2].astype(str).to_numpy()

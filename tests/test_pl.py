@@ -85,7 +85,7 @@ def _colorbar_labels(fig: Figure) -> list[str]:
 def test_trajectories_on_representation(model, adata, tmp_path):
     snap = _snapshot(adata)
     out = tmp_path / "traj.png"
-    ax = pl.trajectories(model, adata, n_cells=7, n_points=20, save=out)
+    ax = pl.trajectories(adata, model, n_cells=7, n_points=20, save=out)
     assert isinstance(ax, Axes)
     _assert_png(out)
     paths = _path_collections(ax)
@@ -106,7 +106,7 @@ def test_trajectories_on_umap_via_knn_map(model, adata, tmp_path):
     out = tmp_path / "traj_umap.png"
     _, ax = plt.subplots()
     returned = pl.trajectories(
-        model, adata, basis="umap", source_times=[0.0], n_cells=5, n_points=15, ax=ax, save=out
+        adata, model, basis="umap", source_times=[0.0], n_cells=5, n_points=15, ax=ax, save=out
     )
     assert returned is ax
     _assert_png(out)
@@ -139,7 +139,7 @@ def test_embedding_map_places_observed_cells_on_themselves(adata):
 def test_velocity(model, adata, tmp_path, kind, time, basis):
     snap = _snapshot(adata)
     out = tmp_path / f"velocity_{kind}.png"
-    ax = pl.velocity(model, adata, kind=kind, time=time, basis=basis, save=out)
+    ax = pl.velocity(adata, model, kind=kind, time=time, basis=basis, save=out)
     assert isinstance(ax, Axes)
     _assert_png(out)
     if kind == "stream":
@@ -159,13 +159,13 @@ def test_velocity(model, adata, tmp_path, kind, time, basis):
 
 def test_velocity_rejects_unknown_kind(model, adata):
     with pytest.raises(ValueError, match="kind"):
-        pl.velocity(model, adata, kind="arrows")
+        pl.velocity(adata, model, kind="arrows")
 
 
 def test_holdout_from_model_and_from_prediction(held_model, adata, tmp_path):
     snap = _snapshot(adata)
     out = tmp_path / "holdout.png"
-    fig = pl.holdout(held_model, adata, save=out)
+    fig = pl.holdout(adata, held_model, save=out)
     assert isinstance(fig, Figure)
     _assert_png(out)
     title = fig._suptitle.get_text()
@@ -189,7 +189,7 @@ def test_holdout_from_model_and_from_prediction(held_model, adata, tmp_path):
     assert f"W1 = {w1:.3f} (3 dims)" in title
     scorer = Standardizer.fit(rep)
     w1_paper = wasserstein(scorer.transform(pred.obsm["X_pca"]), scorer.transform(observed))
-    fig2 = pl.holdout(pred, adata, basis="umap", protocol="paper")
+    fig2 = pl.holdout(adata, pred, basis="umap", protocol="paper")
     assert f"W1 = {w1_paper:.3f} (3 standardised dims)" in fig2._suptitle.get_text()
     assert fig2.axes[0].get_xlabel() == "UMAP1"
     marginals = [a for a in fig2.axes[1:] if a.get_xlabel()]
@@ -217,7 +217,7 @@ def test_holdout_title_is_the_benchmark_w1(held_model, adata):
     observed = rep[adata.obs["time"].to_numpy() == 1.0]
     predicted = held_model.predict(1.0).obsm["X_pca"]
     assert score_prediction(predicted, observed, reference=rep)["w1"] == w1
-    title = pl.holdout(held_model, adata, time=1.0)._suptitle.get_text()
+    title = pl.holdout(adata, held_model, time=1.0)._suptitle.get_text()
     assert re.search(r"W1 = ([0-9.]+)", title).group(1) == f"{w1:.3f}"
 
 
@@ -252,15 +252,15 @@ def test_scatter_background_is_shared_plumbing(adata):
 
 def test_holdout_needs_observed_cells(model, adata):
     with pytest.raises(ValueError, match="no cells at time=1.5"):
-        pl.holdout(model, adata, time=1.5)
+        pl.holdout(adata, model, time=1.5)
     with pytest.raises(ValueError, match="time="):
-        pl.holdout(model, adata)  # no held-out time to default to
+        pl.holdout(adata, model)  # no held-out time to default to
 
 
 def test_prediction_at_unmeasured_time(model, adata, tmp_path):
     snap = _snapshot(adata)
     out = tmp_path / "prediction.png"
-    ax = pl.prediction(model, adata, time=1.5, basis="umap", n_cells=50, save=out)
+    ax = pl.prediction(adata, model, time=1.5, basis="umap", n_cells=50, save=out)
     assert isinstance(ax, Axes)
     _assert_png(out)
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("UMAP1", "UMAP2")
@@ -328,7 +328,7 @@ def test_nothing_shown_unless_asked(model, adata, monkeypatch):
     shown = []
     monkeypatch.setattr(plt, "show", lambda *a, **k: shown.append(1))
     pl.benchmark(_fake_results())
-    pl.trajectories(model, adata, n_cells=2, n_points=5)
+    pl.trajectories(adata, model, n_cells=2, n_points=5)
     assert shown == []
     pl.benchmark(_fake_results(), show=True)
     assert shown == [1]

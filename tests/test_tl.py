@@ -95,7 +95,7 @@ def bif_model(bif) -> tf.TrajectoryModel:
 def test_fates_of_a_bifurcation_are_known(bif, bif_model):
     adata = bif.copy()
     before = set(adata.obs.columns), set(adata.obsm.keys()), set(adata.uns.keys())
-    out = tf.tl.fate_probabilities(bif_model, adata, source_time=0, groupby="branch")
+    out = tf.tl.fate_probabilities(adata, bif_model, source_time=0, groupby="branch")
     assert out is None
     assert set(adata.obs.columns) - before[0] == {"fate_probabilities_fate"}
     assert set(adata.obsm.keys()) - before[1] == {"fate_probabilities"}
@@ -118,7 +118,7 @@ def test_fates_of_a_bifurcation_are_known(bif, bif_model):
 def test_fates_sde_samples_sb_cfm(bif):
     model = tf.fit_trajectories(bif, method="sb-cfm", sigma=0.3, seed=0, **FAST)
     adata = tf.tl.fate_probabilities(
-        model, bif, source_time=0, groupby="branch", n_samples=4, copy=True
+        bif, model, source_time=0, groupby="branch", n_samples=4, copy=True
     )
     assert "fate_probabilities" not in bif.obsm  # copy=True leaves the input alone
     info = adata.uns["fate_probabilities"]
@@ -134,26 +134,28 @@ def test_fates_sde_samples_sb_cfm(bif):
 
 def test_fates_errors(bif, bif_model):
     with pytest.raises(KeyError, match="groupby='leiden' is not a column"):
-        tf.tl.fate_probabilities(bif_model, bif, source_time=0, groupby="leiden")
+        tf.tl.fate_probabilities(bif, bif_model, source_time=0, groupby="leiden")
     with pytest.raises(ValueError, match="source_time=0.5 is not a time point observed"):
-        tf.tl.fate_probabilities(bif_model, bif, source_time=0.5, groupby="branch")
+        tf.tl.fate_probabilities(bif, bif_model, source_time=0.5, groupby="branch")
     with pytest.raises(ValueError, match="must be later than source_time"):
-        tf.tl.fate_probabilities(bif_model, bif, source_time=2, groupby="branch")
+        tf.tl.fate_probabilities(bif, bif_model, source_time=2, groupby="branch")
     with pytest.raises(ValueError, match="sde=True needs"):
-        tf.tl.fate_probabilities(bif_model, bif, source_time=0, groupby="branch", sde=True)
-    with pytest.raises(TypeError, match="TrajectoryModel first"):
-        tf.tl.fate_probabilities(bif, bif_model, source_time=0, groupby="branch")
+        tf.tl.fate_probabilities(bif, bif_model, source_time=0, groupby="branch", sde=True)
+    with pytest.raises(TypeError, match="takes the AnnData first"):
+        tf.tl.fate_probabilities(bif_model, bif_model, source_time=0, groupby="branch")
+    with pytest.raises(TypeError, match="Expected a fitted TrajectoryModel"):
+        tf.tl.fate_probabilities(bif, bif, source_time=0, groupby="branch")
     unlabelled = bif.copy()
     unlabelled.obs["branch"] = pd.Categorical([None] * unlabelled.n_obs, categories=["up"])
     with pytest.raises(ValueError, match="No cell at target_time"):
-        tf.tl.fate_probabilities(bif_model, unlabelled, source_time=0, groupby="branch")
+        tf.tl.fate_probabilities(unlabelled, bif_model, source_time=0, groupby="branch")
 
 
 # --------------------------------------------------------------------------- ancestors
 def test_ancestors_of_a_branch_are_known(bif, bif_model):
     adata = bif.copy()
     up = ((adata.obs["time"] == 2) & (adata.obs["branch"] == "up")).to_numpy()
-    tf.tl.ancestors(bif_model, adata, cells=up, target_time=0)
+    tf.tl.ancestors(adata, bif_model, cells=up, target_time=0)
     at0 = (adata.obs["time"] == 0).to_numpy()
     prob = adata.obs["ancestors"].to_numpy()
     assert np.isnan(prob[~at0]).all()
@@ -170,7 +172,7 @@ def test_ancestors_of_a_branch_are_known(bif, bif_model):
     assert np.mean(nearest_y > 0) > 0.9
     # obs names select the same cells
     copy = tf.tl.ancestors(
-        bif_model, bif, cells=list(adata.obs_names[up]), target_time=0, key_added="anc", copy=True
+        bif, bif_model, cells=list(adata.obs_names[up]), target_time=0, key_added="anc", copy=True
     )
     np.testing.assert_allclose(copy.obs["anc"].to_numpy()[at0], prob[at0])
     assert "anc" not in bif.obs
@@ -179,20 +181,20 @@ def test_ancestors_of_a_branch_are_known(bif, bif_model):
 def test_ancestors_errors(bif, bif_model):
     mixed = (bif.obs["branch"] == "up").to_numpy()
     with pytest.raises(ValueError, match="span several time points"):
-        tf.tl.ancestors(bif_model, bif, cells=mixed, target_time=0)
+        tf.tl.ancestors(bif, bif_model, cells=mixed, target_time=0)
     late = (bif.obs["time"] == 2).to_numpy()
     with pytest.raises(ValueError, match="must be earlier"):
-        tf.tl.ancestors(bif_model, bif, cells=late, target_time=2)
+        tf.tl.ancestors(bif, bif_model, cells=late, target_time=2)
     with pytest.raises(KeyError, match="not in adata.obs_names"):
-        tf.tl.ancestors(bif_model, bif, cells=["nope"], target_time=0)
+        tf.tl.ancestors(bif, bif_model, cells=["nope"], target_time=0)
     with pytest.raises(ValueError, match="target_time=3 is not a time point"):
-        tf.tl.ancestors(bif_model, bif, cells=late, target_time=3)
+        tf.tl.ancestors(bif, bif_model, cells=late, target_time=3)
 
 
 def test_ancestors_positions_are_the_models_push(bif, bif_model):
     """The tools go through the model's public verb: pulled-back positions are model.push."""
     up = ((bif.obs["time"] == 2) & (bif.obs["branch"] == "up")).to_numpy()
-    out = tf.tl.ancestors(bif_model, bif, cells=up, target_time=0, copy=True)
+    out = tf.tl.ancestors(bif, bif_model, cells=up, target_time=0, copy=True)
     back = bif_model.push(bif.obsm["X_pca"][up], source_time=2, times=0)
     np.testing.assert_array_equal(out.uns["ancestors"]["positions"], back)
 
@@ -215,21 +217,21 @@ def test_time_tolerance_is_the_time_courses(bif, bif_model):
     with pytest.raises(ValueError, match="not one of the observed"):
         match_time(near, bif_model.times, what="time")
     with pytest.raises(ValueError, match="source_time=1 is not a time point observed"):
-        tf.tl.fate_probabilities(bif_model, bif, source_time=near, groupby="branch")
+        tf.tl.fate_probabilities(bif, bif_model, source_time=near, groupby="branch")
     decoys = bif[(bif.obs["time"] == 1.0).to_numpy()][:12].copy()
     decoys.obs_names = [f"decoy{i}" for i in range(decoys.n_obs)]
     decoys.obs["time"] = near
     both = ad.concat([bif, decoys])
     is_decoy = both.obs_names.str.startswith("decoy")
     # Fates of the cells at t=1: the decoys are not among them.
-    tf.tl.fate_probabilities(bif_model, both, source_time=1, groupby="branch")
-    ref = tf.tl.fate_probabilities(bif_model, bif, source_time=1, groupby="branch", copy=True)
+    tf.tl.fate_probabilities(both, bif_model, source_time=1, groupby="branch")
+    ref = tf.tl.fate_probabilities(bif, bif_model, source_time=1, groupby="branch", copy=True)
     probs = both.obsm["fate_probabilities"]
     assert np.isnan(probs[is_decoy]).all()
     np.testing.assert_array_equal(probs[~is_decoy], ref.obsm["fate_probabilities"])
     # Ancestors at t=1: the decoys get none.
     up = ((both.obs["time"] == 2) & (both.obs["branch"] == "up")).to_numpy()
-    tf.tl.ancestors(bif_model, both, cells=up, target_time=1)
+    tf.tl.ancestors(both, bif_model, cells=up, target_time=1)
     prob = both.obs["ancestors"].to_numpy()
     assert np.isnan(prob[is_decoy]).all()
     assert prob[(both.obs["time"] == 1).to_numpy()].sum() == pytest.approx(1.0)
@@ -287,7 +289,7 @@ def test_predict_expression_known_trend(genes_data, mapping):
     adata, model = genes_data
     adata = adata.copy()
     times = np.array([0.0, 1.0, 1.5, 2.0, 2.5, 3.0])
-    tf.tl.predict_expression(model, adata, times=times, genes=["Gene0", "Gene3"], mapping=mapping)
+    tf.tl.predict_expression(adata, model, times=times, genes=["Gene0", "Gene3"], mapping=mapping)
     res = adata.uns["trajflow_expression"]
     assert res["mapping"] == mapping
     assert list(res["genes"]) == ["Gene0", "Gene3"] and res["mean"].shape == (6, 2)
@@ -306,28 +308,28 @@ def test_predict_expression_known_trend(genes_data, mapping):
 def test_predict_expression_auto_return_cells_and_errors(genes_data):
     adata, model = genes_data
     cells = tf.tl.predict_expression(
-        model, adata.copy(), times=[0.5, 1.0], genes="Gene1", n_cells=20, return_cells=True
+        adata.copy(), model, times=[0.5, 1.0], genes="Gene1", n_cells=20, return_cells=True
     )
     assert cells.shape == (40, 1) and list(cells.var_names) == ["Gene1"]
     assert set(cells.obs["time"]) == {0.5, 1.0}
     assert cells.obsm["X_pca"].shape == (40, 2) and cells.uns["trajflow"]["mapping"] == "pca"
     before = adata.uns.keys() - set()
-    copy = tf.tl.predict_expression(model, adata, times=[1.0], copy=True)
+    copy = tf.tl.predict_expression(adata, model, times=[1.0], copy=True)
     assert adata.uns.keys() == before and copy.uns["trajflow_expression"]["mean"].shape == (1, 6)
     with pytest.raises(KeyError, match="did you mean 'Gene1'"):
-        tf.tl.predict_expression(model, adata, times=[1.0], genes=["gene1"])
+        tf.tl.predict_expression(adata, model, times=[1.0], genes=["gene1"])
     with pytest.raises(KeyError, match="layer='counts' is not in adata.layers"):
-        tf.tl.predict_expression(model, adata, times=[1.0], layer="counts")
+        tf.tl.predict_expression(adata, model, times=[1.0], layer="counts")
     with pytest.raises(ValueError, match="must be >= source_time"):
-        tf.tl.predict_expression(model, adata, times=[0.5], source_time=1.0)
+        tf.tl.predict_expression(adata, model, times=[0.5], source_time=1.0)
     with pytest.raises(ValueError, match="mapping='pca' does not apply"):
         no_pcs = adata.copy()
         del no_pcs.varm["PCs"]
-        tf.tl.predict_expression(model, no_pcs, times=[1.0], mapping="pca")
+        tf.tl.predict_expression(no_pcs, model, times=[1.0], mapping="pca")
     with pytest.raises(KeyError, match="was fitted on adata.obsm"):
         other = adata.copy()
         del other.obsm["X_pca"]
-        tf.tl.predict_expression(model, other, times=[1.0])
+        tf.tl.predict_expression(other, model, times=[1.0])
 
 
 def test_klein_pluripotency_genes_fall(klein_path):
@@ -336,7 +338,7 @@ def test_klein_pluripotency_genes_fall(klein_path):
     assert genes, "no pluripotency gene in the Klein subset"
     model = tf.fit_trajectories(adata, time_key="time", seed=0, **FAST)
     times = np.array([0.0, 2.0, 4.0, 7.0])
-    tf.tl.predict_expression(model, adata, times=times, genes=genes, layer="log1p_cp10k")
+    tf.tl.predict_expression(adata, model, times=times, genes=genes, layer="log1p_cp10k")
     res = adata.uns["trajflow_expression"]
     assert res["mapping"] == "knn"  # no PCA loadings stored with this data set
     obs_drop = res["observed_mean"][0] - res["observed_mean"][-1]
@@ -409,7 +411,7 @@ def test_growth_and_unbalanced_fix_fates(kwargs, switch_max, switch_min):
     model = tf.fit_trajectories(adata, seed=0, **FAST, **kwargs)
     for key, value in kwargs.items():
         assert model.config[key] == value
-    tf.tl.fate_probabilities(model, adata, source_time=0, groupby="grp")
+    tf.tl.fate_probabilities(adata, model, source_time=0, groupby="grp")
     src_b = ((adata.obs["time"] == 0) & (adata.obs["grp"] == "B")).to_numpy()
     p_a = adata.obsm["fate_probabilities"][src_b, 0].mean()
     assert switch_min <= p_a <= switch_max, p_a
@@ -436,9 +438,9 @@ def test_fit_growth_and_unbalanced_errors():
 # --------------------------------------------------------------------------- plots
 def test_plots(bif, bif_model, genes_data, tmp_path):
     adata = bif.copy()
-    tf.tl.fate_probabilities(bif_model, adata, source_time=0, groupby="branch")
+    tf.tl.fate_probabilities(adata, bif_model, source_time=0, groupby="branch")
     up = ((adata.obs["time"] == 2) & (adata.obs["branch"] == "up")).to_numpy()
-    tf.tl.ancestors(bif_model, adata, cells=up, target_time=0)
+    tf.tl.ancestors(adata, bif_model, cells=up, target_time=0)
     snapshot = adata.copy()
     fig = tf.pl.fates(adata, save=tmp_path / "fates.png")
     assert len([a for a in fig.axes if a.get_title().startswith("fate")]) == 2
@@ -453,7 +455,7 @@ def test_plots(bif, bif_model, genes_data, tmp_path):
         tf.pl.gene_trends(adata)
     gadata, model = genes_data
     gadata = gadata.copy()
-    tf.tl.predict_expression(model, gadata, times=np.linspace(0, 3, 13), genes=["Gene0", "Gene1"])
+    tf.tl.predict_expression(gadata, model, times=np.linspace(0, 3, 13), genes=["Gene0", "Gene1"])
     fig = tf.pl.gene_trends(gadata, save=tmp_path / "genes.png")
     assert [a.get_title() for a in fig.axes[:2]] == ["Gene0", "Gene1"]
     _, ax = plt.subplots()
@@ -466,3 +468,11 @@ def test_plots(bif, bif_model, genes_data, tmp_path):
     assert set(adata.obs.columns) == set(snapshot.obs.columns)
     assert set(adata.uns.keys()) == set(snapshot.uns.keys())
     plt.close("all")
+
+
+def test_model_first_order_still_works_with_a_future_warning(bif, bif_model):
+    """Development versions took the model first; those calls keep working, with a warning."""
+    new = tf.tl.fate_probabilities(bif, bif_model, source_time=0, groupby="branch", copy=True)
+    with pytest.warns(FutureWarning, match=r"fate_probabilities\(adata, model, \.\.\.\)"):
+        old = tf.tl.fate_probabilities(bif_model, bif, source_time=0, groupby="branch", copy=True)
+    np.testing.assert_array_equal(new.obsm["fate_probabilities"], old.obsm["fate_probabilities"])

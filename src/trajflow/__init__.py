@@ -11,6 +11,7 @@ from . import benchmark, datasets, metrics, pl, tl
 from ._fit import fit_trajectories
 from ._methods import METHODS, MethodSpec, register_method
 from ._model import ExtrapolationWarning, Trajectories, TrajectoryModel
+from ._settings import settings
 from ._storage import DamagedModelError
 from ._version import __version__
 from .core import TrainingDivergedError
@@ -30,5 +31,6 @@ __all__ = [
     "metrics",
     "pl",
     "register_method",
+    "settings",
     "tl",
 ]

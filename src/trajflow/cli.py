@@ -230,7 +230,7 @@ def _fit(args: argparse.Namespace) -> int:
     if args.figure:
         from . import pl
 
-        ax = pl.trajectories(model, adata)
+        ax = pl.trajectories(adata, model)
         ax.figure.savefig(args.figure, dpi=150, bbox_inches="tight")
         print(f"Figure: {args.figure}")
     return 0

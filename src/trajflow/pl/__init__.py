@@ -1,7 +1,7 @@
 """Plots (matplotlib, scanpy look and feel).
 
-Every function takes the model (or results) first and the AnnData second, keyword-only options
-after that, accepts ``ax=`` (``fig=`` for the multi-panel :func:`holdout`), returns the Axes (or
+Every function takes the AnnData first (then the model or a prediction where it needs one, as
+scanpy and cellrank do), keyword-only options after that, accepts ``ax=`` (``fig=`` for the multi-panel :func:`holdout`), returns the Axes (or
 Figure), and shows or saves nothing unless asked (``show=True``, ``save=path``). The AnnData is
 never modified.
 

@@ -15,6 +15,7 @@ from matplotlib.lines import Line2D
 
 from .._anndata import parse_times
 from .._timecourse import same_time
+from ..tl._utils import adata_first
 from ._utils import (
     EmbeddingMap,
     TimeColors,
@@ -32,8 +33,8 @@ if TYPE_CHECKING:
 
 
 def trajectories(
-    model: TrajectoryModel,
     adata: AnnData,
+    model: TrajectoryModel,
     *,
     basis: str | None = None,
     components: Sequence[int] = (1, 2),
@@ -65,11 +66,11 @@ def trajectories(
 
     Parameters
     ----------
-    model
-        A fitted :class:`~trajflow.TrajectoryModel`.
     adata
         The observed cells, with ``obs[model.time_key]`` and ``obsm[model.use_rep]`` (at least
         ``model.n_dims`` columns). Not modified.
+    model
+        A fitted :class:`~trajflow.TrajectoryModel`.
     basis
         Where to draw. ``None`` (default): the model's representation, e.g. PC1/PC2 for
         ``use_rep='X_pca'`` (exact). Any other 2-D ``obsm`` embedding (``'umap'``, ``'X_umap'``,
@@ -124,6 +125,7 @@ def trajectories(
     The Axes. Paths from each start time are one :class:`~matplotlib.collections.LineCollection`
     (label ``"paths from <time>"``) with ``n_cells * (n_points - 1)`` segments.
     """
+    adata, model = adata_first(adata, model, "trajflow.pl.trajectories")
     time_key = model.time_key
     color = time_key if color is None else color
     emap = EmbeddingMap.fit(
@@ -281,8 +283,8 @@ def _grid_field(
 
 
 def velocity(
-    model: TrajectoryModel,
     adata: AnnData,
+    model: TrajectoryModel,
     *,
     time: float | None = None,
     basis: str | None = None,
@@ -314,10 +316,10 @@ def velocity(
 
     Parameters
     ----------
-    model
-        A fitted :class:`~trajflow.TrajectoryModel`.
     adata
         Observed cells with ``obs[model.time_key]`` and ``obsm[model.use_rep]``. Not modified.
+    model
+        A fitted :class:`~trajflow.TrajectoryModel`.
     time
         Time at which the field is drawn. Default: the middle trained time point.
     basis, components, n_neighbors
@@ -347,6 +349,7 @@ def velocity(
     -------
     The Axes.
     """
+    adata, model = adata_first(adata, model, "trajflow.pl.velocity")
     if kind not in ("stream", "quiver"):
         raise ValueError(f"kind must be 'stream' or 'quiver', got {kind!r}.")
     time_key = model.time_key

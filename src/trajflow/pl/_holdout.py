@@ -19,6 +19,7 @@ from scipy.stats import gaussian_kde, wasserstein_distance
 from .._anndata import get_representation, parse_times
 from .._timecourse import same_time
 from ..benchmark import score_prediction, scoring_space
+from ..tl._utils import adata_first
 from ._utils import (
     BACKGROUND_COLOR,
     OBSERVED_COLOR,
@@ -81,8 +82,8 @@ def _resolve_prediction(
 
 
 def prediction(
-    model_or_prediction: TrajectoryModel | AnnData,
     adata: AnnData,
+    model_or_prediction: TrajectoryModel | AnnData,
     *,
     time: float | None = None,
     basis: str | None = None,
@@ -109,11 +110,11 @@ def prediction(
 
     Parameters
     ----------
+    adata
+        The observed cells, with the time column and ``obsm[use_rep]``. Not modified.
     model_or_prediction
         A fitted :class:`~trajflow.TrajectoryModel` (``model.predict(time)`` is called), or the
         AnnData that :meth:`~trajflow.TrajectoryModel.predict` returned.
-    adata
-        The observed cells, with the time column and ``obsm[use_rep]``. Not modified.
     time
         Time to predict (required with a model; read from a prediction).
     basis, components, n_neighbors
@@ -136,6 +137,9 @@ def prediction(
     -------
     The Axes.
     """
+    adata, model_or_prediction = adata_first(
+        adata, model_or_prediction, "trajflow.pl.prediction", prediction=True
+    )
     pred, time, time_key, use_rep, _, _ = _resolve_prediction(
         model_or_prediction,
         time=time,
@@ -208,8 +212,8 @@ def prediction(
 
 
 def holdout(
-    model_or_prediction: TrajectoryModel | AnnData,
     adata: AnnData,
+    model_or_prediction: TrajectoryModel | AnnData,
     *,
     time: float | None = None,
     basis: str | None = None,
@@ -240,12 +244,12 @@ def holdout(
 
     Parameters
     ----------
+    adata
+        The observed cells, including those at ``time``. Not modified.
     model_or_prediction
         A fitted :class:`~trajflow.TrajectoryModel` (every cell of the previous trained time point
         is pushed to ``time``, as in the benchmark), or the AnnData that
         :meth:`~trajflow.TrajectoryModel.predict` returned.
-    adata
-        The observed cells, including those at ``time``. Not modified.
     time
         Held-out time. Default: the model's first held-out time point.
     basis, components, n_neighbors
@@ -272,6 +276,9 @@ def holdout(
     -------
     The Figure (or SubFigure). ``fig.axes[0]`` is the overlay, then one Axes per marginal.
     """
+    adata, model_or_prediction = adata_first(
+        adata, model_or_prediction, "trajflow.pl.holdout", prediction=True
+    )
     pred, time, time_key, use_rep, trained, _ = _resolve_prediction(
         model_or_prediction,
         time=time,

@@ -1,6 +1,7 @@
 """Tools: turn a fitted flow into biology, writing documented keys into the AnnData.
 
-Every function takes the fitted model first and the AnnData second, keyword-only options after
+Every function takes the AnnData first and the fitted model second (as scanpy and cellrank
+put ``adata`` first), keyword-only options after
 that, writes its results to documented ``obs``/``obsm``/``uns`` keys (``key_added=``), logs what it
 wrote, and returns ``None`` (or the annotated copy with ``copy=True``).
 

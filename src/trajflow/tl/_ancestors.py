@@ -13,15 +13,15 @@ from sklearn.neighbors import NearestNeighbors
 
 from .._anndata import check_anndata, parse_times, select_cells
 from .._timecourse import same_time
-from ._utils import check_key, check_model, check_neighbors, log_written, observed_time
+from ._utils import adata_first, check_key, check_model, check_neighbors, log_written, observed_time
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel
 
 
 def ancestors(
-    model: TrajectoryModel,
     adata: AnnData,
+    model: TrajectoryModel,
     *,
     cells: Sequence[str] | np.ndarray | pd.Series,
     target_time: float,
@@ -40,11 +40,11 @@ def ancestors(
 
     Parameters
     ----------
-    model
-        A fitted :class:`~trajflow.TrajectoryModel`.
     adata
         The AnnData the model was fitted on (or one with the same ``obs[time_key]`` and
         ``obsm[use_rep]``).
+    model
+        A fitted :class:`~trajflow.TrajectoryModel`.
     cells
         The group: obs names, or a boolean mask over ``adata.obs_names``
         (``adata.obs['leiden'] == '3'``). All must be of one time point.
@@ -75,9 +75,10 @@ def ancestors(
 
     Examples
     --------
-    >>> tf.tl.ancestors(model, adata, cells=adata.obs["leiden"] == "3", target_time=0)
+    >>> tf.tl.ancestors(adata, model, cells=adata.obs["leiden"] == "3", target_time=0)
     >>> tf.pl.ancestors(adata)
     """
+    adata, model = adata_first(adata, model, "trajflow.tl.ancestors")
     model = check_model(model)
     check_anndata(adata)
     check_key(key_added)

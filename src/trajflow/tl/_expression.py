@@ -15,6 +15,7 @@ from sklearn.neighbors import NearestNeighbors
 from .._anndata import _looks_like_counts, check_anndata, parse_times
 from .._timecourse import same_time
 from ._utils import (
+    adata_first,
     as_time_array,
     check_key,
     check_model,
@@ -111,8 +112,8 @@ def _pca_loadings(
 
 
 def predict_expression(
-    model: TrajectoryModel,
     adata: AnnData,
+    model: TrajectoryModel,
     *,
     times: float | Sequence[float] | np.ndarray,
     genes: str | Sequence[str] | None = None,
@@ -151,11 +152,11 @@ def predict_expression(
 
     Parameters
     ----------
-    model
-        A fitted :class:`~trajflow.TrajectoryModel`.
     adata
         The AnnData the model was fitted on (or one with the same ``obs[time_key]`` and
         ``obsm[use_rep]``), holding the expression in ``X`` or ``layers[layer]``.
+    model
+        A fitted :class:`~trajflow.TrajectoryModel`.
     times
         Time(s) to predict at, in the units of ``obs[time_key]``, e.g.
         ``np.linspace(0, 7, 29)``; unmeasured times are fine. All must be ``>= source_time``;
@@ -199,10 +200,11 @@ def predict_expression(
 
     Examples
     --------
-    >>> tf.tl.predict_expression(model, adata, times=np.linspace(0, 7, 29),
+    >>> tf.tl.predict_expression(adata, model, times=np.linspace(0, 7, 29),
     ...                          genes=["Zfp42", "Pou5f1"], layer="log1p_cp10k")
     >>> tf.pl.gene_trends(adata, genes=["Zfp42", "Pou5f1"])
     """
+    adata, model = adata_first(adata, model, "trajflow.tl.predict_expression")
     model = check_model(model)
     check_anndata(adata)
     if mapping not in ("auto", "pca", "knn"):

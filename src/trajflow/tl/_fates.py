@@ -11,15 +11,15 @@ from sklearn.neighbors import NearestNeighbors
 
 from .._anndata import check_anndata, group_labels, parse_times
 from .._timecourse import same_time
-from ._utils import check_key, check_model, check_neighbors, log_written, observed_time
+from ._utils import adata_first, check_key, check_model, check_neighbors, log_written, observed_time
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel
 
 
 def fate_probabilities(
-    model: TrajectoryModel,
     adata: AnnData,
+    model: TrajectoryModel,
     *,
     source_time: float,
     groupby: str,
@@ -43,11 +43,11 @@ def fate_probabilities(
 
     Parameters
     ----------
-    model
-        A fitted :class:`~trajflow.TrajectoryModel`.
     adata
         The AnnData the model was fitted on (or one with the same ``obs[time_key]`` and
         ``obsm[use_rep]``) with the groups in ``obs[groupby]``.
+    model
+        A fitted :class:`~trajflow.TrajectoryModel`.
     source_time
         Observed time point whose cells get fate probabilities.
     groupby
@@ -84,9 +84,10 @@ def fate_probabilities(
 
     Examples
     --------
-    >>> tf.tl.fate_probabilities(model, adata, source_time=0, groupby="leiden")
+    >>> tf.tl.fate_probabilities(adata, model, source_time=0, groupby="leiden")
     >>> tf.pl.fates(adata)
     """
+    adata, model = adata_first(adata, model, "trajflow.tl.fate_probabilities")
     model = check_model(model)
     check_anndata(adata)
     check_key(key_added)

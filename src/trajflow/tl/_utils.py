@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from anndata import AnnData
 
 from .._timecourse import match_time
 
@@ -22,9 +24,44 @@ def check_model(model: object) -> TrajectoryModel:
     if not isinstance(model, TrajectoryModel):
         raise TypeError(
             f"Expected a fitted TrajectoryModel first, got {type(model).__name__}. Fit one with "
-            "model = trajflow.fit_trajectories(adata) and call tl functions as f(model, adata, ...)."
+            "model = trajflow.fit_trajectories(adata) and call tl functions as f(adata, model, ...)."
         )
     return model
+
+
+def _is_prediction(obj: object) -> bool:
+    """An AnnData written by :meth:`TrajectoryModel.predict` (it records its source time)."""
+    return isinstance(obj, AnnData) and "source_time" in obj.uns.get("trajflow", {})
+
+
+def adata_first(first: Any, second: Any, func: str, *, prediction: bool = False) -> tuple[Any, Any]:
+    """``(adata, model)`` of a tl/pl call, which takes the AnnData first as scanpy does.
+
+    The model-first order of the development versions (``f(model, adata)``) still works, with a
+    FutureWarning that names the new call. With ``prediction=True`` the second
+    argument may also be the AnnData that ``model.predict`` returned.
+    """
+    from .._model import TrajectoryModel
+
+    swapped = isinstance(first, TrajectoryModel) and isinstance(second, AnnData)
+    if prediction and not swapped:
+        swapped = (
+            _is_prediction(first) and isinstance(second, AnnData) and not _is_prediction(second)
+        )
+    if swapped:
+        warnings.warn(
+            f"{func}(model, adata, ...) is deprecated: trajflow takes the AnnData first, as scanpy "
+            f"does. Call {func}(adata, model, ...).",
+            FutureWarning,
+            stacklevel=3,
+        )
+        first, second = second, first
+    if not isinstance(first, AnnData):
+        raise TypeError(
+            f"{func} takes the AnnData first and the fitted model second, got "
+            f"{type(first).__name__} first: call {func}(adata, model, ...)."
+        )
+    return first, second
 
 
 def observed_time(t: float, times: np.ndarray, *, what: str, time_key: str) -> float:

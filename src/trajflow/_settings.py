@@ -1,0 +1,91 @@
+"""Package settings: how much trajflow says (``trajflow.settings.verbosity``).
+
+trajflow logs through the standard ``logging`` logger ``"trajflow"``. So that the lines a
+scanpy user expects ("added 'X' (adata.obsm)") show in a notebook without any logging set-up,
+the logger gets one handler of its own that writes to ``sys.stderr``. It stays silent whenever
+the application configured logging itself (a handler on the root logger, as ``logging.basicConfig``,
+pytest or the CLI install), so each line is printed once.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+logger = logging.getLogger("trajflow")
+
+#: Verbosity names, scanpy's order: 0 errors, 1 warnings, 2 info (default), 3 debug.
+LEVELS: dict[str, int] = {
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
+_BY_NUMBER = dict(enumerate(LEVELS))
+
+
+class _NotebookHandler(logging.Handler):
+    """Writes to the current ``sys.stderr`` unless the root logger has handlers of its own."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if logging.getLogger().handlers:
+            return  # the application shows it through propagation
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # never let logging break a fit
+            self.handleError(record)
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        return message if record.levelno < logging.WARNING else f"{record.levelname}: {message}"
+
+
+class Settings:
+    """Global options of trajflow (one instance: ``trajflow.settings``).
+
+    Attributes
+    ----------
+    verbosity
+        How much trajflow logs: ``0``/``"error"``, ``1``/``"warning"``, ``2``/``"info"``
+        (default: what a tool wrote and where, which representation a fit used) or
+        ``3``/``"debug"``. Reading it returns the name.
+
+    Examples
+    --------
+    >>> import trajflow
+    >>> trajflow.settings.verbosity = "warning"  # only warnings and errors
+    >>> trajflow.settings.verbosity
+    'warning'
+    """
+
+    def __init__(self) -> None:
+        self._handler = _NotebookHandler()
+        self._handler.setFormatter(_Formatter())
+        if not any(isinstance(h, _NotebookHandler) for h in logger.handlers):
+            logger.addHandler(self._handler)
+        self.verbosity = "info"
+
+    @property
+    def verbosity(self) -> str:
+        level = logger.level
+        return next((name for name, value in LEVELS.items() if value == level), str(level))
+
+    @verbosity.setter
+    def verbosity(self, value: int | str) -> None:
+        given = value
+        if isinstance(value, int) and not isinstance(value, bool) and value in _BY_NUMBER:
+            value = _BY_NUMBER[value]
+        if not isinstance(value, str) or value.lower() not in LEVELS:
+            raise ValueError(
+                f"verbosity must be one of {list(LEVELS)} or 0-3, got {given!r}; e.g. "
+                "trajflow.settings.verbosity = 'warning' to hide the info lines."
+            )
+        logger.setLevel(LEVELS[value.lower()])
+
+    def __repr__(self) -> str:
+        return f"trajflow.settings(verbosity={self.verbosity!r})"
+
+
+settings = Settings()
