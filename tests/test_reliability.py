@@ -234,7 +234,8 @@ def test_only_documented_keys_written_when_pca_computed():
     del adata.obsm["X_pca"]
     before = _snapshot(adata)
     fit(adata, n_dims=2)
-    assert set(adata.obsm.keys()) == {"X_pca"} and set(adata.uns.keys()) == {"trajflow_pca"}
+    assert set(adata.obsm.keys()) == {"X_pca"} and set(adata.varm.keys()) == {"PCs"}
+    assert set(adata.uns.keys()) == {"pca", "trajflow_pca"}
     np.testing.assert_array_equal(before["X"], adata.X)
     pd.testing.assert_frame_equal(before["obs"], adata.obs)
 

@@ -155,46 +155,188 @@ def _looks_like_counts(X: Any) -> bool:
     return bool(np.all(sample >= 0) and np.allclose(sample, np.round(sample)) and sample.max() > 1)
 
 
-def ensure_pca(adata: AnnData, n_comps: int, *, key_added: str = PCA_KEY_ADDED) -> None:
-    """Compute a PCA of ``adata.X`` into ``adata.obsm[key_added]``.
+#: Genes the automatic PCA keeps when ``adata`` has more (scanpy's usual choice).
+AUTO_PCA_N_TOP_GENES = 2000
+#: ``normalize_total`` target of the automatic PCA on raw counts (counts per 10,000).
+AUTO_PCA_TARGET_SUM = 1e4
 
-    Raw counts are normalised to 10,000 per cell and log1p-transformed on a copy first; the
-    user's ``X`` is never changed. Writes ``obsm[key_added]`` and ``uns['trajflow_pca']``.
+
+def _user_hvg_mask(adata: AnnData) -> np.ndarray:
+    """``adata.var['highly_variable']`` as a boolean mask, or a clear error if it cannot be one."""
+    col = adata.var["highly_variable"]
+    if not pd.api.types.is_bool_dtype(col) or col.isna().any():
+        raise ValueError(
+            "adata.var['highly_variable'] exists but is not a boolean column without missing "
+            "values, so trajflow cannot use it to pick the genes of its automatic PCA. Fix or "
+            "delete it (del adata.var['highly_variable']), or run sc.pp.pca(adata) yourself."
+        )
+    mask = col.to_numpy(dtype=bool)
+    if mask.sum() < 2:
+        raise ValueError(
+            f"adata.var['highly_variable'] marks {int(mask.sum())} gene(s); a PCA needs at "
+            "least 2. Recompute it (sc.pp.highly_variable_genes) or delete it."
+        )
+    return mask
+
+
+def ensure_pca(adata: AnnData, n_comps: int, *, key_added: str = PCA_KEY_ADDED) -> None:
+    """Compute scanpy's PCA of ``adata.X`` when ``adata.obsm[key_added]`` is missing.
+
+    Follows scanpy's usual recipe on a copy of ``X`` (the user's ``X`` is never changed):
+
+    1. raw counts (non-negative integers) are normalised to 10,000 per cell and log1p-transformed
+       (``sc.pp.normalize_total(target_sum=1e4)``, ``sc.pp.log1p``); other data are used as is,
+       assumed log-normalised;
+    2. genes: an existing boolean ``adata.var['highly_variable']`` is used, as ``sc.pp.pca``
+       does; otherwise, with more than 2,000 genes, the 2,000 most variable ones
+       (``sc.pp.highly_variable_genes(flavor='seurat', n_top_genes=2000)``), and all genes
+       otherwise;
+    3. ``sc.pp.pca`` on those genes (``mask_var``), ``n_comps`` components capped at
+       ``min(n_cells, n_genes) - 1``, ``random_state=0``.
+
+    Parameters
+    ----------
+    adata
+        In-memory AnnData, not a view.
+    n_comps
+        Number of components asked for (capped by the data as above).
+    key_added
+        ``obsm`` key of the coordinates. With the default ``'X_pca'`` the loadings go to
+        ``varm['PCs']`` and the summary to ``uns['pca']``, as in scanpy; any other key names all
+        three slots, as ``sc.pp.pca(key_added=...)`` does.
+
+    Returns
+    -------
+    ``None``; ``adata`` is annotated in place.
+
+    Notes
+    -----
+    Writes (and logs, in one INFO line on the ``'trajflow'`` logger):
+
+    ``obsm['X_pca']``
+        PCA coordinates, ``(n_obs, n_comps)``.
+    ``varm['PCs']``
+        Loadings, ``(n_vars, n_comps)``; rows of genes left out of the PCA are zero.
+    ``uns['pca']``
+        ``variance``, ``variance_ratio`` and ``params`` (``zero_center``,
+        ``use_highly_variable``, ``mask_var``), exactly as ``sc.pp.pca`` writes them.
+    ``var['highly_variable']``
+        Only when trajflow selected the genes itself (more than 2,000 genes and no such column):
+        the boolean mask of the 2,000 genes used (the other columns of
+        ``sc.pp.highly_variable_genes`` are not written).
+    ``uns['trajflow_pca']``
+        How the input was prepared, to map PCs back to expression: ``log_normalised`` (bool),
+        ``target_sum`` (``1e4`` or ``None``), ``n_comps``, ``n_genes`` (genes in the PCA),
+        ``genes`` (``'computed'``, ``'user'`` for an existing ``var['highly_variable']``, or
+        ``'all'``) and ``mean``, the per-gene mean of the PCA input (all genes), so that
+        ``obsm['X_pca'] == (input - mean) @ varm['PCs']``
+        (:func:`trajflow.tl.predict_expression` reads it).
+
+    Raises
+    ------
+    ValueError
+        If ``adata`` is a view (writing to it would silently turn it into a copy: use
+        ``adata = adata.copy()``, or run ``sc.pp.pca`` before subsetting); if ``varm['PCs']`` or
+        ``uns['pca']`` already exist (an earlier PCA whose coordinates are gone: trajflow does
+        not overwrite them; delete them or rerun ``sc.pp.pca``); if ``X`` is empty or backed;
+        or if ``var['highly_variable']`` is not a usable boolean mask.
     """
     import scanpy as sc
 
+    key_obsm, key_varm, key_uns = (
+        (key_added, "PCs", "pca") if key_added == PCA_KEY_ADDED else (key_added,) * 3
+    )
+    if adata.is_view:
+        raise ValueError(
+            f"adata.obsm has no {key_obsm!r} and adata is a view (a subset like adata[mask]): "
+            "trajflow would have to write the PCA it computes into the view, which silently "
+            "turns it into a copy. Make it a real AnnData first (adata = adata[mask].copy()), "
+            "or run sc.pp.pca on the full data before subsetting."
+        )
     if adata.X is None:
         raise ValueError(
-            "use_rep='X_pca' was asked for, but adata.obsm has no 'X_pca' and adata.X is empty. "
-            "Provide a representation in adata.obsm and pass its key as use_rep."
+            f"use_rep={key_obsm!r} was asked for, but adata.obsm has no {key_obsm!r} and adata.X "
+            "is empty. Provide a representation in adata.obsm and pass its key as use_rep."
         )
     if adata.isbacked:
         raise ValueError(
             "adata is backed (on disk); trajflow needs it in memory to compute a PCA. "
             "Load it with adata = adata.to_memory() or anndata.read_h5ad(path)."
         )
-    tmp = AnnData(X=adata.X.copy() if sparse.issparse(adata.X) else np.array(adata.X, copy=True))
+    stale = [
+        f"adata.{slot}[{key!r}]"
+        for slot, key in (("varm", key_varm), ("uns", key_uns))
+        if key in getattr(adata, slot)
+    ]
+    if stale:
+        raise ValueError(
+            f"adata.obsm has no {key_obsm!r} but {' and '.join(stale)} exist (left from an "
+            "earlier PCA?); trajflow does not overwrite them with its automatic PCA. Recompute "
+            f"all of them with sc.pp.pca(adata), or delete them first (del {', '.join(stale)})."
+        )
+
+    tmp = AnnData(
+        X=adata.X.copy() if sparse.issparse(adata.X) else np.array(adata.X, copy=True),
+        var=pd.DataFrame(index=adata.var_names.copy()),
+    )
     counts = _looks_like_counts(tmp.X)
     if counts:
-        sc.pp.normalize_total(tmp, target_sum=1e4)
+        sc.pp.normalize_total(tmp, target_sum=AUTO_PCA_TARGET_SUM)
         sc.pp.log1p(tmp)
-    n_comps = int(min(n_comps, tmp.n_obs - 1, tmp.n_vars - 1))
-    sc.pp.pca(tmp, n_comps=n_comps, random_state=0)
-    adata.obsm[key_added] = tmp.obsm["X_pca"]
+    if "highly_variable" in adata.var.columns:
+        genes, hvg = "user", _user_hvg_mask(adata)
+    elif adata.n_vars > AUTO_PCA_N_TOP_GENES:
+        sc.pp.highly_variable_genes(tmp, flavor="seurat", n_top_genes=AUTO_PCA_N_TOP_GENES)
+        genes, hvg = "computed", tmp.var["highly_variable"].to_numpy(dtype=bool)
+    else:
+        genes, hvg = "all", None
+    n_genes = adata.n_vars if hvg is None else int(hvg.sum())
+    n_comps = int(min(n_comps, tmp.n_obs - 1, n_genes - 1))
+    if n_comps < 1:
+        raise ValueError(
+            f"Cannot compute a PCA of {tmp.n_obs} cell(s) x {n_genes} gene(s); provide a "
+            "representation in adata.obsm and pass its key as use_rep."
+        )
+    if hvg is not None:
+        tmp.var["highly_variable"] = hvg
+    sc.pp.pca(
+        tmp,
+        n_comps=n_comps,
+        mask_var=None if hvg is None else "highly_variable",
+        random_state=0,
+    )
+    mean = np.asarray(tmp.X.mean(axis=0), dtype=np.float64).ravel()
+
+    adata.obsm[key_obsm] = tmp.obsm["X_pca"]
+    adata.varm[key_varm] = tmp.varm["PCs"]
+    adata.uns[key_uns] = tmp.uns["pca"]
+    written = [f"obsm[{key_obsm!r}]", f"varm[{key_varm!r}]", f"uns[{key_uns!r}]"]
+    if genes == "computed":
+        adata.var["highly_variable"] = hvg
+        written.append("var['highly_variable']")
     adata.uns["trajflow_pca"] = {
         "n_comps": n_comps,
         "log_normalised": counts,
-        "variance_ratio": tmp.uns["pca"]["variance_ratio"],
-        "PCs": tmp.varm["PCs"],
+        "target_sum": AUTO_PCA_TARGET_SUM if counts else None,
+        "n_genes": n_genes,
+        "genes": genes,
+        "mean": mean,
     }
-    logger.warning(
-        "adata.obsm[%r] was missing: computed a %d-component PCA of adata.X%s and wrote "
-        "adata.obsm[%r] and adata.uns['trajflow_pca'].",
-        key_added,
-        n_comps,
-        " after normalize_total + log1p (X looked like raw counts)" if counts else "",
-        key_added,
+    written.append("uns['trajflow_pca']")
+    prepared = (
+        "normalize_total(target_sum=1e4) + log1p of adata.X (it looked like raw counts)"
+        if counts
+        else "adata.X"
     )
+    on = {
+        "user": f"the {n_genes} genes of adata.var['highly_variable']",
+        "computed": f"{n_genes} highly variable genes (flavor='seurat')",
+        "all": f"all {n_genes} genes",
+    }[genes]
+    logger.info(
+        "adata.obsm[%r] was missing: computed a %d-component PCA of %s on %s: added %s",
+        key_obsm, n_comps, prepared, on, ", ".join(written),
+    )  # fmt: skip
 
 
 def get_representation(

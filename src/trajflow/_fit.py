@@ -89,15 +89,19 @@ def fit_trajectories(
     Parameters
     ----------
     adata
-        Annotated data matrix, one cell per row. Not modified, except that a PCA is written to
-        ``obsm['X_pca']`` and ``uns['trajflow_pca']`` when ``use_rep='X_pca'`` is missing.
+        Annotated data matrix, one cell per row. Not modified, except that a PCA is written
+        where scanpy writes it (``obsm['X_pca']``, ``varm['PCs']``, ``uns['pca']``, plus
+        ``var['highly_variable']`` when trajflow picked the genes and ``uns['trajflow_pca']``)
+        when ``use_rep='X_pca'`` is missing. A view is refused then (writing would turn it into
+        a copy): pass ``adata[mask].copy()``.
     time_key
         Column of ``adata.obs`` with each cell's time point: numbers, or labels that parse as
         numbers (categorical ``"0", "2", "4"`` works).
     use_rep
         ``obsm`` key of the representation to model, or ``"X"``. When ``"X_pca"`` is missing it
-        is computed with scanpy (after ``normalize_total`` + ``log1p`` on a copy if ``X`` holds raw
-        counts) and written to ``obsm['X_pca']``.
+        is computed with scanpy's recipe on a copy of ``X``: ``normalize_total`` + ``log1p`` if
+        ``X`` holds raw counts, 2,000 highly variable genes (``flavor="seurat"``) when there
+        are more, then a 50-component PCA.
     n_dims
         Use the first ``n_dims`` columns of the representation. Default: all of them, up to the
         first 50 (scanpy's PCA default; logged). The TorchCFM paper protocol uses 5.
@@ -202,7 +206,8 @@ def fit_trajectories(
 
     Returns
     -------
-    The fitted :class:`~trajflow.TrajectoryModel`.
+    TrajectoryModel
+        The fitted :class:`~trajflow.TrajectoryModel`.
 
     Examples
     --------

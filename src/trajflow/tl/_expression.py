@@ -76,11 +76,30 @@ def _dense(x: Any) -> np.ndarray:
     return np.asarray(x.toarray() if sparse.issparse(x) else x, dtype=np.float64)
 
 
+def _stored_pca_mean(adata: AnnData) -> np.ndarray | None:
+    """Per-gene mean of the input of trajflow's automatic PCA (``uns['trajflow_pca']['mean']``,
+    see :func:`~trajflow._anndata.ensure_pca`), or ``None`` when there is none of the right
+    length."""
+    record = adata.uns.get("trajflow_pca")
+    mean = record.get("mean") if isinstance(record, dict) else None
+    if mean is None:
+        return None
+    mean = np.asarray(mean, dtype=np.float64).ravel()
+    return mean if mean.shape == (adata.n_vars,) else None
+
+
 def _pca_loadings(
     model: TrajectoryModel, adata: AnnData, expr: Any, gene_idx: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray] | str:
     """``(gene means, loadings (n_genes, n_dims))`` when the representation is a PCA of ``expr``
-    whose loadings are stored; otherwise a sentence saying why not."""
+    whose loadings are stored; otherwise a sentence saying why not.
+
+    The loadings are ``varm['PCs']`` (scanpy's, or those of trajflow's automatic PCA; genes
+    outside the PCA have zero rows). The mean is the one stored by the automatic PCA
+    (``uns['trajflow_pca']['mean']``, right even when ``adata`` has fewer cells than the PCA)
+    or else the mean of ``expr``; whichever makes ``obsm['X_pca'] == (expr - mean) @ PCs`` on a
+    sample of cells is used, and if neither does the PCA was not computed on ``expr``.
+    """
     if model.use_rep != "X_pca" or "PCs" not in adata.varm:
         return (
             f"the representation is obsm[{model.use_rep!r}] and adata.varm has no 'PCs' "
@@ -92,14 +111,30 @@ def _pca_loadings(
     if loadings.shape[1] < model.n_dims:
         return f"varm['PCs'] has {loadings.shape[1]} components, fewer than n_dims={model.n_dims}"
     loadings = loadings[:, : model.n_dims]
-    mean = np.asarray(expr.mean(axis=0), dtype=np.float64).ravel()
     # Check that obsm['X_pca'] really is (expr - mean) @ loadings: a PCA of this very matrix.
     rng = np.random.default_rng(0)
     idx = np.sort(rng.choice(adata.n_obs, size=min(500, adata.n_obs), replace=False))
     rep = model.representation(adata)[idx]
-    recon = (_dense(expr[idx]) - mean) @ loadings
-    err = np.abs(recon - rep).max(axis=0) / (rep.std(axis=0) + 1e-12)
-    if np.any(err > 1e-2):
+    sample = _dense(expr[idx])
+    stored = _stored_pca_mean(adata)
+    means = [] if stored is None else [stored]
+    means.append(np.asarray(expr.mean(axis=0), dtype=np.float64).ravel())
+    mean = None
+    for candidate in means:
+        err = np.abs((sample - candidate) @ loadings - rep).max(axis=0) / (rep.std(axis=0) + 1e-12)
+        if np.all(err <= 1e-2):
+            mean = candidate
+            break
+    if mean is None:
+        record = adata.uns.get("trajflow_pca")
+        if isinstance(record, dict) and record.get("log_normalised") and _looks_like_counts(expr):
+            return (
+                "obsm['X_pca'] is trajflow's automatic PCA of normalize_total(target_sum=1e4) + "
+                "log1p of adata.X, and this expression matrix is raw counts (pass a layer with "
+                "those values, e.g. adata.layers['log1p_cp10k'] = sc.pp.log1p(sc.pp."
+                "normalize_total(adata, target_sum=1e4, inplace=False)['X']), and "
+                "layer='log1p_cp10k')"
+            )
         return (
             "obsm['X_pca'] is not the projection of this expression matrix on varm['PCs'] "
             "(pass the layer the PCA was computed on)"
