@@ -337,6 +337,9 @@ def fates(
         a.set_title(f"fate: {group}")
         return sc
 
+    # Results of development versions hold one 'source_time'.
+    sources = np.atleast_1d(res.get("source_times", res.get("source_time")))
+    when = ", ".join(format_time(float(t)) for t in sources)
     legend = [
         Line2D(
             [],
@@ -353,7 +356,7 @@ def fates(
             ls="",
             color=cm(0.75),
             mec="0.5",
-            label=f"cells at {time_key} {format_time(res['source_time'])}, coloured by P(fate)",
+            label=f"cells at {time_key} {when}, coloured by P(fate)",
         ),
     ]
     if ax is not None:
@@ -385,7 +388,8 @@ def ancestors(
 ) -> Axes:
     """Where a group of cells came from.
 
-    Reads what :func:`trajflow.tl.ancestors` wrote. The chosen cells are drawn in orange, the
+    Reads what :func:`trajflow.tl.ancestors` (or :func:`trajflow.tl.descendants`, with
+    ``key="descendants"``) wrote. The chosen cells are drawn in orange, the
     cells of the earlier time point coloured by the density of the traced-back cells (or their
     ancestor probability), the traced-back positions as small black crosses, and every other
     cell in light grey.
@@ -447,7 +451,12 @@ def ancestors(
     )
     back = emap.transform(np.asarray(res["positions"]))
     ax.scatter(*back.T, s=max(size * 0.5, 4), marker="x", c="black", lw=0.6, alpha=0.7)
-    label = "density of traced-back cells" if color == "density" else "ancestor probability"
+    back = float(res["target_time"]) < float(res["source_time"])  # ancestors, else descendants
+    label = (
+        f"density of {'traced-back' if back else 'pushed'} cells"
+        if color == "density"
+        else f"{'ancestor' if back else 'descendant'} probability"
+    )
     ax.figure.colorbar(
         sc, ax=ax, pad=0.02, fraction=0.05, label=f"{label} (at {format_time(res['target_time'])})"
     )
@@ -468,7 +477,8 @@ def ancestors(
             marker="x",
             ls="",
             color="black",
-            label=f"traced back to {tk} {format_time(res['target_time'])}",
+            label=f"{'traced back' if back else 'carried forward'} to {tk} "
+            f"{format_time(res['target_time'])}",
         ),
     ]
     ax.legend(handles=handles, frameon=False, fontsize="small", loc="best")

@@ -7,7 +7,11 @@ wrote, and returns ``None`` (or the annotated copy with ``copy=True``).
 
 - :func:`predict_expression`: expression of genes in predicted cells at any time;
 - :func:`fate_probabilities`: where each cell of a time point ends up (groups at a later time);
-- :func:`ancestors`: where a group of cells came from (density and nearest observed cells).
+- :func:`ancestors`: where a group of cells came from (density and nearest observed cells);
+- :func:`descendants`: where a group of cells goes (the mirror of :func:`ancestors`);
+- :func:`cell_transition`: group-to-group table between two time points (forward or backward);
+- :func:`couplings` / :func:`realtime_kernel`: cell-to-cell transition matrices for CellRank;
+- :func:`velocity`: each cell's velocity at its own time, in scVelo's ``obsm`` convention.
 
 Growth and death between time points are handled at fit time:
 ``fit_trajectories(..., growth_key=..., unbalanced=...)``.
@@ -15,8 +19,19 @@ Growth and death between time points are handled at fit time:
 
 from __future__ import annotations
 
-from ._ancestors import ancestors
+from ._ancestors import ancestors, descendants
 from ._expression import predict_expression
 from ._fates import fate_probabilities
+from ._transitions import cell_transition, couplings, realtime_kernel
+from ._velocity import velocity
 
-__all__ = ["ancestors", "fate_probabilities", "predict_expression"]
+__all__ = [
+    "ancestors",
+    "cell_transition",
+    "couplings",
+    "descendants",
+    "fate_probabilities",
+    "predict_expression",
+    "realtime_kernel",
+    "velocity",
+]

@@ -1,4 +1,4 @@
-"""Ancestors: where a chosen group of cells came from, by integrating the flow backwards."""
+"""Ancestors and descendants: where a chosen group of cells came from or goes, along the flow."""
 
 from __future__ import annotations
 
@@ -78,7 +78,74 @@ def ancestors(
     >>> tf.tl.ancestors(adata, model, cells=adata.obs["leiden"] == "3", target_time=0)
     >>> tf.pl.ancestors(adata)
     """
-    adata, model = adata_first(adata, model, "trajflow.tl.ancestors")
+    return _trace(adata, model, cells, target_time, n_neighbors, key_added, copy, backward=True)
+
+
+def descendants(
+    adata: AnnData,
+    model: TrajectoryModel,
+    *,
+    cells: Sequence[str] | np.ndarray | pd.Series,
+    target_time: float,
+    n_neighbors: int = 15,
+    key_added: str = "descendants",
+    copy: bool = False,
+) -> AnnData | None:
+    """Where a group of cells goes: the flow integrated forwards to a later time point.
+
+    The mirror of :func:`ancestors`: the chosen cells (all from one observed time point) are
+    pushed with the ODE to ``target_time``; each pushed point spreads weight ``1 / n_neighbors``
+    over its ``n_neighbors`` nearest observed cells there (a descendant probability summing to 1
+    over the time point), and a Gaussian kernel density of the pushed points (Scott's
+    bandwidth) is evaluated at the same cells.
+
+    Parameters
+    ----------
+    adata
+        The AnnData the model was fitted on (or one with the same ``obs[time_key]`` and
+        ``obsm[use_rep]``).
+    model
+        A fitted :class:`~trajflow.TrajectoryModel`.
+    cells
+        The group: obs names, or a boolean mask over ``adata.obs_names``. All of one time point.
+    target_time
+        Later observed time point to carry the cells to.
+    n_neighbors
+        Observed cells at ``target_time`` that share each pushed point.
+    key_added
+        Where the results go (see below).
+    copy
+        Annotate and return a copy of ``adata`` instead of writing in place.
+
+    Returns
+    -------
+    ``None``, or the annotated copy when ``copy=True``. Writes ``adata.obs[key_added]``
+    (descendant probability at ``target_time``, ``NaN`` elsewhere),
+    ``adata.obs[f"{key_added}_density"]`` and ``adata.uns[key_added]`` with the same fields as
+    :func:`ancestors` (``positions`` are the pushed positions).
+
+    Examples
+    --------
+    >>> tf.tl.descendants(adata, model, cells=adata.obs["leiden"] == "3", target_time=7)
+    >>> tf.pl.ancestors(adata, key="descendants")
+    """
+    return _trace(adata, model, cells, target_time, n_neighbors, key_added, copy, backward=False)
+
+
+def _trace(
+    adata: AnnData,
+    model: TrajectoryModel,
+    cells: Sequence[str] | np.ndarray | pd.Series,
+    target_time: float,
+    n_neighbors: int,
+    key_added: str,
+    copy: bool,
+    *,
+    backward: bool,
+) -> AnnData | None:
+    """Body of :func:`ancestors` (``backward``) and :func:`descendants`."""
+    func = "trajflow.tl.ancestors" if backward else "trajflow.tl.descendants"
+    adata, model = adata_first(adata, model, func)
     model = check_model(model)
     check_anndata(adata)
     check_key(key_added)
@@ -94,10 +161,15 @@ def ancestors(
         )
     src = float(src_times[0])
     tgt = observed_time(target_time, obs_t, what="target_time", time_key=model.time_key)
-    if tgt >= src:
+    if backward and tgt >= src:
         raise ValueError(
             f"target_time={tgt:g} must be earlier than the cells' time point {src:g}; for where "
-            "cells go, use trajflow.tl.fate_probabilities."
+            "cells go, use trajflow.tl.descendants or trajflow.tl.fate_probabilities."
+        )
+    if not backward and tgt <= src:
+        raise ValueError(
+            f"target_time={tgt:g} must be later than the cells' time point {src:g}; for where "
+            "cells came from, use trajflow.tl.ancestors."
         )
     x_all = model.representation(adata)
     positions = model.push(x_all[mask], source_time=src, times=tgt)
@@ -137,12 +209,15 @@ def ancestors(
         "n_dims": model.n_dims,
         "time_key": model.time_key,
     }
+    word = "ancestors" if backward else "descendants"
     log_written(
-        f"ancestors at {tgt:g} of {int(mask.sum())} cells at {src:g}",
+        f"{word} at {tgt:g} of {int(mask.sum())} cells at {src:g}",
         [
-            f"'{key_added}', ancestor probability (adata.obs)",
-            f"'{key_added}_density', density of pulled-back cells (adata.obs)",
-            f"'{key_added}', pulled-back positions and settings (adata.uns)",
+            f"'{key_added}', {word[:-1]} probability (adata.obs)",
+            f"'{key_added}_density', density of the {'pulled-back' if backward else 'pushed'} "
+            "cells (adata.obs)",
+            f"'{key_added}', {'pulled-back' if backward else 'pushed'} positions and settings "
+            "(adata.uns)",
         ],
     )
     return adata if copy else None

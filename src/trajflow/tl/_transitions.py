@@ -1,0 +1,431 @@
+"""Cell-to-cell transitions of the learned flow: couplings for CellRank, group-to-group tables.
+
+One owner, :func:`flow_transitions`, turns the flow into a row-stochastic matrix between the
+observed cells of two time points: every cell of one time point is carried through the flow to
+the other and spread over its nearest observed cells there with Gaussian weights. Everything
+else here (:func:`couplings`, :func:`realtime_kernel`, :func:`cell_transition`) is a view of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+from sklearn.neighbors import NearestNeighbors
+
+from .._anndata import check_anndata, group_labels, parse_times
+from .._timecourse import same_time
+from ._utils import adata_first, check_key, check_model, check_neighbors, observed_time
+
+if TYPE_CHECKING:
+    from .._model import TrajectoryModel
+
+logger = logging.getLogger("trajflow")
+
+
+def _check_samples(n_samples: int | None, sde: bool) -> int:
+    if n_samples is None:
+        return 10 if sde else 1
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+    return int(n_samples)
+
+
+def soft_assign(ends: np.ndarray, targets: np.ndarray, n_neighbors: int) -> sparse.csr_matrix:
+    """Row-stochastic ``(len(ends), len(targets))``: each end point spread over its
+    ``n_neighbors`` nearest targets with Gaussian weights.
+
+    The bandwidth of each end point is the median distance to its neighbours (adaptive, as
+    diffusion maps and UMAP do), so a point inside a dense cluster splits its mass among close
+    cells and a point between two clusters splits it between both.
+    """
+    k = min(n_neighbors, len(targets))
+    dist, idx = NearestNeighbors(n_neighbors=k).fit(targets).kneighbors(ends)
+    h = np.median(dist, axis=1, keepdims=True)
+    h = np.where(h > 1e-12, h, 1.0)
+    w = np.exp(-0.5 * (dist / h) ** 2)
+    w /= w.sum(axis=1, keepdims=True)
+    rows = np.repeat(np.arange(len(ends)), k)
+    return sparse.csr_matrix((w.ravel(), (rows, idx.ravel())), shape=(len(ends), len(targets)))
+
+
+def flow_transitions(
+    model: TrajectoryModel,
+    x_from: np.ndarray,
+    t_from: float,
+    x_to: np.ndarray,
+    t_to: float,
+    *,
+    n_neighbors: int,
+    sde: bool,
+    n_samples: int,
+    seed: int,
+) -> sparse.csr_matrix:
+    """Row ``i``: where cell ``x_from[i]`` at ``t_from`` is at ``t_to``, as weights over the
+    observed cells ``x_to`` (rows sum to 1). ``t_to`` may be earlier (the flow run backwards).
+    Neighbours are found in the model's standardised space; SDE draws are averaged."""
+    targets = model.scaler.transform(x_to)
+    out = sparse.csr_matrix((len(x_from), len(x_to)))
+    for s in range(n_samples):
+        ends = model.push(x_from, source_time=t_from, times=t_to, sde=sde, seed=seed + s)
+        out = out + soft_assign(model.scaler.transform(ends), targets, n_neighbors)
+    return (out / n_samples).tocsr()
+
+
+def _time_values(adata: AnnData, time_key: str) -> tuple[np.ndarray, list[Any], list[float]]:
+    """``(numeric times per cell, the column's own labels, their numeric values)`` in time order."""
+    obs_t = parse_times(adata, time_key)
+    values = sorted({float(t) for t in np.unique(obs_t)})
+    col = adata.obs[time_key]
+    labels: list[Any] = []
+    for v in values:
+        first = col.to_numpy()[np.flatnonzero(same_time(obs_t, v))[0]]
+        labels.append(first.item() if hasattr(first, "item") else first)
+    return obs_t, labels, values
+
+
+def couplings(
+    adata: AnnData,
+    model: TrajectoryModel,
+    *,
+    pairs: Literal["sequential", "triu"] = "sequential",
+    n_neighbors: int = 30,
+    sde: bool | None = None,
+    n_samples: int | None = None,
+    seed: int = 0,
+) -> dict[tuple[Any, Any], AnnData]:
+    """Transition matrices between observed time points, in CellRank's ``couplings`` format.
+
+    For each pair of observed time points ``(t1, t2)``, every cell of ``t1`` is carried by the
+    flow to ``t2`` and spread over its ``n_neighbors`` nearest observed cells at ``t2`` with
+    Gaussian weights (bandwidth: the median distance to those neighbours; Euclidean distance in
+    the model's standardised space). With the SDE the matrices are averaged over ``n_samples``
+    draws. Row ``i`` is then the probability that cell ``i`` of ``t1`` becomes each cell of
+    ``t2``: the matrices are row-stochastic and sparse (``n_neighbors`` entries per row).
+
+    Pass the result to ``cellrank.kernels.RealTimeKernel(adata, time_key=...,
+    couplings=...)``, or use :func:`realtime_kernel`, which does that for you.
+
+    Parameters
+    ----------
+    adata
+        The cells, with ``obs[model.time_key]`` and ``obsm[model.use_rep]``. Not modified.
+    model
+        A fitted :class:`~trajflow.TrajectoryModel`.
+    pairs
+        ``"sequential"``: consecutive observed time points ``(t1, t2), (t2, t3), ...``;
+        ``"triu"``: every earlier/later pair (CellRank's two policies).
+    n_neighbors
+        Observed cells at the later time point that share each pushed cell.
+    sde
+        Sample the SDE. Default: ``True`` when the model learned a score (``sb-cfm``).
+    n_samples
+        SDE draws averaged per pair. Default: 10 with the SDE, 1 with the ODE.
+    seed
+        Seed of the SDE noise.
+
+    Returns
+    -------
+    ``{(t1, t2): AnnData}``, keys in the time column's own values (its categories when it is
+    categorical), each AnnData with ``X`` a CSR matrix ``(cells at t1, cells at t2)``,
+    ``obs_names`` the cells of ``t1`` and ``var_names`` the cells of ``t2``, in ``adata``'s order.
+
+    Examples
+    --------
+    >>> cpl = tf.tl.couplings(adata, model)
+    >>> import cellrank as cr
+    >>> adata.obs["day"] = adata.obs["day"].astype("category")  # CellRank wants categories
+    >>> kernel = cr.kernels.RealTimeKernel(adata, time_key="day", couplings=cpl)
+    """
+    adata, model = adata_first(adata, model, "trajflow.tl.couplings")
+    model = check_model(model)
+    check_anndata(adata)
+    n_neighbors = check_neighbors(n_neighbors)
+    if pairs not in ("sequential", "triu"):
+        raise ValueError(f"pairs must be 'sequential' or 'triu', got {pairs!r}.")
+    sde = model.learns_score if sde is None else bool(sde)
+    n_samples = _check_samples(n_samples, sde)
+    obs_t, labels, values = _time_values(adata, model.time_key)
+    if len(values) < 2:
+        raise ValueError(
+            f"adata.obs[{model.time_key!r}] has one time point ({values}); couplings need two."
+        )
+    x_all = model.representation(adata)
+    names = np.asarray(adata.obs_names)
+    index = range(len(values))
+    keys = (
+        [(i, i + 1) for i in index[:-1]]
+        if pairs == "sequential"
+        else [(i, j) for i in index for j in index if i < j]
+    )
+    out: dict[tuple[Any, Any], AnnData] = {}
+    for i, j in keys:
+        src, tgt = same_time(obs_t, values[i]), same_time(obs_t, values[j])
+        matrix = flow_transitions(
+            model,
+            x_all[src],
+            values[i],
+            x_all[tgt],
+            values[j],
+            n_neighbors=n_neighbors,
+            sde=sde,
+            n_samples=n_samples,
+            seed=seed,
+        )
+        out[labels[i], labels[j]] = AnnData(
+            X=matrix,
+            obs=pd.DataFrame(index=pd.Index(names[src].astype(str))),
+            var=pd.DataFrame(index=pd.Index(names[tgt].astype(str))),
+        )
+    logger.info(
+        "couplings of %d time-point pairs from the flow (%d neighbours%s)",
+        len(out),
+        n_neighbors,
+        f", {n_samples} SDE draws" if sde else "",
+    )
+    return out
+
+
+def realtime_kernel(
+    adata: AnnData,
+    model: TrajectoryModel,
+    *,
+    pairs: Literal["sequential", "triu"] = "sequential",
+    n_neighbors: int = 30,
+    sde: bool | None = None,
+    n_samples: int | None = None,
+    seed: int = 0,
+    key_added: str = "trajflow_time",
+    **kernel_kwargs: Any,
+) -> Any:
+    """A ``cellrank.kernels.RealTimeKernel`` on trajflow's dynamics.
+
+    CellRank's kernel wants a categorical time column; when ``obs[model.time_key]`` is numeric,
+    an ordered categorical copy is written to ``adata.obs[key_added]`` (the user's column is not
+    changed). The couplings come from :func:`couplings`. Call
+    ``kernel.compute_transition_matrix()`` next, then GPCCA (``cellrank.estimators.GPCCA``) for
+    macrostates, fate probabilities and lineage drivers.
+
+    Parameters
+    ----------
+    adata
+        The cells, with ``obs[model.time_key]`` and ``obsm[model.use_rep]``.
+    model
+        A fitted :class:`~trajflow.TrajectoryModel`.
+    pairs, n_neighbors, sde, n_samples, seed
+        As in :func:`couplings`.
+    key_added
+        Column for the categorical copy of a numeric time column.
+    **kernel_kwargs
+        Passed to ``RealTimeKernel``.
+
+    Returns
+    -------
+    The ``cellrank.kernels.RealTimeKernel`` (transition matrix not yet computed).
+
+    Examples
+    --------
+    >>> kernel = tf.tl.realtime_kernel(adata, model).compute_transition_matrix()
+    >>> g = cellrank.estimators.GPCCA(kernel)
+    """
+    try:
+        from cellrank.kernels import RealTimeKernel
+    except ImportError as err:
+        raise ImportError(
+            "trajflow.tl.realtime_kernel needs CellRank: pip install cellrank. "
+            "trajflow.tl.couplings gives the same matrices without it."
+        ) from err
+    adata, model = adata_first(adata, model, "trajflow.tl.realtime_kernel")
+    model = check_model(model)
+    check_key(key_added)
+    cpl = couplings(
+        adata, model, pairs=pairs, n_neighbors=n_neighbors, sde=sde, n_samples=n_samples, seed=seed
+    )
+    time_key = model.time_key
+    if not isinstance(adata.obs[time_key].dtype, pd.CategoricalDtype):
+        _, labels, _ = _time_values(adata, time_key)
+        adata.obs[key_added] = pd.Categorical(
+            np.asarray(adata.obs[time_key]), categories=labels, ordered=True
+        )
+        logger.info(
+            "added\n    '%s', ordered categorical copy of obs[%r] for CellRank (adata.obs)",
+            key_added,
+            time_key,
+        )
+        time_key = key_added
+    return RealTimeKernel(adata, time_key=time_key, couplings=cpl, policy=pairs, **kernel_kwargs)
+
+
+def _group_matrix(labels: np.ndarray, groups: list[str]) -> sparse.csr_matrix:
+    """One-hot ``(n_cells, n_groups)``; unlabelled cells get an empty row."""
+    code = pd.Index(groups).get_indexer(labels)
+    keep = code >= 0
+    return sparse.csr_matrix(
+        (np.ones(keep.sum()), (np.flatnonzero(keep), code[keep])), shape=(len(labels), len(groups))
+    )
+
+
+def _ordered_groups(adata: AnnData, groupby: str, present: np.ndarray) -> list[str]:
+    col = adata.obs[groupby]
+    seen = {str(v) for v in present}
+    order = (
+        [str(c) for c in col.cat.categories]
+        if isinstance(col.dtype, pd.CategoricalDtype)
+        else sorted(seen)
+    )
+    return [g for g in order if g in seen]
+
+
+def cell_transition(
+    adata: AnnData,
+    model: TrajectoryModel,
+    *,
+    source_time: float,
+    target_time: float,
+    groupby: str,
+    target_groupby: str | None = None,
+    forward: bool = True,
+    n_neighbors: int = 30,
+    sde: bool | None = None,
+    n_samples: int | None = None,
+    seed: int = 0,
+    key_added: str | None = "cell_transition",
+) -> pd.DataFrame:
+    """Group-to-group transition table between two observed time points (moscot's question).
+
+    ``forward=True`` (where do they go): row ``a``, column ``b`` is the fraction of the cells of
+    group ``a`` at ``source_time`` that the flow carries into group ``b`` at ``target_time``;
+    every row sums to 1. ``forward=False`` (where did they come from): row ``b``, column ``a``
+    is the fraction of the cells of group ``b`` at ``target_time`` that came from group ``a``
+    at ``source_time`` (the flow run backwards from ``target_time``); every row sums to 1.
+    Cells are matched to observed cells as in :func:`couplings`.
+
+    Parameters
+    ----------
+    adata
+        The cells, with ``obs[model.time_key]``, ``obsm[model.use_rep]`` and the groups.
+    model
+        A fitted :class:`~trajflow.TrajectoryModel`.
+    source_time
+        The earlier observed time point.
+    target_time
+        The later observed time point.
+    groupby
+        Column of ``adata.obs`` with the groups at ``source_time`` (and at ``target_time``
+        unless ``target_groupby`` is given). Cells without a label are left out.
+    target_groupby
+        Column with the groups at ``target_time``. Default: ``groupby``.
+    forward
+        Direction of the question, see above.
+    n_neighbors, sde, n_samples, seed
+        As in :func:`couplings`.
+    key_added
+        Also store the table and its settings in ``adata.uns[key_added]`` (``None``: return
+        only).
+
+    Returns
+    -------
+    The table as a :class:`~pandas.DataFrame`: index the groups the rows are about, columns the
+    other time point's groups; ``frame.attrs`` records the direction and times, and
+    ``frame.index.name``/``frame.columns.name`` say which time each axis is.
+
+    Examples
+    --------
+    >>> tf.tl.cell_transition(adata, model, source_time=2, target_time=7, groupby="cluster")
+    """
+    adata, model = adata_first(adata, model, "trajflow.tl.cell_transition")
+    model = check_model(model)
+    check_anndata(adata)
+    n_neighbors = check_neighbors(n_neighbors)
+    if key_added is not None:
+        check_key(key_added)
+    sde = model.learns_score if sde is None else bool(sde)
+    n_samples = _check_samples(n_samples, sde)
+    if not forward and sde:
+        raise ValueError(
+            "forward=False runs the flow backwards, which the SDE cannot; pass sde=False."
+        )
+    obs_t = parse_times(adata, model.time_key)
+    src = observed_time(source_time, obs_t, what="source_time", time_key=model.time_key)
+    tgt = observed_time(target_time, obs_t, what="target_time", time_key=model.time_key)
+    if tgt <= src:
+        raise ValueError(
+            f"target_time={tgt:g} must be later than source_time={src:g}; for where cells "
+            "came from, keep the times in order and pass forward=False."
+        )
+    target_groupby = groupby if target_groupby is None else target_groupby
+    lab_src = group_labels(adata, groupby).to_numpy()
+    lab_tgt = group_labels(adata, target_groupby).to_numpy()
+    at_src, at_tgt = same_time(obs_t, src), same_time(obs_t, tgt)
+    ls, lt = lab_src[at_src], lab_tgt[at_tgt]
+    for t, labels, col in ((src, ls, groupby), (tgt, lt, target_groupby)):
+        if pd.isna(labels).all():
+            raise ValueError(
+                f"No cell at time {t:g} has a label in adata.obs[{col!r}]; annotate the cells of "
+                "both time points (e.g. cluster them)."
+            )
+    groups_src = _ordered_groups(adata, groupby, ls[pd.notna(ls)].astype(str))
+    groups_tgt = _ordered_groups(adata, target_groupby, lt[pd.notna(lt)].astype(str))
+    ls = np.where(pd.notna(ls), ls.astype(str), None)
+    lt = np.where(pd.notna(lt), lt.astype(str), None)
+    x_all = model.representation(adata)
+    kw = {"n_neighbors": n_neighbors, "sde": sde, "n_samples": n_samples, "seed": seed}
+    if forward:
+        move = flow_transitions(model, x_all[at_src], src, x_all[at_tgt], tgt, **kw)
+        rows, cols, row_groups, col_groups = ls, lt, groups_src, groups_tgt
+    else:
+        move = flow_transitions(model, x_all[at_tgt], tgt, x_all[at_src], src, **kw)
+        rows, cols, row_groups, col_groups = lt, ls, groups_tgt, groups_src
+    g_rows, g_cols = _group_matrix(rows, row_groups), _group_matrix(cols, col_groups)
+    mass = np.asarray((g_rows.T @ move @ g_cols).todense())
+    # Mass that lands on unlabelled cells is dropped; rows are renormalised over labelled ones.
+    total = mass.sum(axis=1, keepdims=True)
+    table = np.divide(mass, total, out=np.full_like(mass, np.nan), where=total > 0)
+    row_time, col_time = (src, tgt) if forward else (tgt, src)
+    frame = pd.DataFrame(
+        table,
+        index=pd.Index(
+            row_groups, name=f"{groupby if forward else target_groupby} at {row_time:g}"
+        ),
+        columns=pd.Index(
+            col_groups, name=f"{target_groupby if forward else groupby} at {col_time:g}"
+        ),
+    )
+    frame.attrs.update(
+        {
+            "forward": bool(forward),
+            "source_time": src,
+            "target_time": tgt,
+            "groupby": groupby,
+            "target_groupby": target_groupby,
+            "question": (
+                f"fraction of each {groupby} group at {src:g} that goes to each "
+                f"{target_groupby} group at {tgt:g}"
+                if forward
+                else f"fraction of each {target_groupby} group at {tgt:g} that comes from each "
+                f"{groupby} group at {src:g}"
+            ),
+        }
+    )
+    if key_added is not None:
+        adata.uns[key_added] = {
+            "table": frame.to_numpy(),
+            "rows": np.asarray(row_groups, dtype=str),
+            "columns": np.asarray(col_groups, dtype=str),
+            **{k: v for k, v in frame.attrs.items()},
+            "n_neighbors": n_neighbors,
+            "sde": sde,
+            "n_samples": n_samples,
+        }
+        logger.info(
+            "cell transitions %g -> %g (%s): added\n    '%s', table and settings (adata.uns)",
+            src,
+            tgt,
+            "forward" if forward else "backward",
+            key_added,
+        )
+    return frame
