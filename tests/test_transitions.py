@@ -85,7 +85,9 @@ def test_realtime_kernel_with_cellrank(sim, sim_model):
     kernel = tf.tl.realtime_kernel(adata, sim_model, n_neighbors=10)
     assert isinstance(adata.obs["trajflow_time"].dtype, pd.CategoricalDtype)
     assert adata.obs["day"].dtype == sim.obs["day"].dtype  # the user's column is untouched
-    kernel.compute_transition_matrix(self_transitions="all", conn_weight=0.1, threshold=None)
+    kernel.compute_transition_matrix(
+        self_transitions="all", conn_weight=0.1, threshold=None, conn_kwargs={"use_rep": "X_pca"}
+    )
     tm = kernel.transition_matrix
     assert tm.shape == (adata.n_obs, adata.n_obs)
     np.testing.assert_allclose(np.asarray(tm.sum(axis=1)).ravel(), 1.0, atol=1e-6)

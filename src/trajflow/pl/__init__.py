@@ -17,6 +17,7 @@ from ._benchmark import benchmark
 from ._clock import clock
 from ._flow import trajectories, velocity
 from ._holdout import holdout, prediction
+from ._sankey import sankey
 from ._utils import EmbeddingMap
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "clock",
     "holdout",
     "prediction",
+    "sankey",
     "trajectories",
     "velocity",
 ]

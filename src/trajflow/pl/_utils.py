@@ -19,7 +19,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.cm import ScalarMappable
 from matplotlib.colorbar import Colorbar
-from matplotlib.colors import Colormap, Normalize
+from matplotlib.colors import Colormap, Normalize, to_rgba_array
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 from sklearn.neighbors import KNeighborsRegressor
@@ -226,6 +226,35 @@ def format_time(t: float) -> str:
     return f"{float(t):.4g}" if float(t) != int(t) else f"{int(t)}"
 
 
+def category_colors(adata: AnnData, key: str) -> tuple[list[str], np.ndarray]:
+    """``(categories, RGBA colours)`` of ``obs[key]``, as scanpy colours them: the colours in
+    ``adata.uns[f"{key}_colors"]`` when there is one per category, else scanpy's default
+    palettes (20, 28 or 102 colours by the number of categories). ``adata`` is not modified."""
+    from matplotlib.colors import to_rgba
+    from scanpy.plotting import palettes
+
+    col = adata.obs[key]
+    cats = (
+        [str(c) for c in col.cat.categories]
+        if isinstance(col.dtype, pd.CategoricalDtype)
+        else [str(c) for c in pd.Categorical(col.dropna().astype(str)).categories]
+    )
+    stored = adata.uns.get(f"{key}_colors")
+    if stored is not None and len(stored) == len(cats):
+        colors = list(stored)
+    else:
+        n = len(cats)
+        palette = (
+            palettes.default_20
+            if n <= 20
+            else palettes.default_28
+            if n <= 28
+            else palettes.default_102
+        )
+        colors = [palette[i % len(palette)] for i in range(n)]
+    return cats, np.array([to_rgba(c) for c in colors])
+
+
 def lighten(colors: np.ndarray, amount: float) -> np.ndarray:
     """Blend RGBA colours towards white by ``amount`` (0 keeps them, 1 gives white)."""
     out = np.array(colors, dtype=float, copy=True)
@@ -311,14 +340,20 @@ def scatter_background(
         raise KeyError(f"color={color!r} is not a column of adata.obs.")
     col = adata.obs[color]
     if isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col):
-        cats = pd.Categorical(col)
-        palette = colormaps["tab20" if len(cats.categories) > 10 else "tab10"]
-        base = np.array([palette(i % palette.N) for i in range(len(cats.categories))])
-        colors = lighten(base[cats.codes[order]], lightness)
+        names, base = category_colors(adata, color)
+        codes = pd.Categorical(
+            col.astype(object)
+            .where(col.notna(), None)
+            .map(lambda v: None if v is None else str(v)),
+            categories=names,
+        ).codes
+        # Unlabelled cells (code -1) stay light grey; the legend shows the drawn colours.
+        shown = np.vstack([lighten(base, lightness), to_rgba_array(BACKGROUND_COLOR)])
+        colors = shown[codes[order]]
         ax.scatter(xy[:, 0], xy[:, 1], c=colors, s=s, linewidths=0, rasterized=True, zorder=1)
         handles = [
-            Line2D([], [], ls="", marker="o", color=lighten(base[i], lightness * 0.5), label=str(c))
-            for i, c in enumerate(cats.categories)
+            Line2D([], [], ls="", marker="o", color=shown[i], label=name)
+            for i, name in enumerate(names)
         ]
         ax.legend(
             handles=handles,

@@ -229,7 +229,8 @@ def realtime_kernel(
 
     Examples
     --------
-    >>> kernel = tf.tl.realtime_kernel(adata, model).compute_transition_matrix()
+    >>> kernel = tf.tl.realtime_kernel(adata, model)
+    >>> kernel.compute_transition_matrix(conn_kwargs={"use_rep": "X_pca"})  # kNN for self-steps
     >>> g = cellrank.estimators.GPCCA(kernel)
     """
     try:
