@@ -36,3 +36,17 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .ruff_cache
+
+# make docs - the documentation site (docs/), built from scratch with warnings as errors into
+# docs/_build/html; installs the docs extra into the venv first.
+DOCS_STAMP := $(VENV)/.installed-docs
+
+.PHONY: docs
+
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install -q -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	rm -rf docs/_build docs/generated
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html

@@ -373,8 +373,9 @@ class TrajectoryModel:
 
         Returns
         -------
-        Positions in the representation's units: ``(n_cells, n_dims)`` for one time,
-        ``(len(times), n_cells, n_dims)`` for a sequence.
+        numpy.ndarray
+            Positions in the representation's units: ``(n_cells, n_dims)`` for one time,
+            ``(len(times), n_cells, n_dims)`` for a sequence.
         """
         src = self._time(source_time, "source_time")
         single = not isinstance(times, Sequence | np.ndarray)
@@ -612,7 +613,7 @@ class TrajectoryModel:
 
     # ----------------------------------------------------------------- persistence
     def state(self) -> dict[str, Any]:
-        """What :meth:`save` writes to ``config.json`` (as plain JSON, with a checksum record)."""
+        """What :meth:`.save` writes to ``config.json`` (as plain JSON, with a checksum record)."""
         return {
             "format_version": FORMAT_VERSION,
             "trajflow_version": __version__,
@@ -667,7 +668,7 @@ class TrajectoryModel:
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str = "auto") -> TrajectoryModel:
-        """Load a model written by :meth:`save`, validating what is found on disk.
+        """Load a model written by :meth:`~.TrajectoryModel.save`, validating what is found on disk.
 
         Raises
         ------

@@ -55,15 +55,16 @@ __all__ = [
     "summarize",
 ]
 
-#: Model-free reference predictions scored beside every method: the previous time point unmoved,
+#: Model-free reference predictions scored beside every method; the previous time point unmoved,
 #: and static OT interpolation between the two neighbours along the exact plan and along the
 #: entropic plan moscot's temporal problem solves.
 BASELINES = ("previous", "ot-interpolation", "entropic-interpolation")
-#: Benchmark protocols (module docstring): the user's representation as stored, or the paper's.
+#: Benchmark protocols (see the module docstring); the user's representation as stored, or the
+#: paper's.
 PROTOCOLS = ("user", "paper")
 #: The paper protocol's dimensions (the first 5 PCs).
 PAPER_N_DIMS = 5
-#: What every prediction is scored with (columns of :func:`leave_one_out`'s table).
+#: What every prediction is scored with (columns of :func:`.leave_one_out`'s table).
 METRICS = ("w1", "w2", "mmd", "energy")
 _METRIC_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "w1": partial(wasserstein, p=1),
@@ -151,7 +152,7 @@ def score_prediction(
     protocol: Literal["user", "paper"] = "user",
     metrics: Sequence[str] = METRICS,
 ) -> dict[str, float]:
-    """Score predicted cells against observed ones exactly as :func:`leave_one_out` does.
+    """Score predicted cells against observed ones exactly as :func:`.leave_one_out` does.
 
     Both populations are put in the ``protocol``'s scoring space (:func:`scoring_space`: own
     units, or standardised over ``reference``) and compared with each metric: ``"w1"``/``"w2"`` (exact Wasserstein, :func:`~trajflow.metrics.wasserstein`),
@@ -173,7 +174,8 @@ def score_prediction(
 
     Returns
     -------
-    ``{metric: value}`` in the order of ``metrics``.
+    dict[str, float]
+        ``{metric: value}`` in the order of ``metrics``.
     """
     space = scoring_space(reference, protocol=protocol)
     return _scores(space.transform(predicted), space.transform(observed), metrics)
@@ -259,11 +261,12 @@ def leave_one_out(
 
     Returns
     -------
-    One row per (method, seed, held-out time) with columns ``method, seed, holdout_time, w1, w2,
-    mmd, energy, fit_seconds, clock, n_predicted, n_observed, trajflow_version, torch_version,
-    device``. ``clock`` is the clock the fit used (``model.clock.kind``; what ``clock="auto"``
-    chose). Baselines have ``fit_seconds = 0`` and an empty ``clock``. ``frame.attrs`` records
-    the protocol, ``n_dims``, ``time_key`` and the platform.
+    pandas.DataFrame
+        One row per (method, seed, held-out time) with columns ``method, seed, holdout_time, w1,
+        w2, mmd, energy, fit_seconds, clock, n_predicted, n_observed, trajflow_version,
+        torch_version, device``. ``clock`` is the clock the fit used (``model.clock.kind``; what
+        ``clock="auto"`` chose). Baselines have ``fit_seconds = 0`` and an empty ``clock``.
+        ``frame.attrs`` records the protocol, ``n_dims``, ``time_key`` and the platform.
     """
     check_anndata(adata)
     if isinstance(methods, str):

@@ -20,8 +20,8 @@ from ._timecourse import subsample_indices
 
 __all__ = ["energy_distance", "mmd", "wasserstein"]
 
-#: RBF bandwidths (in units of the data) summed by :func:`mmd`; a spread of scales, as in
-#: TorchCFM's evaluation code, so no single bandwidth dominates.
+#: RBF bandwidths (in units of the data) summed by :func:`~trajflow.metrics.mmd`; a spread of
+#: scales, as in TorchCFM's evaluation code, so no single bandwidth dominates.
 DEFAULT_BANDWIDTHS: tuple[float, ...] = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
