@@ -35,7 +35,7 @@ from ._validate import (
     check_times,
 )
 from .core import TrainConfig, TrainingDivergedError, TrainResult, VelocityNet, optimise
-from .core.device import auto_threads, cpu_threads, resolve_device
+from .core.device import auto_threads, cpu_threads, training_device
 from .core.distributed import data_parallel, init_distributed, process_device
 from .core.integrate import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS
 from .core.network import ACTIVATIONS
@@ -175,7 +175,10 @@ def fit_trajectories(
         How predictions are integrated: a torchdiffeq method (``"euler"``, ``"rk4"``,
         ``"dopri5"``...) and, for fixed-step methods, the number of steps over a prediction's span.
     device
-        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``...
+        ``"auto"``: the CPU for networks up to 4x the default size (their training step is
+        launch-bound on a GPU: 2.8 ms per step on an H100 against 0.99 ms on two CPU cores for
+        the default EB fit; the choice is logged), CUDA when available for larger ones or under
+        torchrun. ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` force a device.
     threads
         Intra-op CPU threads torch uses during the fit, restored afterwards. ``"auto"``
         (default): one thread on the CPU for networks up to the default size (their steps are
@@ -246,7 +249,9 @@ def fit_trajectories(
         method, sigma=sigma, coupling=coupling, unbalanced=unbalanced, growth=growth_key is not None
     )
     # ---- devices: under torchrun, join the process group, one device per process
-    dev = resolve_device(device)
+    dev, why_cpu = training_device(device, hidden=hidden, batch_size=batch_size)
+    if why_cpu:
+        logger.info(why_cpu)
     parallel = init_distributed(dev)
     dev = process_device(dev, parallel)
     world, rank = (parallel.world_size, parallel.rank) if parallel else (1, 0)

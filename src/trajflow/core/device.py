@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import torch
@@ -38,6 +39,29 @@ def auto_threads(device: torch.device, hidden: int, batch_size: int) -> int | No
     if device.type != "cpu":
         return None
     return 1 if hidden * batch_size <= SMALL_STEP_WORK else None
+
+
+def training_device(
+    device: str | torch.device, *, hidden: int, batch_size: int
+) -> tuple[torch.device, str | None]:
+    """The device a fit trains on, and why when ``"auto"`` passed over an available GPU.
+
+    ``"auto"`` keeps the CPU for networks up to :data:`SMALL_STEP_WORK` (width x pairs per pair
+    of time points, 4x the default): their training step is a chain of tiny kernels whose launch
+    cost dominates on a GPU. Measured on the default EB fit: 2.8 ms per step on an H100 against
+    0.99 ms on two CPU cores (benchmarks/README.md, GPU section). Larger networks, an explicit
+    ``"cuda"`` and torchrun (one GPU per process) get the GPU.
+    """
+    dev = resolve_device(device)
+    if not (isinstance(device, str) and device == "auto" and dev.type == "cuda"):
+        return dev, None
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 or hidden * batch_size > SMALL_STEP_WORK:
+        return dev, None
+    return torch.device("cpu"), (
+        f"device='auto' trains on the CPU: a {hidden}-unit network with batches of "
+        f"{batch_size} is launch-bound on a GPU (slower per step than the CPU); pass "
+        "device='cuda' to use the GPU anyway"
+    )
 
 
 @contextlib.contextmanager
