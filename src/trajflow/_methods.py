@@ -38,6 +38,10 @@ SPLINES = ("natural", "hermite")
 class MethodSpec:
     """How a ``method=`` value is built.
 
+    Frozen: pass one to :func:`register_method` to add a method.
+
+    Parameters
+    ----------
     coupling
         ``"independent"``, ``"exact"`` (exact OT) or ``"entropic"`` (entropic OT).
     path
@@ -45,21 +49,23 @@ class MethodSpec:
         diffusion ``sigma`` per unit time; also learns the score) or ``"spline"`` (multi-marginal:
         a cubic spline through chains of exactly OT-coupled cells across all time points).
     default_sigma
-        The ``sigma`` used when the caller passes none.
+        The ``sigma`` used when the caller passes none (``>= 0``; ``> 0`` for a bridge), in
+        the scaled units the network trains in.
     reference
-        Where the method comes from.
+        Where the method comes from (free text, e.g. the paper).
     spline
-        For ``path="spline"``: the tangent rule, ``"natural"`` or ``"hermite"``.
+        For ``path="spline"``: the tangent rule, ``"natural"`` (default) or ``"hermite"``.
     ema
         Decay of an exponential moving average of the weights kept during training and used as
-        the final weights (0: none).
+        the final weights, in ``[0, 1)``. Default 0: none.
     bend
         Bend every conditional path toward dense regions of the training cells (metric flow
-        matching, :mod:`trajflow.core.bends`): with ``path="straight"`` each OT pair's line,
-        with ``path="spline"`` every spline segment.
+        matching, ``trajflow.core.bends``): with ``path="straight"`` each OT pair's line,
+        with ``path="spline"`` every spline segment. Default: no bend.
     bend_eps
-        Floor ``eps`` of the metric ``1 / (density + eps)`` used for the bends: smaller bends
-        harder.
+        Floor ``eps`` of the metric ``1 / (density + eps)`` used for the bends, where the
+        density is normalised to mean 1 over the training cells (``> 0``, default 0.1):
+        smaller bends harder.
     """
 
     coupling: str
@@ -94,10 +100,27 @@ METHODS: dict[str, MethodSpec] = {}
 def register_method(name: str, spec: MethodSpec, *, overwrite: bool = False) -> MethodSpec:
     """Add ``spec`` to :data:`METHODS` as ``method=name``, after checking that its parts fit.
 
-    Raises a ValueError for an unknown coupling, path or spline, a combination the objectives
-    cannot train (a bent or spline path without exact OT, a bent bridge), a non-positive
-    ``default_sigma`` or ``bend_eps``, an ``ema`` outside ``[0, 1)``, or a name already taken
-    (unless ``overwrite``).
+    Parameters
+    ----------
+    name
+        The ``method=`` value that selects the new method (a non-empty string).
+    spec
+        How the method is built.
+    overwrite
+        Replace a method already registered under ``name``; by default that is refused.
+
+    Returns
+    -------
+    MethodSpec
+        ``spec``, now registered.
+
+    Raises
+    ------
+    ValueError
+        For an empty or non-string ``name``, a name already taken (unless ``overwrite``), an
+        unknown coupling, path or spline, a combination the objectives cannot train (a bent or
+        spline path without exact OT, a bent bridge), a negative ``default_sigma`` (or zero for
+        a bridge), a non-positive ``bend_eps``, or an ``ema`` outside ``[0, 1)``.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"A method needs a non-empty string name, got {name!r}.")
@@ -209,7 +232,23 @@ register_method(
 
 
 def get_method(method: str) -> MethodSpec:
-    """Return the spec of ``method`` or raise a ValueError listing the known ones."""
+    """Return the spec of ``method`` or raise a ValueError listing the known ones.
+
+    Parameters
+    ----------
+    method
+        A ``method=`` name, a key of :data:`METHODS`.
+
+    Returns
+    -------
+    MethodSpec
+        The registered spec.
+
+    Raises
+    ------
+    ValueError
+        When ``method`` is not a registered name.
+    """
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; choose one of {sorted(METHODS)}.")
     return METHODS[method]
@@ -223,8 +262,31 @@ def check_method_options(
     unbalanced: float | None,
     growth: bool,
 ) -> float:
-    """Check the fit options that depend on the method (already of the right type); return the
-    ``sigma`` to use. Each refusal names the method, the option and what to use instead."""
+    """Check the fit options that depend on the method (already of the right type).
+
+    Each refusal names the method, the option and what to use instead.
+
+    Parameters
+    ----------
+    method
+        The ``method=`` name.
+    sigma, coupling, unbalanced
+        As given to :func:`~trajflow.fit_trajectories` (``sigma=None``: the method's default).
+    growth
+        Whether ``growth_key=`` was given.
+
+    Returns
+    -------
+    float
+        The ``sigma`` to use.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method, ``sigma=0`` with a bridge, ``unbalanced=`` with an independent
+        coupling, ``unbalanced=`` or ``coupling="minibatch"`` with a method that needs fixed
+        plans, or growth with a multi-marginal method.
+    """
     spec = get_method(method)
     sigma = spec.default_sigma if sigma is None else sigma
     if spec.path == "bridge" and sigma == 0:
@@ -286,6 +348,12 @@ def build_objective(
         of a distributed fit builds the same objective.
     device
         Where the populations and plans live.
+
+    Returns
+    -------
+    Objective
+        A ``ChainObjective`` for a multi-marginal (spline) method, else a
+        ``PairwiseObjective`` over one coupling per pair of consecutive time points.
     """
     gen = torch.Generator(device=device).manual_seed(seed)
     tensors = [torch.as_tensor(p, device=device) for p in populations]

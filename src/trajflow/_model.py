@@ -99,6 +99,7 @@ class Trajectories:
 
     @property
     def end_points(self) -> np.ndarray:
+        """Last position of every path, shape ``(n_cells, n_dims)`` (at ``times[-1]``)."""
         return self.paths[:, -1]
 
     def _long(self) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -136,7 +137,7 @@ class Trajectories:
 
         Returns
         -------
-        AnnData
+        anndata.AnnData
             One observation per cell and time point (in the order of :meth:`to_df`), named
             ``"<cell>@t=<time>"``, with the positions in ``obsm[use_rep]`` and ``obs`` columns
             ``cell`` (as in :meth:`to_df`) and ``time_key`` (the time point); no ``X``.
@@ -159,6 +160,34 @@ class TrajectoryModel:
     and outputs are in the user's representation space (``obsm[use_rep]``, first ``n_dims``
     columns) and time units (``obs[time_key]``); the standardisation and time scaling used
     internally are stored in the model.
+
+    The constructor is internal: its arguments are what :func:`~trajflow.fit_trajectories`
+    trains and :meth:`load` reads back, all keyword-only.
+
+    Parameters
+    ----------
+    velocity_net : ``VelocityNet``
+        The trained velocity network, in the standardised space and the clock's internal time
+        (set to evaluation mode).
+    score_net : ``VelocityNet`` or None
+        The trained score network of a method that learns one (``sb-cfm``), else ``None``.
+    config
+        The fit's settings (``method``, ``time_key``, ``use_rep``, ``n_dims``, ``sigma``,
+        ``solver``, ``solver_steps``, ``holdout``, ``scaling``, ...); copied.
+    scaler : ``Standardizer``
+        The standardisation of the representation the networks were trained in.
+    cells : ``TimeCourse``
+        The standardised training cells, one population per trained time point (the source
+        cells of :meth:`predict` and :meth:`trajectories`).
+    observed_times
+        Every time point of the fitted AnnData, held-out ones included.
+    clock : ``Clock``
+        The map from observed time (units of ``obs[time_key]``) to the networks' internal time.
+    history
+        The training record (losses, steps done, fit seconds, ...). Default: empty.
+    device
+        Where the networks are moved: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` (CUDA
+        when available) or a :class:`torch.device`.
     """
 
     def __init__(
@@ -188,18 +217,22 @@ class TrajectoryModel:
     # ----------------------------------------------------------------- basic facts
     @property
     def method(self) -> str:
+        """The flow-matching method the model was fitted with (a key of ``trajflow.METHODS``)."""
         return self.config["method"]
 
     @property
     def time_key(self) -> str:
+        """The ``obs`` column of the fitted AnnData holding each cell's time point."""
         return self.config["time_key"]
 
     @property
     def use_rep(self) -> str:
+        """The representation the model was fitted on (an ``obsm`` key, or ``"X"``)."""
         return self.config["use_rep"]
 
     @property
     def n_dims(self) -> int:
+        """How many leading dimensions of ``use_rep`` the model works in."""
         return int(self.config["n_dims"])
 
     @property
@@ -220,6 +253,8 @@ class TrajectoryModel:
 
     @property
     def sigma(self) -> float:
+        """The ``sigma`` the model was trained with (``fit_trajectories(sigma=...)``), in the
+        scaled units the networks train in; the SDE's diffusion for ``sb-cfm``."""
         return float(self.config["sigma"])
 
     def __repr__(self) -> str:
@@ -231,7 +266,24 @@ class TrajectoryModel:
         )
 
     def to(self, device: str | torch.device) -> TrajectoryModel:
-        """Move the networks to ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``...)."""
+        """Move the networks to ``device`` (``"auto"``, ``"cpu"``, ``"cuda"``...).
+
+        Parameters
+        ----------
+        device
+            ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` (CUDA when available, else the CPU)
+            or a :class:`torch.device`.
+
+        Returns
+        -------
+        TrajectoryModel
+            The model itself (moved in place), so calls chain.
+
+        Raises
+        ------
+        ValueError
+            When ``device`` is not a device name, or asks for CUDA where none is available.
+        """
         self.device = resolve_device(device)
         self._velocity_net.to(self.device)
         if self._score_net is not None:
@@ -256,8 +308,21 @@ class TrajectoryModel:
         return time
 
     def source_time_for(self, time: float) -> float:
-        """The trained time point a prediction at ``time`` starts from: the nearest strictly
-        earlier one, or the first when ``time`` is at or before it."""
+        """The trained time point a prediction at ``time`` starts from.
+
+        The nearest strictly earlier trained time point, or the first one when ``time`` is at
+        or before it (what :meth:`predict` uses when no ``source_time`` is given).
+
+        Parameters
+        ----------
+        time
+            The target time, in the units of ``obs[time_key]``.
+
+        Returns
+        -------
+        float
+            A trained time point (one of :attr:`times`).
+        """
         earlier = [t for t in self.times if t < time]
         return earlier[-1] if earlier else self.times[0]
 
@@ -376,6 +441,15 @@ class TrajectoryModel:
         numpy.ndarray
             Positions in the representation's units: ``(n_cells, n_dims)`` for one time,
             ``(len(times), n_cells, n_dims)`` for a sequence.
+
+        Raises
+        ------
+        TypeError
+            When ``source_time`` or an entry of ``times`` is not a number.
+        ValueError
+            When ``x`` does not have ``n_dims`` columns or is not finite, a time is not finite,
+            ``times`` is empty, or ``sde=True`` would integrate backwards or the model learned
+            no score.
         """
         src = self._time(source_time, "source_time")
         single = not isinstance(times, Sequence | np.ndarray)
@@ -454,7 +528,7 @@ class TrajectoryModel:
 
         Returns
         -------
-        AnnData
+        anndata.AnnData
             The predicted cells, stacked in order of target time. Each target time is predicted
             exactly as ``predict(t, ...)`` alone would (same source cells and values for the same
             ``seed``). Positions are in ``obsm[use_rep]`` (``n_dims`` columns, user space); there
@@ -547,12 +621,47 @@ class TrajectoryModel:
         solver: str | None = None,
         n_steps: int | None = None,
     ) -> Trajectories:
-        """Per-cell paths from ``source_time`` (default: the first trained time point) to
-        ``end_time`` (default: the last) on ``n_points`` evenly spaced times.
+        """Per-cell paths from ``source_time`` to ``end_time`` on evenly spaced times.
 
         ``end_time`` may be earlier than ``source_time`` to integrate backwards (ODE only).
         The result converts with :meth:`Trajectories.to_df` (long format) and
         :meth:`Trajectories.to_anndata` (one observation per cell and time point).
+
+        Parameters
+        ----------
+        source_time
+            Trained time point whose cells start the paths, in the units of ``obs[time_key]``.
+            Default: the first trained time point.
+        end_time
+            Time the paths end at. Default: the last trained time point. Times outside the
+            trained range are extrapolated with an :class:`~trajflow.ExtrapolationWarning`.
+        n_points
+            Number of evenly spaced time points on each path, both ends included (at least 2).
+        n_cells
+            Number of paths: cells sampled from the source population with ``seed`` (with
+            replacement when more than the population). Default: every source cell once.
+        sde
+            Sample the SDE instead of the ODE (models that learn a score only; see
+            :attr:`learns_score`); forward in time only.
+        seed
+            Seed for subsampling and SDE noise.
+        solver, n_steps
+            Override the integrator chosen at fit time (a torchdiffeq method name, steps over
+            the span).
+
+        Returns
+        -------
+        Trajectories
+            The paths, shape ``(n_cells, n_points, n_dims)``, in the units of
+            ``obsm[use_rep]``, with the time grid and the starting cells' obs names.
+
+        Raises
+        ------
+        TypeError
+            When a time is not a number, or another argument has the wrong type.
+        ValueError
+            When ``source_time`` is not a trained time point, ``n_points`` is below 2, or
+            ``sde=True`` would integrate backwards or the model learned no score.
         """
         source_time = (
             self.times[0] if source_time is None else self._time(source_time, "source_time")
@@ -579,8 +688,25 @@ class TrajectoryModel:
     def representation(self, adata: AnnData) -> np.ndarray:
         """The cells of ``adata`` in this model's space: ``obsm[use_rep][:, :n_dims]``.
 
-        Raises a clear error when ``adata`` lacks the representation or it has fewer dimensions
-        than the model was fitted on.
+        Parameters
+        ----------
+        adata
+            Cells with the representation the model was fitted on (``obsm[use_rep]``, or ``X``
+            for ``use_rep="X"``), at least ``n_dims`` columns wide.
+
+        Returns
+        -------
+        numpy.ndarray
+            Positions, shape ``(n_obs, n_dims)``, in the units of ``obsm[use_rep]`` (float64,
+            not standardised).
+
+        Raises
+        ------
+        KeyError
+            When ``adata`` lacks ``obsm[use_rep]``.
+        ValueError
+            When the representation has fewer than ``n_dims`` dimensions, or NaN or infinite
+            values.
         """
         if isinstance(adata, AnnData) and self.use_rep != "X" and self.use_rep not in adata.obsm:
             raise KeyError(
@@ -599,8 +725,29 @@ class TrajectoryModel:
     def velocity(self, x: np.ndarray | AnnData, time: float) -> np.ndarray:
         """The learned velocity ``dx/dt`` at positions ``x`` and ``time``.
 
-        ``x`` is an array ``(n, n_dims)`` in the user's representation space, or an AnnData whose
-        ``obsm[use_rep]`` is used. Returned in representation units per unit of ``obs[time_key]``.
+        Parameters
+        ----------
+        x
+            Positions in the user's representation space: an array ``(n, n_dims)``, or an
+            AnnData whose ``obsm[use_rep]`` (first ``n_dims`` columns) is used.
+        time
+            The time every position is at, in the units of ``obs[time_key]``; outside the
+            trained range the flow is extrapolated with an
+            :class:`~trajflow.ExtrapolationWarning`.
+
+        Returns
+        -------
+        numpy.ndarray
+            Velocities, shape ``(n, n_dims)``, in representation units per unit of
+            ``obs[time_key]``.
+
+        Raises
+        ------
+        TypeError
+            When ``time`` is not a number.
+        ValueError
+            When ``x`` does not have ``n_dims`` columns or is not finite, or ``time`` is not
+            finite.
         """
         x = self._as_cells(x)
         time = self._time(time, "time")
@@ -613,7 +760,15 @@ class TrajectoryModel:
 
     # ----------------------------------------------------------------- persistence
     def state(self) -> dict[str, Any]:
-        """What :meth:`.save` writes to ``config.json`` (as plain JSON, with a checksum record)."""
+        """What :meth:`.save` writes to ``config.json`` (as plain JSON, with a checksum record).
+
+        Returns
+        -------
+        dict
+            ``format_version``, ``trajflow_version``, ``config``, ``scaler`` (mean and scale),
+            ``times``, ``observed_times``, ``clock``, ``history`` and ``network`` (the
+            networks' sizes, activation and whether a score network exists).
+        """
         return {
             "format_version": FORMAT_VERSION,
             "trajflow_version": __version__,
@@ -643,10 +798,30 @@ class TrajectoryModel:
         ``cells.npz`` (the training cells, needed to predict).
 
         Written to a temporary directory first and renamed, so an interrupted save never leaves
-        a half-written model. Refuses to replace an existing ``path`` unless ``overwrite=True``.
-        ``extra`` maps further file names to objects written with ``torch.save`` in the same
-        atomic step (used for training checkpoints). ``config.json`` records the size and sha256
-        of every file, so :meth:`load` can name a file damaged later.
+        a half-written model. ``config.json`` records the size and sha256 of every file, so
+        :meth:`load` can name a file damaged later.
+
+        Parameters
+        ----------
+        path
+            The model directory to create.
+        overwrite
+            Replace an existing ``path``; by default an existing ``path`` is refused.
+        extra
+            Further file names mapped to objects written with ``torch.save`` in the same atomic
+            step (used for training checkpoints). Default: none.
+
+        Returns
+        -------
+        pathlib.Path
+            The model directory.
+
+        Raises
+        ------
+        FileExistsError
+            When ``path`` exists and ``overwrite`` is false.
+        ValueError
+            When an ``extra`` name is not a plain file name or collides with a model file.
         """
         weights = {"velocity": self._velocity_net.state_dict()}
         if self._score_net is not None:
@@ -669,6 +844,19 @@ class TrajectoryModel:
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str = "auto") -> TrajectoryModel:
         """Load a model written by :meth:`~.TrajectoryModel.save`, validating what is found on disk.
+
+        Parameters
+        ----------
+        path
+            The model directory :meth:`save` wrote.
+        device
+            Where to put the networks: ``"auto"`` (default: CUDA when available, else the CPU),
+            ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+        Returns
+        -------
+        TrajectoryModel
+            The model as saved, on ``device``.
 
         Raises
         ------

@@ -69,6 +69,11 @@ class Settings:
 
     @property
     def verbosity(self) -> str:
+        """How much trajflow logs, by name (``"error"``, ``"warning"``, ``"info"`` or ``"debug"``).
+
+        Set it to one of those names (any case) or to ``0``-``3``; anything else raises a
+        ``ValueError``.
+        """
         level = logger.level
         return next((name for name, value in LEVELS.items() if value == level), str(level))
 

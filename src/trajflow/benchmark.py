@@ -84,9 +84,31 @@ def ot_interpolation(
 ) -> np.ndarray:
     """Displacement (McCann) interpolation along the exact OT plan between two populations.
 
-    Pairs ``(i, j)`` are drawn from the plan (squared Euclidean cost) in proportion to their
-    mass and placed at ``(1 - fraction) x_prev[i] + fraction x_next[j]``. Returns ``n_cells``
-    points (default: as many as ``x_prev``).
+    Pairs ``(i, j)`` are drawn from the plan (squared Euclidean cost, uniform weights) in
+    proportion to their mass and placed at ``(1 - fraction) x_prev[i] + fraction x_next[j]``.
+
+    Parameters
+    ----------
+    x_prev, x_next
+        The two populations, shapes ``(n, d)`` and ``(m, d)``, in any common units.
+    fraction
+        Where between them, in ``[0, 1]``: 0 gives ``x_prev``'s points, 1 ``x_next``'s (for a
+        held-out time ``t`` between ``t_prev`` and ``t_next``: ``(t - t_prev) / (t_next -
+        t_prev)``).
+    n_cells
+        Number of points to draw. Default: as many as ``x_prev``.
+    seed
+        Seed of the draw of pairs.
+
+    Returns
+    -------
+    numpy.ndarray
+        The interpolated points, shape ``(n_cells, d)``, in the units of the input.
+
+    Raises
+    ------
+    ValueError
+        When ``fraction`` is outside ``[0, 1]``.
     """
     if not 0 <= fraction <= 1:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}.")
@@ -110,14 +132,37 @@ def entropic_interpolation(
 ) -> np.ndarray:
     """Static interpolation along an entropic OT plan, as moscot's temporal problem gives it.
 
-    The plan (:func:`trajflow._ot.entropic_plan`: squared Euclidean cost over its mean,
-    regularisation ``epsilon``, balanced; moscot's ``solve()`` defaults) is solved between the
-    two populations; every cell of ``x_prev`` is used once, its partner drawn from its plan
-    row, and placed at ``(1 - fraction) x_prev[i] + fraction x_next[j]``. Returns one point per
-    cell of ``x_prev``. Above :data:`MAX_ENTROPIC_ENTRIES` plan entries, both populations are
-    subsampled (``seed``) to at most 2,000 cells each, so fewer points come back: Sinkhorn at
-    this epsilon needs thousands of passes over the plan (Weinreb's 1,429 x 5,788 plan did not
-    converge in minutes with POT's epsilon scaling).
+    The plan (squared Euclidean cost over its mean, regularisation ``epsilon``, balanced,
+    uniform weights; moscot's ``solve()`` defaults; solved by POT's epsilon-scaling Sinkhorn)
+    is solved between the two populations; every cell of ``x_prev`` is used once, its partner
+    drawn from its plan row, and placed at ``(1 - fraction) x_prev[i] + fraction x_next[j]``.
+    Above 4,000,000 plan entries (``MAX_ENTROPIC_ENTRIES``), both populations are subsampled
+    (``seed``) to at most 2,000 cells each, so fewer points come back: Sinkhorn at this epsilon
+    needs thousands of passes over the plan (Weinreb's 1,429 x 5,788 plan did not converge in
+    minutes with POT's epsilon scaling).
+
+    Parameters
+    ----------
+    x_prev, x_next
+        The two populations, shapes ``(n, d)`` and ``(m, d)``, in any common units.
+    fraction
+        Where between them, in ``[0, 1]``: 0 gives ``x_prev``'s points, 1 their partners in
+        ``x_next``.
+    epsilon
+        Entropic regularisation, relative to the mean cost (moscot's default ``1e-3``).
+    seed
+        Seed of the subsamples and of the draw of partners.
+
+    Returns
+    -------
+    numpy.ndarray
+        One interpolated point per cell of ``x_prev`` (of its subsample, when subsampled),
+        shape ``(n, d)``, in the units of the input.
+
+    Raises
+    ------
+    ValueError
+        When ``fraction`` is outside ``[0, 1]`` or ``epsilon`` is not positive.
     """
     if not 0 <= fraction <= 1:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}.")
@@ -133,9 +178,32 @@ def entropic_interpolation(
 def scoring_space(
     reference: np.ndarray, *, protocol: Literal["user", "paper"] = "user"
 ) -> Standardizer:
-    """The space predictions are scored in: the representation's own units (``"user"``), or
-    the representation standardised per dimension over ``reference`` (``"paper"``: all cells of
-    the AnnData, as in the published protocol)."""
+    """The space predictions are scored in, as a standardisation to apply to cells.
+
+    The representation's own units (``"user"``), or the representation standardised per
+    dimension over ``reference`` (``"paper"``: all cells of the AnnData, as in the published
+    protocol).
+
+    Parameters
+    ----------
+    reference
+        The cells to standardise over, shape ``(n_obs, n_dims)`` (for ``"user"`` only its
+        width is used).
+    protocol
+        ``"user"`` (default) or ``"paper"`` (:data:`PROTOCOLS`).
+
+    Returns
+    -------
+    ``Standardizer``
+        A map ``(x - mean) / scale`` (its ``transform``) with, per dimension, ``mean`` 0 and
+        ``scale`` 1 for ``"user"``, the mean and standard deviation of ``reference`` for
+        ``"paper"`` (a constant dimension keeps scale 1).
+
+    Raises
+    ------
+    ValueError
+        When ``protocol`` is not one of :data:`PROTOCOLS`.
+    """
     check_choice("protocol", protocol, PROTOCOLS)
     reference = np.asarray(reference, dtype=np.float64)
     if protocol == "paper":
@@ -175,7 +243,14 @@ def score_prediction(
     Returns
     -------
     dict[str, float]
-        ``{metric: value}`` in the order of ``metrics``.
+        ``{metric: value}`` in the order of ``metrics``, each in the scoring space's units
+        (lower is better).
+
+    Raises
+    ------
+    ValueError
+        When ``protocol`` or a metric is unknown, or the populations are empty, non-finite or
+        of different widths.
     """
     space = scoring_space(reference, protocol=protocol)
     return _scores(space.transform(predicted), space.transform(observed), metrics)
@@ -192,8 +267,26 @@ def _scores(
 
 
 def noise_floor(x: np.ndarray, *, n_repeats: int = 10, seed: int = 0) -> tuple[float, float]:
-    """W1 between two random halves of one population: the best score a perfect predictor could
-    expect at this sample size. Returns ``(mean, std)`` over ``n_repeats`` splits."""
+    """W1 between two random halves of one population.
+
+    The best score a perfect predictor could expect at this sample size: the distance that
+    sampling alone puts between two sets of cells from the same distribution.
+
+    Parameters
+    ----------
+    x
+        The population, shape ``(n, d)`` (at least 2 cells), in the units it is scored in.
+    n_repeats
+        Number of random splits into halves.
+    seed
+        Seed of the splits.
+
+    Returns
+    -------
+    tuple[float, float]
+        ``(mean, std)`` of W1 (:func:`~trajflow.metrics.wasserstein`, ``p=1``) over the
+        splits, in the units of ``x``.
+    """
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(n_repeats):
@@ -267,6 +360,16 @@ def leave_one_out(
         torch_version, device``. ``clock`` is the clock the fit used (``model.clock.kind``; what
         ``clock="auto"`` chose). Baselines have ``fit_seconds = 0`` and an empty ``clock``.
         ``frame.attrs`` records the protocol, ``n_dims``, ``time_key`` and the platform.
+
+    Raises
+    ------
+    KeyError
+        When ``obs[time_key]`` or ``obsm[use_rep]`` is missing (a missing ``X_pca`` is
+        computed instead).
+    ValueError
+        For an unknown method or protocol, ``fit_kwargs`` that set an argument of this
+        function, a held-out time that is not an interior time point, or fewer than 3 time
+        points.
     """
     check_anndata(adata)
     if isinstance(methods, str):
@@ -417,10 +520,29 @@ def leave_one_out(
 
 
 def summarize(results: pd.DataFrame, metric: str = "w1") -> pd.DataFrame:
-    """Mean ± std of ``metric`` per method (rows) and held-out time (columns), plus ``mean``
-    (the mean over held-out times, ± the std over seeds of that mean) and mean fit seconds.
+    """Mean ± std of ``metric`` per method (rows) and held-out time (columns).
 
     Methods are ordered by their overall mean, best first.
+
+    Parameters
+    ----------
+    results
+        The table :func:`leave_one_out` returns.
+    metric
+        The column to summarise: one of :data:`METRICS` (default ``"w1"``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``method``; one column ``t=<time>`` per held-out time with ``"mean ± std"`` over
+        seeds (just the mean for one seed), as strings with 3 decimals; ``mean`` (the mean
+        over held-out times, ± the std over seeds of that mean); ``fit_s`` (mean fit seconds,
+        rounded to 0.01).
+
+    Raises
+    ------
+    KeyError
+        When ``metric`` is not a column of ``results``.
     """
     if metric not in results.columns:
         raise KeyError(

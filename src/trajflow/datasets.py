@@ -51,7 +51,7 @@ EMT_FILE = "emt_a549_tgfb1_ae_latent.h5ad"
 KLEIN_FILE = "klein2015_mesc_lif_withdrawal_subset.h5ad"
 WEINREB_FILE = "weinreb2020_larry_2d_tigon.h5ad"
 
-#: The shared file of each data set, looked for in :func:`data_dir`.
+#: The shared file of each data set, looked for in :func:`~trajflow.datasets.data_dir`.
 SHARED_FILES: dict[str, str] = {
     "eb": EB_SUBSET_FILE,
     "emt": EMT_FILE,
@@ -107,7 +107,7 @@ class SourceFile:
 
     @property
     def url(self) -> str:
-        """Where the file is downloaded from: raw.githubusercontent.com at the pinned commit."""
+        """Where the file is downloaded from (raw.githubusercontent.com at the pinned commit)."""
         return f"https://raw.githubusercontent.com/{self.repo}/{self.commit}/{self.path}"
 
     @property
@@ -186,9 +186,18 @@ _TITLES = {"eb": "EB", "emt": "EMT", "klein": "Klein", "weinreb": "Weinreb"}
 
 
 def data_dir() -> Path:
-    """Where the shared example data lives: ``TRAJFLOW_DATA_DIR`` if set, else the first
-    ``shared/data`` folder found in the working directory or one of its parents (so the same rule
-    works from the repository root, ``tests/`` and ``tutorials/``), else ``../shared/data``."""
+    """Where the shared example data lives.
+
+    ``TRAJFLOW_DATA_DIR`` if set, else the first ``shared/data`` folder found in the working
+    directory or one of its parents (so the same rule works from the repository root,
+    ``tests/`` and ``tutorials/``), else ``../shared/data``.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder (not checked to exist when it comes from ``TRAJFLOW_DATA_DIR`` or is the
+        ``../shared/data`` fallback).
+    """
     if "TRAJFLOW_DATA_DIR" in os.environ:
         return Path(os.environ["TRAJFLOW_DATA_DIR"])
     cwd = Path.cwd().resolve()
@@ -199,7 +208,14 @@ def data_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    """``TRAJFLOW_CACHE_DIR``, defaulting to ``~/.cache/trajflow``."""
+    """Where downloaded source files are cached.
+
+    Returns
+    -------
+    pathlib.Path
+        ``TRAJFLOW_CACHE_DIR`` if set, else ``~/.cache/trajflow`` (created by the download when
+        missing).
+    """
     return Path(os.environ.get("TRAJFLOW_CACHE_DIR", Path.home() / ".cache" / "trajflow"))
 
 
@@ -311,11 +327,17 @@ def eb_nlsb_to_anndata(test: PathLike, val: PathLike) -> ad.AnnData:
 
     Returns
     -------
-    AnnData
+    anndata.AnnData
         ``X`` and ``obsm['X_pca']`` the PCs (float32), ``obsm['velocity_pca']`` the velocity;
         ``obs``: ``time`` (0..4), ``day_range``, ``day_mid`` (days), ``nlsb_split``
         (``'test'`` / ``'val'``), ``eb_velocity_v5_row``; cells named ``eb_<row>``;
         ``uns['provenance']`` (JSON).
+
+    Raises
+    ------
+    ValueError
+        When an archive lacks one of its arrays, their shapes disagree, the two splits have
+        different numbers of PCs, or a time point is not one of 0..4.
 
     Examples
     --------
@@ -395,7 +417,7 @@ def emt_to_anndata(
 
     Returns
     -------
-    AnnData
+    anndata.AnnData
         ``X`` the latent (float32, variables ``AE1`` ..); ``obsm['X_pca']`` its PCA (all 10
         components, exact SVD); ``obs``: ``time`` (days: 0, 1/3, 1, 3, 7), ``time_label``,
         ``deepruot_sample``; ``uns['provenance']`` (JSON).
@@ -480,11 +502,16 @@ def klein_to_anndata(profile: PathLike, labels: PathLike) -> ad.AnnData:
 
     Returns
     -------
-    AnnData
+    anndata.AnnData
         ``X`` the counts (float32); ``layers['log1p_cp10k']`` (``log1p`` of counts per 10,000,
         float32); ``obsm['X_pca']`` the first 20 PCs of that layer (exact SVD of the centred
         layer) with ``uns['pca_explained_variance_ratio']``; ``obs``: ``time`` and ``day``;
         ``uns['provenance']`` (JSON).
+
+    Raises
+    ------
+    ValueError
+        When ``labels.txt`` does not hold one label per cell of ``profile.txt``.
 
     Examples
     --------
@@ -526,9 +553,15 @@ def weinreb_to_anndata(lineage_npy: PathLike) -> ad.AnnData:
 
     Returns
     -------
-    AnnData
+    anndata.AnnData
         ``X`` and ``obsm['X_pca']`` the 2-d embedding (float32; not a real PCA); ``obs``:
         ``time`` and ``day``; cells named ``larry_<i>``; ``uns['provenance']`` (JSON).
+
+    Raises
+    ------
+    ValueError
+        When the file is not an object array of one ``cells x dims`` array per day, or does
+        not hold exactly three days.
 
     Examples
     --------
@@ -561,6 +594,24 @@ def eb_npz_to_anndata(path: PathLike) -> ad.AnnData:
     The archive holds ``pcs`` (cells x 100 PCs) and ``sample_labels`` (time point 0..4); when
     present, ``delta_embedding`` (RNA velocity in PC space) goes to ``obsm['velocity_pca']`` and
     ``embedding`` (a 2-D PHATE embedding) to ``obsm['X_phate']``.
+
+    Parameters
+    ----------
+    path
+        TrajectoryNet's ``eb_velocity_v5.npz`` (all its cells, not only NLSB's subset).
+
+    Returns
+    -------
+    anndata.AnnData
+        ``X`` and ``obsm['X_pca']`` the PCs (float64), and ``obsm['velocity_pca']`` and
+        ``obsm['X_phate']`` when present; ``obs``: ``time`` (the sample label 0..4) and
+        ``day_range`` (``'0-3'`` .. ``'24-27'``); cells named ``eb-<i>``;
+        ``uns['provenance']`` (the source URL).
+
+    Raises
+    ------
+    ValueError
+        When the archive lacks ``pcs`` or ``sample_labels``, or their lengths differ.
     """
     with np.load(path, allow_pickle=False) as npz:
         missing = [k for k in ("pcs", "sample_labels") if k not in npz.files]
@@ -714,7 +765,7 @@ def eb(path: PathLike | None = None, *, download: bool = True) -> ad.AnnData:
 
     Returns
     -------
-    AnnData
+    anndata.AnnData
         ``X`` and ``obsm['X_pca']`` the 100 PCs, ``obsm['velocity_pca']``; ``obs``: ``time``,
         ``day_range``, ``day_mid``, ``nlsb_split``, ``eb_velocity_v5_row``;
         ``uns['provenance']``.
@@ -759,7 +810,7 @@ def emt(path: PathLike | None = None, *, download: bool = True) -> ad.AnnData:
 
     Returns
     -------
-    AnnData
+    anndata.AnnData
         ``X`` the latent (variables ``AE1`` .. ``AE10``), ``obsm['X_pca']`` its PCA,
         ``obsm['X_ae3_tigon']`` TIGON's 3-d embedding; ``obs``: ``time`` (days),
         ``time_label``, ``deepruot_sample``; ``uns['provenance']``.
@@ -801,7 +852,7 @@ def klein(path: PathLike | None = None, *, download: bool = True) -> ad.AnnData:
 
     Returns
     -------
-    AnnData
+    anndata.AnnData
         ``X`` raw counts, ``layers['log1p_cp10k']``, ``obsm['X_pca']`` (20 PCs of that layer),
         ``uns['pca_explained_variance_ratio']``; ``obs``: ``time`` and ``day``;
         ``uns['provenance']``.
@@ -845,7 +896,7 @@ def weinreb(path: PathLike | None = None, *, download: bool = True) -> ad.AnnDat
 
     Returns
     -------
-    AnnData
+    anndata.AnnData
         ``X`` and ``obsm['X_pca']`` the 2-d embedding; ``obs``: ``time`` and ``day``;
         ``uns['provenance']``.
 
@@ -926,12 +977,23 @@ def simulate(
 
     Returns
     -------
-    AnnData with ``obs['time']``, ``obsm['X_pca']`` (the embedded cells, float32; the name
-    that trajflow reads by default), and the ground truth: ``obsm['X_latent']`` (latent
-    states), ``obs['fate']`` (categorical ``'up'`` / ``'down'``: the branch the cell's own
-    path reaches at the last time point, continued past its measurement),
-    ``uns['simulation']`` (the settings and the ``(3, n_dims)`` embedding map ``W``). The true
-    velocity of any cell is :func:`simulated_velocity`.
+    anndata.AnnData
+        ``n_times * n_cells`` cells named ``sim-<i>``, no ``X``, with ``obs['time']``,
+        ``obsm['X_pca']`` (the embedded cells, float32; the name that trajflow reads by
+        default), and the ground truth: ``obsm['X_latent']`` (latent states),
+        ``obs['fate']`` (categorical ``'up'`` / ``'down'``: the branch the cell's own path
+        reaches at the last time point, continued past its measurement),
+        ``uns['simulation']`` (the settings and the ``(3, n_dims)`` embedding map ``W``). The
+        true velocity of any cell is :func:`simulated_velocity`.
+
+    Raises
+    ------
+    TypeError
+        When an argument is not a number (an integer for ``n_times``, ``n_cells``, ``n_dims``
+        and ``seed``).
+    ValueError
+        When ``n_times`` is outside 2..100, ``n_cells`` is below 2, ``n_dims`` below 3,
+        ``noise`` or ``diffusion`` negative or not finite, or ``seed`` negative.
     """
     from ._validate import check_float, check_int, check_seed
 
@@ -975,9 +1037,26 @@ def simulate(
 
 
 def simulated_velocity(adata: ad.AnnData, latent: np.ndarray, time: float) -> np.ndarray:
-    """The true drift of :func:`simulate`'s process at latent states ``latent`` ``(n, 3)`` and
-    ``time``, in the embedding's coordinates ``(n, n_dims)`` (to compare with
-    ``model.velocity``)."""
+    """The true drift of :func:`~trajflow.datasets.simulate`'s process, in the embedding.
+
+    To compare with :meth:`~trajflow.TrajectoryModel.velocity` at the same cells and time.
+
+    Parameters
+    ----------
+    adata
+        The AnnData :func:`~trajflow.datasets.simulate` returned (its ``uns['simulation']``
+        holds the time course's length and the embedding map).
+    latent
+        Latent states, shape ``(n, 3)``, e.g. ``adata.obsm['X_latent']`` of some cells.
+    time
+        The time the states are at, in the units of ``obs['time']``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The drift ``dx/dt``, shape ``(n, n_dims)``, in the embedding's coordinates
+        (``obsm['X_pca']`` units) per unit of ``obs['time']``.
+    """
     sim = adata.uns["simulation"]
     v = _sim_drift(np.asarray(latent, dtype=np.float64), float(time), int(sim["n_times"]))
     return v @ np.asarray(sim["W"])

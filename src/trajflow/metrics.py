@@ -76,8 +76,34 @@ def wasserstein(
     estimates only at the same ``max_size`` (and compute noise floors at that size too).
     ``max_size=None`` always solves exactly.
 
-    Returns the distance, or ``(distance, spread)`` with ``return_spread=True``, where the
-    spread is the standard deviation over the repeats (0 when solved exactly).
+    Parameters
+    ----------
+    a, b
+        The two populations, shapes ``(n, d)`` and ``(m, d)`` (1-D arrays are one dimension).
+    p
+        1 (default) for W1, 2 for W2.
+    max_size
+        Largest side solved exactly (at least 2); larger sides are subsampled to this size.
+        ``None``: always solve exactly.
+    n_repeats
+        Subsample pairs averaged when a side exceeds ``max_size``.
+    seed
+        Seed of the subsamples.
+    return_spread
+        Also return the spread over the repeats.
+
+    Returns
+    -------
+    float or tuple[float, float]
+        The distance, in the units of ``a`` and ``b``; with ``return_spread=True``
+        ``(distance, spread)``, where the spread is the standard deviation over the repeats
+        (0 when solved exactly).
+
+    Raises
+    ------
+    ValueError
+        When ``p`` is not 1 or 2, ``max_size`` or ``n_repeats`` is invalid, or ``a`` or ``b``
+        is empty, not finite, not 1-D or 2-D, or of a different width than the other.
     """
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p!r}.")
@@ -129,6 +155,29 @@ def mmd(
 
     The biased (V-statistic) estimate, so it is >= 0 and exactly 0 for identical samples.
     Sides larger than ``max_size`` are subsampled to ``max_size`` points (``None``: never).
+
+    Parameters
+    ----------
+    a, b
+        The two populations, shapes ``(n, d)`` and ``(m, d)`` (1-D arrays are one dimension).
+    bandwidths
+        The RBF widths ``h`` summed in the kernel, in the units of the data (all positive).
+        Default: :data:`DEFAULT_BANDWIDTHS`.
+    max_size
+        Largest side used whole; larger sides are subsampled to this size. ``None``: never.
+    seed
+        Seed of the subsamples.
+
+    Returns
+    -------
+    float
+        The squared MMD (unitless, >= 0; at most twice the number of bandwidths).
+
+    Raises
+    ------
+    ValueError
+        When ``bandwidths`` is empty or not positive, or ``a`` or ``b`` is empty, not finite,
+        not 1-D or 2-D, or of a different width than the other.
     """
     a, b = _pair(a, b)
     bandwidths = np.asarray(bandwidths, dtype=float)
@@ -151,6 +200,26 @@ def energy_distance(
     """Energy distance ``2 E|X - Y| - E|X - X'| - E|Y - Y'|`` (V-statistic, >= 0).
 
     Sides larger than ``max_size`` are subsampled to ``max_size`` points (``None``: never).
+
+    Parameters
+    ----------
+    a, b
+        The two populations, shapes ``(n, d)`` and ``(m, d)`` (1-D arrays are one dimension).
+    max_size
+        Largest side used whole; larger sides are subsampled to this size. ``None``: never.
+    seed
+        Seed of the subsamples.
+
+    Returns
+    -------
+    float
+        The energy distance (Euclidean distances, in the units of ``a`` and ``b``).
+
+    Raises
+    ------
+    ValueError
+        When ``a`` or ``b`` is empty, not finite, not 1-D or 2-D, or of a different width
+        than the other.
     """
     a, b = _pair(a, b)
     rng = np.random.default_rng(seed)

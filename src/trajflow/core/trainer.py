@@ -21,6 +21,14 @@ class TrainingDivergedError(RuntimeError):
 
     ``result`` holds the training record up to the failure; :func:`trajflow.fit_trajectories`
     also attaches the ``model`` with the last finite weights.
+
+    Parameters
+    ----------
+    message
+        What went wrong (the step and loss), shown with the exception.
+    result : ``TrainResult`` or None
+        The training record up to the failure (losses, steps done), kept as ``result``.
+        Default: none. ``model`` starts as ``None`` until the fit attaches one.
     """
 
     def __init__(self, message: str, result: TrainResult | None = None):
@@ -93,6 +101,38 @@ def optimise(
     training with ``interrupted=True``. With ``config.ema > 0`` the networks end with the moving
     average of their weights. The networks may be wrapped for data-parallel training; the
     generator's state is the caller's to save.
+
+    Parameters
+    ----------
+    objective
+        What is minimised: its ``loss(velocity_net, generator, score_net)`` is one step's loss.
+    velocity_net
+        The velocity network, trained in place.
+    config
+        Steps, learning rate, weight decay, schedule, check interval and ``ema``.
+    generator
+        Torch generator of everything the objective draws.
+    score_net
+        The score network trained alongside (methods that learn one), else ``None``.
+    progress
+        Show a progress bar.
+    resume
+        A checkpoint to continue from: ``"step"``, ``"optimizer"`` and ``"ema"``. Default:
+        start at step 0.
+    on_check
+        Called as ``on_check(step, state)`` after every recorded (finite) loss. Default: none.
+
+    Returns
+    -------
+    TrainResult
+        The first loss, the recorded mean losses and their steps, the steps done and whether
+        training was interrupted.
+
+    Raises
+    ------
+    TrainingDivergedError
+        When a recorded mean loss is NaN or infinite (the networks keep their last finite
+        weights).
     """
     nets = [velocity_net] + ([score_net] if score_net is not None else [])
     params = [p for net in nets for p in net.parameters()]

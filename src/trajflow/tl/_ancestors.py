@@ -49,7 +49,8 @@ def ancestors(
         The group: obs names, or a boolean mask over ``adata.obs_names``
         (``adata.obs['leiden'] == '3'``). All must be of one time point.
     target_time
-        Earlier observed time point to trace the cells back to.
+        Earlier observed time point to trace the cells back to, in the units of
+        ``obs[time_key]``.
     n_neighbors
         Observed cells at ``target_time`` that share each pulled-back point.
     key_added
@@ -59,19 +60,34 @@ def ancestors(
 
     Returns
     -------
-    ``None``, or the annotated copy when ``copy=True``. Writes
+    anndata.AnnData or None
+        ``None``, or the annotated copy when ``copy=True``. Writes
 
-    ``adata.obs[key_added]``
-        Ancestor probability of each cell at ``target_time`` (sums to 1 there; ``NaN`` at other
-        time points).
-    ``adata.obs[f"{key_added}_density"]``
-        Kernel density of the pulled-back cells at each cell of ``target_time``, scaled to a
-        maximum of 1 (``NaN`` at other time points).
-    ``adata.uns[key_added]``
-        ``cells`` (the chosen obs names), ``positions`` (their pulled-back positions, in
-        ``obsm[use_rep]`` units, ``(n_cells, n_dims)``), ``nearest`` (the obs name of the
-        nearest observed cell at ``target_time`` for each), ``source_time``, ``target_time``,
-        ``n_neighbors``, ``bandwidth``, ``use_rep``, ``n_dims``, ``time_key``.
+        ``adata.obs[key_added]``
+            Ancestor probability of each cell at ``target_time`` (sums to 1 there; ``NaN`` at
+            other time points).
+        ``adata.obs[f"{key_added}_density"]``
+            Kernel density of the pulled-back cells at each cell of ``target_time``, scaled to
+            a maximum of 1 (``NaN`` at other time points).
+        ``adata.uns[key_added]``
+            ``cells`` (the chosen obs names), ``positions`` (their pulled-back positions, in
+            ``obsm[use_rep]`` units, ``(n_cells, n_dims)``), ``nearest`` (the obs name of the
+            nearest observed cell at ``target_time`` for each), ``source_time``,
+            ``target_time``, ``n_neighbors``, ``bandwidth``, ``use_rep``, ``n_dims``,
+            ``time_key``.
+
+    Raises
+    ------
+    TypeError
+        When ``adata`` or ``model`` is not what it should be (an AnnData first, a fitted
+        :class:`~trajflow.TrajectoryModel` second), or ``target_time`` is not a number.
+    KeyError
+        When ``adata`` lacks ``obs[time_key]`` or ``obsm[use_rep]``, or a cell name is not in
+        ``adata.obs_names``.
+    ValueError
+        When ``cells`` selects no cell, is a mask of the wrong length or spans several time
+        points, ``target_time`` is not an observed time point earlier than theirs, or
+        ``n_neighbors`` or ``key_added`` is invalid.
 
     Examples
     --------
@@ -109,7 +125,7 @@ def descendants(
     cells
         The group: obs names, or a boolean mask over ``adata.obs_names``. All of one time point.
     target_time
-        Later observed time point to carry the cells to.
+        Later observed time point to carry the cells to, in the units of ``obs[time_key]``.
     n_neighbors
         Observed cells at ``target_time`` that share each pushed point.
     key_added
@@ -119,10 +135,31 @@ def descendants(
 
     Returns
     -------
-    ``None``, or the annotated copy when ``copy=True``. Writes ``adata.obs[key_added]``
-    (descendant probability at ``target_time``, ``NaN`` elsewhere),
-    ``adata.obs[f"{key_added}_density"]`` and ``adata.uns[key_added]`` with the same fields as
-    :func:`ancestors` (``positions`` are the pushed positions).
+    anndata.AnnData or None
+        ``None``, or the annotated copy when ``copy=True``. Writes
+
+        ``adata.obs[key_added]``
+            Descendant probability of each cell at ``target_time`` (sums to 1 there; ``NaN``
+            at other time points).
+        ``adata.obs[f"{key_added}_density"]``
+            Kernel density of the pushed cells at each cell of ``target_time``, scaled to a
+            maximum of 1 (``NaN`` at other time points).
+        ``adata.uns[key_added]``
+            The same fields as :func:`ancestors` writes (``positions`` are the pushed
+            positions).
+
+    Raises
+    ------
+    TypeError
+        When ``adata`` or ``model`` is not what it should be (an AnnData first, a fitted
+        :class:`~trajflow.TrajectoryModel` second), or ``target_time`` is not a number.
+    KeyError
+        When ``adata`` lacks ``obs[time_key]`` or ``obsm[use_rep]``, or a cell name is not in
+        ``adata.obs_names``.
+    ValueError
+        When ``cells`` selects no cell, is a mask of the wrong length or spans several time
+        points, ``target_time`` is not an observed time point later than theirs, or
+        ``n_neighbors`` or ``key_added`` is invalid.
 
     Examples
     --------

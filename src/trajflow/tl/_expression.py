@@ -32,7 +32,27 @@ Mapping = Literal["auto", "pca", "knn"]
 
 
 def resolve_genes(adata: AnnData, genes: str | Sequence[str] | None) -> np.ndarray:
-    """Column indices of ``genes`` in ``adata.var_names`` (all genes for ``None``)."""
+    """Column indices of ``genes`` in ``adata.var_names`` (all genes for ``None``).
+
+    Parameters
+    ----------
+    adata
+        The AnnData whose ``var_names`` are searched.
+    genes
+        One gene name, several, or ``None`` for all genes.
+
+    Returns
+    -------
+    numpy.ndarray
+        Integer column indices, in the order of ``genes``.
+
+    Raises
+    ------
+    KeyError
+        When a gene is not in ``adata.var_names`` (the message suggests close names).
+    ValueError
+        When ``genes`` is empty or has duplicates.
+    """
     if genes is None:
         return np.arange(adata.n_vars)
     if isinstance(genes, str):
@@ -61,7 +81,27 @@ def resolve_genes(adata: AnnData, genes: str | Sequence[str] | None) -> np.ndarr
 
 
 def expression_matrix(adata: AnnData, layer: str | None) -> Any:
-    """``adata.layers[layer]`` or ``adata.X`` (sparse or dense, not copied)."""
+    """``adata.layers[layer]`` or ``adata.X`` (sparse or dense, not copied).
+
+    Parameters
+    ----------
+    adata
+        The AnnData holding the expression.
+    layer
+        A key of ``adata.layers``, or ``None`` for ``adata.X``.
+
+    Returns
+    -------
+    numpy.ndarray or scipy.sparse.spmatrix
+        The matrix, cells x genes, as stored.
+
+    Raises
+    ------
+    KeyError
+        When ``layer`` is not in ``adata.layers``.
+    ValueError
+        When ``layer`` is ``None`` and ``adata.X`` is empty.
+    """
     if layer is None:
         if adata.X is None:
             raise ValueError("adata.X is empty; pass layer= naming the expression layer to use.")
@@ -206,7 +246,8 @@ def predict_expression(
     n_neighbors
         Neighbours of the ``"knn"`` mapping.
     source_time
-        Observed time point whose cells are pushed. Default: the first trained time point.
+        Observed time point whose cells are pushed, in the units of ``obs[time_key]``.
+        Default: the first trained time point.
     n_cells
         Push a random subset of this many source cells (default: all).
     sde
@@ -223,15 +264,35 @@ def predict_expression(
 
     Returns
     -------
-    ``None`` (``adata`` annotated in place); the annotated copy when ``copy=True``; the predicted
-    cells when ``return_cells=True``.
+    anndata.AnnData or None
+        ``None`` (``adata`` annotated in place); the annotated copy when ``copy=True``; the
+        predicted cells when ``return_cells=True`` (``X`` their expression, cells x
+        ``genes``, named ``predicted-<i>``; ``obs`` columns ``time_key``, ``source_time`` and
+        ``source_cell``; positions in ``obsm[use_rep]``; ``uns['trajflow']`` the mapping,
+        layer and ``sde``). Writes
 
-    Writes ``adata.uns[key_added]``, a dict with ``genes``; ``times`` (sorted); ``mean``,
-    ``std``, ``q25``, ``q75`` of the predicted expression, arrays ``(n_times, n_genes)``;
-    ``observed_times`` and ``observed_mean``/``observed_std``/``observed_q25``/``observed_q75``
-    (the data, per observed time point); ``trained_times``; ``mapping`` (``"pca"`` or
-    ``"knn"``); ``layer`` (``"X"`` for ``adata.X``); ``source_time``; ``n_cells``; ``sde``;
-    ``time_key``.
+        ``adata.uns[key_added]``
+            A dict with ``genes``; ``times`` (sorted); ``mean``, ``std``, ``q25``, ``q75`` of
+            the predicted expression, arrays ``(n_times, n_genes)``; ``observed_times`` and
+            ``observed_mean``/``observed_std``/``observed_q25``/``observed_q75`` (the data,
+            per observed time point); ``trained_times``; ``mapping`` (``"pca"`` or
+            ``"knn"``); ``layer`` (``"X"`` for ``adata.X``); ``source_time``; ``n_cells``;
+            ``sde``; ``time_key``.
+
+    Raises
+    ------
+    TypeError
+        When ``adata`` or ``model`` is not what it should be (an AnnData first, a fitted
+        :class:`~trajflow.TrajectoryModel` second), or ``source_time`` is not a number.
+    KeyError
+        When a gene is not in ``adata.var_names`` (the message suggests close names),
+        ``layer`` is not in ``adata.layers``, or ``adata`` lacks ``obs[time_key]`` or
+        ``obsm[use_rep]``.
+    ValueError
+        When ``times`` is empty or not finite or earlier than ``source_time``,
+        ``source_time`` is not an observed time point, ``genes`` is empty or has duplicates,
+        ``mapping="pca"`` does not apply, both ``copy`` and ``return_cells`` are set, or
+        ``mapping``, ``n_neighbors``, ``n_cells`` or ``key_added`` is invalid.
 
     Examples
     --------

@@ -67,7 +67,8 @@ def fate_probabilities(
         Observed time point(s) whose cells get fate probabilities. Default: every observed time
         point before ``target_time``; the results of all of them share one set of keys.
     target_time
-        Observed time point the fates are read at. Default: the last trained time point.
+        Observed time point the fates are read at, in the units of ``obs[time_key]``. Default:
+        the last trained time point.
     through
         ``"observed"`` (default): go one observed time point at a time, matching the pushed
         cells to the observed cells of each intermediate time point and chaining the steps (a
@@ -92,17 +93,31 @@ def fate_probabilities(
 
     Returns
     -------
-    ``None``, or the annotated copy when ``copy=True``. Writes
+    anndata.AnnData or None
+        ``None``, or the annotated copy when ``copy=True``. Writes
 
-    ``adata.obsm[key_added]``
-        Array ``(n_obs, n_groups)``: each source cell's probability per group (rows sum to 1);
-        ``NaN`` for cells of other time points.
-    ``adata.obs[f"{key_added}_fate"]``
-        The most likely group of each source cell (categorical; missing elsewhere).
-    ``adata.uns[key_added]``
-        ``groups`` (column order of the ``obsm`` array), ``groupby``, ``source_times``,
-        ``target_time``, ``through``, ``n_neighbors``, ``n_samples``, ``sde``, ``use_rep``, ``n_dims``,
-        ``time_key``.
+        ``adata.obsm[key_added]``
+            Array ``(n_obs, n_groups)``: each source cell's probability per group (rows sum to
+            1); ``NaN`` for cells of other time points.
+        ``adata.obs[f"{key_added}_fate"]``
+            The most likely group of each source cell (categorical; missing elsewhere).
+        ``adata.uns[key_added]``
+            ``groups`` (column order of the ``obsm`` array), ``groupby``, ``source_times``,
+            ``target_time``, ``through``, ``n_neighbors``, ``n_samples``, ``sde``,
+            ``use_rep``, ``n_dims``, ``time_key``.
+
+    Raises
+    ------
+    TypeError
+        When ``adata`` or ``model`` is not what it should be (an AnnData first, a fitted
+        :class:`~trajflow.TrajectoryModel` second), or a time is not a number.
+    KeyError
+        When ``adata`` lacks ``obs[groupby]``, ``obs[time_key]`` or ``obsm[use_rep]``.
+    ValueError
+        When a time is not an observed time point, a source time is not before
+        ``target_time`` (or none is), no cell at ``target_time`` has a label, ``through`` is
+        unknown, ``sde=True`` for a model without a score, or ``n_neighbors``,
+        ``n_samples`` or ``key_added`` is invalid.
 
     Examples
     --------

@@ -42,6 +42,20 @@ def soft_assign(ends: np.ndarray, targets: np.ndarray, n_neighbors: int) -> spar
     The bandwidth of each end point is the median distance to its neighbours (adaptive, as
     diffusion maps and UMAP do), so a point inside a dense cluster splits its mass among close
     cells and a point between two clusters splits it between both.
+
+    Parameters
+    ----------
+    ends
+        The points to assign, shape ``(n, d)``.
+    targets
+        The observed cells they are spread over, shape ``(m, d)``, in the same space.
+    n_neighbors
+        Targets per point (capped at ``m``).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        Shape ``(n, m)``, ``min(n_neighbors, m)`` entries per row, rows summing to 1.
     """
     k = min(n_neighbors, len(targets))
     dist, idx = NearestNeighbors(n_neighbors=k).fit(targets).kneighbors(ends)
@@ -65,9 +79,34 @@ def flow_transitions(
     n_samples: int,
     seed: int,
 ) -> sparse.csr_matrix:
-    """Row ``i``: where cell ``x_from[i]`` at ``t_from`` is at ``t_to``, as weights over the
-    observed cells ``x_to`` (rows sum to 1). ``t_to`` may be earlier (the flow run backwards).
-    Neighbours are found in the model's standardised space; SDE draws are averaged."""
+    """Row ``i``: where cell ``x_from[i]`` at ``t_from`` is at ``t_to``, as weights over ``x_to``.
+
+    ``t_to`` may be earlier (the flow run backwards). Neighbours are found in the model's
+    standardised space; SDE draws are averaged.
+
+    Parameters
+    ----------
+    model
+        The fitted model.
+    x_from, x_to
+        Cells at ``t_from`` and the observed cells at ``t_to``, in the units of
+        ``obsm[use_rep]``, shapes ``(n, n_dims)`` and ``(m, n_dims)``.
+    t_from, t_to
+        Their times, in the units of ``obs[time_key]``.
+    n_neighbors
+        Observed cells that share each carried cell (:func:`soft_assign`).
+    sde
+        Sample the SDE (forward only) instead of the ODE.
+    n_samples
+        Pushes averaged per cell, seeded ``seed``, ``seed + 1``, ...
+    seed
+        Seed of the first push.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        Shape ``(n, m)``, rows summing to 1.
+    """
     targets = model.scaler.transform(x_to)
     out = sparse.csr_matrix((len(x_from), len(x_to)))
     for s in range(n_samples):
@@ -130,9 +169,22 @@ def couplings(
 
     Returns
     -------
-    ``{(t1, t2): AnnData}``, keys in the time column's own values (its categories when it is
-    categorical), each AnnData with ``X`` a CSR matrix ``(cells at t1, cells at t2)``,
-    ``obs_names`` the cells of ``t1`` and ``var_names`` the cells of ``t2``, in ``adata``'s order.
+    dict[tuple, anndata.AnnData]
+        ``{(t1, t2): AnnData}``, keys in the time column's own values (its categories when it
+        is categorical), each AnnData with ``X`` a CSR matrix ``(cells at t1, cells at t2)``,
+        ``obs_names`` the cells of ``t1`` and ``var_names`` the cells of ``t2``, in
+        ``adata``'s order.
+
+    Raises
+    ------
+    TypeError
+        When ``adata`` or ``model`` is not what it should be (an AnnData first, a fitted
+        :class:`~trajflow.TrajectoryModel` second).
+    KeyError
+        When ``adata`` lacks ``obs[time_key]`` or ``obsm[use_rep]``.
+    ValueError
+        When ``adata`` has fewer than two time points, ``pairs`` is unknown, ``sde=True`` for
+        a model without a score, or ``n_neighbors`` or ``n_samples`` is invalid.
 
     Examples
     --------
@@ -225,7 +277,21 @@ def realtime_kernel(
 
     Returns
     -------
-    The ``cellrank.kernels.RealTimeKernel`` (transition matrix not yet computed).
+    ``cellrank.kernels.RealTimeKernel``
+        The kernel (transition matrix not yet computed), on ``adata`` with ``policy=pairs``.
+        Writes ``adata.obs[key_added]`` (an ordered categorical copy of the time column) when
+        ``obs[model.time_key]`` is not categorical.
+
+    Raises
+    ------
+    ImportError
+        When CellRank is not installed.
+    TypeError
+        As in :func:`couplings`.
+    KeyError
+        As in :func:`couplings`.
+    ValueError
+        As in :func:`couplings`, and for an empty ``key_added``.
 
     Examples
     --------
@@ -312,9 +378,9 @@ def cell_transition(
     model
         A fitted :class:`~trajflow.TrajectoryModel`.
     source_time
-        The earlier observed time point.
+        The earlier observed time point, in the units of ``obs[time_key]``.
     target_time
-        The later observed time point.
+        The later observed time point, in the units of ``obs[time_key]``.
     groupby
         Column of ``adata.obs`` with the groups at ``source_time`` (and at ``target_time``
         unless ``target_groupby`` is given). Cells without a label are left out.
@@ -323,16 +389,33 @@ def cell_transition(
     forward
         Direction of the question, see above.
     n_neighbors, sde, n_samples, seed
-        As in :func:`couplings`.
+        As in :func:`couplings` (with ``forward=False`` the default is the ODE).
     key_added
         Also store the table and its settings in ``adata.uns[key_added]`` (``None``: return
         only).
 
     Returns
     -------
-    The table as a :class:`~pandas.DataFrame`: index the groups the rows are about, columns the
-    other time point's groups; ``frame.attrs`` records the direction and times, and
-    ``frame.index.name``/``frame.columns.name`` say which time each axis is.
+    pandas.DataFrame
+        The table: index the groups the rows are about, columns the other time point's groups,
+        values fractions (rows sum to 1; ``NaN`` for a group whose mass all lands on
+        unlabelled cells); ``frame.attrs`` records the direction and times, and
+        ``frame.index.name``/``frame.columns.name`` say which time each axis is. Unless
+        ``key_added=None``, also writes ``adata.uns[key_added]`` (``table``, ``rows``,
+        ``columns``, the ``attrs``, ``n_neighbors``, ``sde``, ``n_samples``).
+
+    Raises
+    ------
+    TypeError
+        When ``adata`` or ``model`` is not what it should be (an AnnData first, a fitted
+        :class:`~trajflow.TrajectoryModel` second), or a time is not a number.
+    KeyError
+        When ``adata`` lacks ``obs[groupby]``, ``obs[target_groupby]``, ``obs[time_key]`` or
+        ``obsm[use_rep]``.
+    ValueError
+        When a time is not an observed time point, ``target_time`` is not later than
+        ``source_time``, no cell of a time point has a label, ``forward=False`` with the SDE,
+        or ``n_neighbors``, ``n_samples`` or ``key_added`` is invalid.
 
     Examples
     --------
@@ -344,7 +427,8 @@ def cell_transition(
     n_neighbors = check_neighbors(n_neighbors)
     if key_added is not None:
         check_key(key_added)
-    sde = model.learns_score if sde is None else bool(sde)
+    # Backwards is the ODE's job (the SDE runs forward only): the default follows the direction.
+    sde = (model.learns_score and forward) if sde is None else bool(sde)
     n_samples = _check_samples(n_samples, sde)
     if not forward and sde:
         raise ValueError(

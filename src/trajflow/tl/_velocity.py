@@ -49,13 +49,25 @@ def velocity(
 
     Returns
     -------
-    ``None``, or the annotated copy when ``copy=True``. Writes
+    anndata.AnnData or None
+        ``None``, or the annotated copy when ``copy=True``. Writes
 
-    ``adata.obsm[f"{key_added}_{basis}"]``
-        ``(n_obs, n_dims)`` velocities (e.g. ``obsm['trajflow_velocity_pca']``); columns beyond
-        ``n_dims`` of the representation are not modelled and not written.
-    ``adata.uns[key_added]``
-        ``use_rep``, ``n_dims``, ``time_key``, ``method``, ``units``.
+        ``adata.obsm[f"{key_added}_{basis}"]``
+            ``(n_obs, n_dims)`` velocities (e.g. ``obsm['trajflow_velocity_pca']``); columns
+            beyond ``n_dims`` of the representation are not modelled and not written.
+        ``adata.uns[key_added]``
+            ``use_rep``, ``n_dims``, ``time_key``, ``method``, ``units``.
+
+    Raises
+    ------
+    TypeError
+        When ``adata`` or ``model`` is not what it should be (an AnnData first, a fitted
+        :class:`~trajflow.TrajectoryModel` second).
+    KeyError
+        When ``adata`` lacks ``obs[time_key]`` or ``obsm[use_rep]``.
+    ValueError
+        When ``key_added`` is empty, or the representation is narrower than ``n_dims`` or not
+        finite.
 
     Examples
     --------
