@@ -6,6 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import matplotlib
+import matplotlib.colorbar
+import matplotlib.colors
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -78,8 +81,28 @@ def _path_collections(ax: Axes) -> list[LineCollection]:
     ]
 
 
+def _faded_collections(ax: Axes) -> list[LineCollection]:
+    return [
+        c
+        for c in ax.collections
+        if isinstance(c, LineCollection) and str(c.get_label()).startswith("faded paths from")
+    ]
+
+
 def _colorbar_labels(fig: Figure) -> list[str]:
     return [a.get_ylabel() for a in fig.axes if a.get_label() == "<colorbar>"]
+
+
+def _legends(ax: Axes) -> dict[str, list[str]]:
+    """Every legend drawn on ``ax``: title -> entry texts (untitled legends under '')."""
+    out: dict[str, list[str]] = {}
+    for leg in pl._utils.legends(ax):
+        out.setdefault(leg.get_title().get_text(), []).extend(t.get_text() for t in leg.texts)
+    return out
+
+
+def _legend_text(ax: Axes) -> str:
+    return " ".join(" ".join(v) for v in _legends(ax).values())
 
 
 def test_trajectories_on_representation(model, adata, tmp_path):
@@ -93,11 +116,14 @@ def test_trajectories_on_representation(model, adata, tmp_path):
     assert [len(c.get_segments()) for c in paths] == [7 * 19] * len(paths)
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("PC1", "PC2")
     assert "trajectories" in ax.get_title()
-    assert _colorbar_labels(ax.figure) == ["time"]
-    cbar_ax = next(a for a in ax.figure.axes if a.get_label() == "<colorbar>")
-    assert [t.get_text() for t in cbar_ax.get_yticklabels()] == ["0", "1", "2", "3"]
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    # Four time points: a discrete legend, one entry per time point, and no colour bar.
+    assert _colorbar_labels(ax.figure) == []
+    legends = _legends(ax)
+    assert legends["time"] == ["0", "1", "2", "3"]
+    legend = legends[""]
     assert any("start" in t for t in legend) and any("end" in t and "3" in t for t in legend)
+    # The representation is exact: nothing is faded, nothing needs a note.
+    assert _faded_collections(ax) == [] and "faded" not in _legend_text(ax)
     _assert_unchanged(adata, snap)
 
 
@@ -111,7 +137,9 @@ def test_trajectories_on_umap_via_knn_map(model, adata, tmp_path):
     assert returned is ax
     _assert_png(out)
     paths = _path_collections(ax)
-    assert len(paths) == 1 and len(paths[0].get_segments()) == 5 * 14
+    faded = _faded_collections(ax)
+    assert len(paths) == 1 and len(faded) <= 1
+    assert sum(len(c.get_segments()) for c in paths + faded) == 5 * 14
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("UMAP1", "UMAP2")
     assert "kNN" in ax.get_title()
     _assert_unchanged(adata, snap)
@@ -153,7 +181,8 @@ def test_velocity(model, adata, tmp_path, kind, time, basis):
         assert "time 1.5" in ax.get_title() and "predicted" in ax.get_title()
     prefix = "PC" if basis is None else "UMAP"
     assert (ax.get_xlabel(), ax.get_ylabel()) == (f"{prefix}1", f"{prefix}2")
-    assert _colorbar_labels(ax.figure) == ["time"]
+    legend = _legends(ax)["time"]
+    assert legend[:4] == ["0", "1", "2", "3"] and "field drawn over them" in legend[4]
     _assert_unchanged(adata, snap)
 
 
@@ -174,7 +203,7 @@ def test_holdout_from_model_and_from_prediction(held_model, adata, tmp_path):
     assert (overlay.get_xlabel(), overlay.get_ylabel()) == ("PC1", "PC2")
     marginals = [a for a in fig.axes[1:] if a.get_xlabel()]
     assert [a.get_xlabel() for a in marginals] == [f"PC{d}" for d in (1, 2, 3)]
-    legend = " ".join(t.get_text() for t in overlay.get_legend().get_texts())
+    legend = _legend_text(overlay)
     assert "observed (n=80)" in legend and "predicted from 0" in legend
 
     # W1 in the title is the benchmark's score: by default in the representation's own units
@@ -265,8 +294,10 @@ def test_prediction_at_unmeasured_time(model, adata, tmp_path):
     _assert_png(out)
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("UMAP1", "UMAP2")
     assert "1.5" in ax.get_title()
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["predicted, time 1.5 (n=50)"]
-    assert _colorbar_labels(ax.figure) == ["time"]
+    legends = _legends(ax)
+    assert legends[""][0] == "predicted, time 1.5 (n=50)"
+    assert legends["time"] == ["0", "1", "2", "3"]
+    assert _colorbar_labels(ax.figure) == []
     _assert_unchanged(adata, snap)
 
 
@@ -385,3 +416,273 @@ def test_cli_writes_figures(gaussians, tmp_path):
         == 0
     )
     _assert_png(fig_path)
+
+
+# --------------------------------------------------------------------------- issue 16 item 6
+def _torn():
+    """Dense cells on the unit square whose 'UMAP' tears it in two at x = 0.5: the right half
+    is moved 100 units away, as a UMAP separates two clusters that touch in the
+    representation."""
+    import anndata as ad
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(600, 2))
+    emb = x + np.where(x[:, :1] >= 0.5, 100.0, 0.0) * np.array([1.0, 0.0])
+    a = ad.AnnData(obs=pd.DataFrame(index=[f"c{i}" for i in range(len(x))]))
+    a.obsm["X_pca"], a.obsm["X_umap"] = x, emb
+    return a
+
+
+def test_embedding_map_flags_what_it_cannot_place():
+    a = _torn()
+    emap = pl.EmbeddingMap.fit(a, use_rep="X_pca", n_dims=2, basis="umap")
+    # Observed cells are placed on themselves, and placeable.
+    xy, ok = emap.place(a.obsm["X_pca"])
+    np.testing.assert_allclose(xy, a.obsm["X_umap"], atol=1e-9)
+    assert ok.all()
+    # The threshold is calibrated on the cells: a few typical nearest-neighbour distances.
+    assert 1.0 < emap.max_distance / emap.typical_distance < 5.0
+    points = np.array(
+        [
+            [0.25, 0.5],  # among the cells on the left
+            [5.0, 5.0],  # far from every observed cell
+            [0.5, 0.5],  # on the tear: its neighbours lie on both sides of the UMAP
+        ]
+    )
+    xy, ok = emap.place(points)
+    assert ok.tolist() == [True, False, False]
+    assert 10 < xy[2, 0] < 90  # the kNN average lands in the empty middle of the UMAP
+    # A short step across the tear is a jump on the UMAP; one along a half is not.
+    x0, x1 = np.array([[0.45, 0.5], [0.2, 0.5]]), np.array([[0.55, 0.5], [0.3, 0.5]])
+    jumps = emap.jumps(x0, x1, emap.transform(x0), emap.transform(x1))
+    assert jumps.tolist() == [True, False]
+    # The exact map places everything.
+    linear = pl.EmbeddingMap.fit(a, use_rep="X_pca", n_dims=2)
+    assert linear.place(points)[1].all() and not linear.jumps(x0, x1, x0, x1).any()
+
+
+@pytest.fixture(scope="module")
+def torn_adata(adata):
+    """The module's cells with a 'UMAP' that tears the time course in two along PC1."""
+    a = adata.copy()
+    x = a.obsm["X_pca"]
+    a.obsm["X_umap"] = x[:, :2] + np.where(x[:, :1] > 3.0, 60.0, 0.0) * np.array([1.0, 0.0])
+    return a
+
+
+def test_trajectories_fade_or_hide_what_the_umap_cannot_place(model, torn_adata):
+    n_cells, n_points = 8, 25
+    kw = dict(basis="umap", source_times=[0.0], n_cells=n_cells, n_points=n_points)
+    ax = pl.trajectories(torn_adata, model, **kw)
+    faded = _faded_collections(ax)
+    assert len(faded) == 1 and len(faded[0].get_segments()) > 0  # paths cross the tear
+    n_good = len(_path_collections(ax)[0].get_segments())
+    assert n_good + len(faded[0].get_segments()) == n_cells * (n_points - 1)
+    assert faded[0].get_alpha() < 1
+    note = _legend_text(ax)
+    assert "faded: the UMAP cannot place these points" in note
+    assert "far from any observed cell" in note and "% of path segments" in note
+    # No faded segment is a long line across the empty middle drawn in full colour.
+    for seg in _path_collections(ax)[0].get_segments():
+        assert abs(seg[1, 0] - seg[0, 0]) < 30
+    plt.close("all")
+    hidden = pl.trajectories(torn_adata, model, unplaceable="hide", **kw)
+    assert _faded_collections(hidden) == []
+    assert len(_path_collections(hidden)[0].get_segments()) == n_good
+    assert "not drawn: the UMAP cannot place" in _legend_text(hidden)
+    shown = pl.trajectories(torn_adata, model, unplaceable="show", **kw)
+    assert len(_path_collections(shown)[0].get_segments()) == n_cells * (n_points - 1)
+    with pytest.raises(ValueError, match="unplaceable"):
+        pl.trajectories(torn_adata, model, unplaceable="drop", **kw)
+
+
+def test_prediction_and_holdout_fade_unplaceable_cells(model, held_model, torn_adata):
+    ax = pl.prediction(torn_adata, model, time=1.5, basis="umap", n_cells=60)
+    points = [c for c in ax.collections if len(c.get_offsets()) and c.get_zorder() >= 2.5]
+    drawn = sum(len(c.get_offsets()) for c in points)
+    assert drawn == 60  # predicted cells: placed ones plus faded ones
+    note = _legend_text(ax)
+    assert "predicted, time 1.5 (n=60)" in note
+    assert "faded: the UMAP cannot place these points" in note  # some sit on the tear
+    assert "of the 60 predicted cells" in note
+    hollow = [c for c in points if not len(c.get_facecolors())]
+    assert len(hollow) == 1 and 0 < len(hollow[0].get_offsets()) < 60
+    fig = pl.holdout(torn_adata, held_model, basis="umap")
+    assert "observed (n=80)" in _legend_text(fig.axes[0])
+
+
+def test_velocity_leaves_out_arrows_the_umap_cannot_place(model, torn_adata):
+    ax = pl.velocity(torn_adata, model, time=1.5, basis="umap", kind="quiver")
+    quivers = [c for c in ax.collections if isinstance(c, Quiver)]
+    faded = [q for q in quivers if q.get_label() == "faded arrows"]
+    note = _legend_text(ax)
+    assert "cannot place" in note and "cells (" in note
+    assert all(q.get_alpha() < 1 for q in faded)
+
+
+def test_discrete_time_legend_or_colour_bar():
+    from trajflow.pl._utils import TimeColors
+
+    _, ax = plt.subplots()
+    few = TimeColors.make([0, 2, 4, 7], "day")
+    key = few.key(ax, lightness=0.5)
+    assert few.discrete and [t.get_text() for t in key.texts] == ["0", "2", "4", "7"]
+    assert key.get_title().get_text() == "day"
+    # Legend colours are the drawn (lightened) cell colours, one per time point.
+    from trajflow.pl._utils import lighten
+
+    for handle, t in zip(key.legend_handles, few.times, strict=True):
+        np.testing.assert_allclose(
+            matplotlib.colors.to_rgba(handle.get_color()), lighten(few(t), 0.5), atol=1e-6
+        )
+    # Unevenly spaced times get evenly spaced colours (days 0 and 1/3 stay distinguishable).
+    emt = TimeColors.make([0, 1 / 3, 1, 3, 7], "day")
+    assert np.abs(emt(0.0) - emt(1 / 3)).max() > 0.1
+    many = TimeColors.make(range(20), "day")
+    _, ax2 = plt.subplots()
+    assert not many.discrete and isinstance(many.key(ax2), matplotlib.colorbar.Colorbar)
+    assert _colorbar_labels(ax2.figure) == ["day"]
+
+
+def test_background_colours_match_their_legend(model, adata):
+    ax = pl.prediction(adata, model, time=1.5, lightness=0.6)
+    cells = ax.collections[0]  # the background, drawn first
+    drawn = {tuple(np.round(c, 6)) for c in cells.get_facecolors()}
+    leg = next(lg for lg in pl._utils.legends(ax) if lg.get_title().get_text() == "time")
+    shown = {
+        tuple(np.round(matplotlib.colors.to_rgba(h.get_color()), 6)) for h in leg.legend_handles
+    }
+    assert drawn == shown
+
+
+def test_categorical_and_path_legends_are_all_drawn(model, adata, tmp_path):
+    groups = adata.copy()
+    groups.obs["half"] = pd.Categorical(np.where(groups.obsm["X_pca"][:, 1] > 0, "top", "bottom"))
+    groups.uns["half_colors"] = ["#1f77b4", "#d62728"]
+    out = tmp_path / "traj_groups.png"
+    ax = pl.trajectories(groups, model, color="half", n_cells=4, n_points=10, save=out)
+    legends = _legends(ax)
+    assert legends["half"] == ["bottom", "top"]  # the categories (scanpy's colours)...
+    assert legends["path colour: time"] == ["0", "1", "2", "3"]  # ...what the paths mean...
+    assert any("path start" in t for t in legends[""])  # ...and the markers: all three
+    fig = ax.figure
+    fig.canvas.draw()
+    box = fig.get_tightbbox(fig.canvas.get_renderer())
+    for leg in pl._utils.legends(ax):
+        assert leg.get_visible() and (leg.get_clip_path() is None or not leg.get_clip_on())
+        ext = leg.get_window_extent().transformed(fig.dpi_scale_trans.inverted())
+        assert box.x0 - 1e-6 <= ext.x0 and ext.x1 <= box.x1 + 1e-6  # inside what is saved
+    # Background cells keep the category colours of the legend (blended as drawn).
+    cells = ax.collections[0]
+    leg = next(lg for lg in pl._utils.legends(ax) if lg.get_title().get_text() == "half")
+    shown = {
+        tuple(np.round(matplotlib.colors.to_rgba(h.get_color()), 6)) for h in leg.legend_handles
+    }
+    assert {tuple(np.round(c, 6)) for c in cells.get_facecolors()} == shown
+
+
+def test_clock_says_why(model, held_model, adata):
+    ax = pl.clock(model)  # clock='auto' with 4 trained time points: both clocks scored
+    title = ax.get_title(loc="left")
+    assert "clock='auto'" in title and "held-out W1" in title
+    scores = model.clock.scores
+    assert f"{scores['time']:.3g}" in title and f"{scores['distance']:.3g}" in title
+    assert ("chose the distance clock" in title) == (model.clock.kind == "distance")
+    ax = pl.clock(held_model)  # 3 trained time points
+    assert "fewer than 4" in ax.get_title(loc="left")
+    timed = trajflow.fit_trajectories(adata, n_steps=50, clock="time", progress=False, device="cpu")
+    assert "set by the user (clock='time')" in pl.clock(timed).get_title(loc="left")
+
+
+def _expression_result(layer: str = "log1p_cp10k", medians: bool = False) -> dict:
+    times = np.array([0.0, 0.5, 1.0, 1.5, 2.0])
+    otimes = np.array([0.0, 1.0, 2.0])
+    mean = np.column_stack([1 + times, 2 - 0.5 * times])
+    omean = np.column_stack([1 + otimes, 2 - 0.5 * otimes]) + 0.1
+    res = {
+        "genes": np.array(["GeneA", "GeneB"]),
+        "times": times,
+        "mean": mean,
+        "std": np.full_like(mean, 1.5),  # mean - sd < 0: cut at 0
+        "q25": mean - 0.3,
+        "q75": mean + 0.4,
+        "observed_times": otimes,
+        "observed_mean": omean,
+        "observed_std": np.full_like(omean, 0.5),
+        "observed_q25": omean - 0.2,
+        "observed_q75": omean + 0.3,
+        "trained_times": np.array([0.0, 2.0]),
+        "mapping": "knn",
+        "layer": layer,
+        "time_key": "day",
+    }
+    if medians:
+        res["median"], res["observed_median"] = mean + 0.05, omean - 0.05
+    return res
+
+
+def _gene_panel(fig, gene):
+    return next(a for a in fig.axes if a.get_title() == gene)
+
+
+def test_gene_trends_dot_and_bar_show_one_statistic():
+    import anndata as ad
+
+    a = ad.AnnData(obs=pd.DataFrame(index=["c0"]))
+    a.uns["trajflow_expression"] = res = _expression_result()
+    fig = pl.gene_trends(a)
+    ax = _gene_panel(fig, "GeneA")
+    # Dots: observed means (filled: trained on; hollow: not trained on, day 1).
+    dots = np.concatenate([ln.get_ydata() for ln in ax.lines if ln.get_marker() == "o"])
+    np.testing.assert_allclose(np.sort(dots), np.sort(res["observed_mean"][:, 0]))
+    # Bars: observed mean ± observed sd, the same statistic pair as the band (cut at 0).
+    bars = next(
+        c for c in ax.collections if isinstance(c, LineCollection) and len(c.get_segments()) == 3
+    )
+    lo_hi = np.array([[s[0, 1], s[1, 1]] for s in bars.get_segments()])
+    o, sd = res["observed_mean"][:, 0], res["observed_std"][:, 0]
+    np.testing.assert_allclose(
+        np.sort(lo_hi, axis=1), np.column_stack([np.maximum(o - sd, 0), o + sd])
+    )
+    line = next(ln for ln in ax.lines if ln.get_linewidth() == 2)
+    np.testing.assert_allclose(line.get_ydata(), res["mean"][:, 0])
+    texts = [t.get_text() for t in fig.legends[0].texts]
+    assert texts[0] == "predicted mean (band: ± 1 sd of predicted cells, cut at 0)"
+    assert texts[1].startswith("observed mean (bar: ± 1 sd of observed cells")
+    assert ax.get_ylabel() == "expression (log1p CP10k)"
+    # Quartiles go with medians, never with means.
+    with pytest.raises(ValueError, match="median"):
+        pl.gene_trends(a, spread="iqr")
+    a.uns["trajflow_expression"] = res = _expression_result(layer="X", medians=True)
+    fig = pl.gene_trends(a, spread="iqr")
+    ax = _gene_panel(fig, "GeneB")
+    dots = np.concatenate([ln.get_ydata() for ln in ax.lines if ln.get_marker() == "o"])
+    np.testing.assert_allclose(np.sort(dots), np.sort(res["observed_median"][:, 1]))
+    assert fig.legends[0].texts[0].get_text().startswith("predicted median (band: 25-75 %")
+    assert ax.get_ylabel() == "expression (adata.X)"
+    _, one = plt.subplots()
+    assert pl.gene_trends(a, "GeneA", ax=one, spread=None) is one
+    assert "predicted mean" in one.get_title()
+
+
+@pytest.mark.parametrize(
+    "func",
+    [
+        pl.trajectories,
+        pl.velocity,
+        pl.prediction,
+        pl.holdout,
+        pl.clock,
+        pl.benchmark,
+        pl.gene_trends,
+        pl.fates,
+        pl.ancestors,
+    ],
+)
+def test_returns_sections_are_numpydoc(func):
+    """A type line, then an indented description (napoleon renders the first line as the
+    return type)."""
+    doc = func.__doc__
+    block = doc.split("Returns\n    -------\n", 1)[1].splitlines()
+    assert re.fullmatch(r"    matplotlib\.[\w.]+( or matplotlib\.[\w.]+)?", block[0]), block[0]
+    assert block[1].startswith("        ") and block[1].strip()

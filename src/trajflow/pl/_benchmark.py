@@ -100,7 +100,9 @@ def benchmark(
 
     Returns
     -------
-    The Axes. Bars are :class:`~matplotlib.patches.Rectangle` patches labelled with their method.
+    matplotlib.axes.Axes
+        The Axes drawn into. Bars are :class:`~matplotlib.patches.Rectangle` patches labelled
+        with their method.
     """
     needed = {"method", "seed", "holdout_time", metric}
     missing = needed - set(results.columns)

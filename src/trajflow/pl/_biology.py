@@ -21,9 +21,12 @@ from .._anndata import group_labels, parse_times
 from .._timecourse import same_time
 from ._utils import (
     BACKGROUND_COLOR,
+    FADED_COLOR,
     OBSERVED_COLOR,
     PREDICTED_COLOR,
     EmbeddingMap,
+    add_legend,
+    faded_handle,
     finish,
     format_time,
     point_size,
@@ -60,25 +63,70 @@ def _grid(n: int, ncols: int, panel: tuple[float, float]) -> tuple[Figure, list[
     return fig, flat[:n]
 
 
+def _expression_units(adata: AnnData, layer: str) -> str:
+    """``'log1p CP10k'`` for a layer named like ``'log1p_cp10k'``, ``'log1p, adata.X'`` when
+    scanpy logged ``adata.X`` (``uns['log1p']``), else the layer's name (``'adata.X'``)."""
+    low = layer.lower()
+    if layer == "X":
+        return "log1p, adata.X" if "log1p" in adata.uns else "adata.X"
+    if "log" in low:
+        for tag, name in (("cp10k", "CP10k"), ("10k", "CP10k"), ("cpm", "CPM")):
+            if tag in low:
+                return f"log1p {name}"
+        return f"log, layer {layer!r}"
+    return f"layer {layer!r}"
+
+
+def _centre_and_spread(
+    res: dict[str, Any], prefix: str, spread: str | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(centre, low, high)`` arrays ``(n_times, n_genes)`` of one statistic pair: mean and
+    mean ± 1 sd (``"std"``), median and quartiles (``"iqr"``), or the mean alone."""
+    if spread == "iqr":
+        median = next(
+            (res[f"{prefix}{k}"] for k in ("median", "q50") if f"{prefix}{k}" in res), None
+        )
+        if median is None:
+            raise ValueError(
+                "spread='iqr' draws the median with its quartiles, but this result has no "
+                "medians (trajflow.tl.predict_expression stores mean, std, q25 and q75). Use "
+                "spread='std' (mean ± 1 sd) or spread=None (mean)."
+            )
+        return (
+            np.asarray(median, dtype=float),
+            np.asarray(res[f"{prefix}q25"], dtype=float),
+            np.asarray(res[f"{prefix}q75"], dtype=float),
+        )
+    mean = np.asarray(res[f"{prefix}mean"], dtype=float)
+    if spread == "std":
+        sd = np.asarray(res[f"{prefix}std"], dtype=float)
+        return mean, mean - sd, mean + sd
+    return mean, mean, mean
+
+
 # --------------------------------------------------------------------------- genes over time
 def gene_trends(
     adata: AnnData,
     genes: str | Sequence[str] | None = None,
     *,
     key: str = "trajflow_expression",
-    spread: Literal["iqr", "std"] | None = "iqr",
+    spread: Literal["std", "iqr"] | None = "std",
     ncols: int = 3,
     ax: Axes | None = None,
     show: bool | None = None,
     save: str | os.PathLike | None = None,
 ) -> Axes | Figure:
-    """Mean expression of genes along time: predicted (line) and observed (points).
+    """Expression of genes along time: predicted (line and band) and observed (dots and bars).
 
-    Reads ``adata.uns[key]`` written by :func:`trajflow.tl.predict_expression`. The line is the
-    mean over predicted cells with a band for the ``spread`` (interquartile range or ± one
-    standard deviation); points with error bars are the observed cells at each measured time
-    point (hollow for time points the model did not train on, e.g. held out). Dotted vertical
-    lines mark the measured time points; everything between them is predicted.
+    Reads ``adata.uns[key]`` written by :func:`trajflow.tl.predict_expression`. Predicted and
+    observed cells are summarised by the *same* statistics, named in the legend: with
+    ``spread="std"`` (default) the line and the dots are means and the band and the bars ± one
+    standard deviation over cells (cut at 0 for non-negative expression); with ``"iqr"``
+    medians with the 25-75 % quantiles (needs medians in the result). Dots are the observed
+    cells at each measured time point (hollow for time points the model did not train on, e.g.
+    held out). Dotted vertical lines mark the measured time points; everything between them is
+    predicted. The y axis is labelled with the expression's units, from the layer used (e.g.
+    ``"expression (log1p CP10k)"`` for ``layer="log1p_cp10k"``).
 
     Parameters
     ----------
@@ -89,7 +137,8 @@ def gene_trends(
     key
         The ``key_added`` used by the tool.
     spread
-        ``"iqr"`` (25-75 % quantiles), ``"std"`` or ``None`` (means only).
+        ``"std"`` (mean ± 1 sd), ``"iqr"`` (median and 25-75 % quantiles; the result must hold
+        medians) or ``None`` (means only).
     ncols
         Panels per row (one panel per gene) when ``ax`` is not given.
     ax
@@ -99,11 +148,12 @@ def gene_trends(
 
     Returns
     -------
-    The Axes when ``ax`` is given, else the Figure.
+    matplotlib.axes.Axes or matplotlib.figure.Figure
+        The Axes when ``ax`` is given, else the new Figure (one panel per gene).
     """
     res = _result(adata, key, "predict_expression")
     if spread not in ("iqr", "std", None):
-        raise ValueError(f"spread must be 'iqr', 'std' or None, got {spread!r}.")
+        raise ValueError(f"spread must be 'std', 'iqr' or None, got {spread!r}.")
     names = [str(g) for g in res["genes"]]
     if genes is None:
         genes = names[:12]
@@ -121,30 +171,28 @@ def gene_trends(
     trained = np.asarray(res["trained_times"], dtype=float)
     is_trained = np.array([same_time(trained, t).any() for t in otimes], dtype=bool)
     layer = str(res.get("layer", "X"))
+    ylabel = f"expression ({_expression_units(adata, layer)})"
     cap = 0.012 * (max(times.max(), otimes.max()) - min(times.min(), otimes.min()) or 1.0)
     time_key = str(res.get("time_key", "time"))
+    pred = _centre_and_spread(res, "", spread)
+    obs = _centre_and_spread(res, "observed_", spread)
+    cut = False
+    if spread == "std":
+        # Expression is non-negative when every stored lower quartile is: cut the sd there.
+        nonneg = min(np.min(res["q25"]), np.min(res["observed_q25"])) >= 0
+        if nonneg:
+            cut = bool((pred[1] < 0).any() or (obs[1] < 0).any())
+            pred = (pred[0], np.maximum(pred[1], 0.0), pred[2])
+            obs = (obs[0], np.maximum(obs[1], 0.0), obs[2])
 
-    def band(prefix: str, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        mean = np.asarray(res[f"{prefix}mean"])[:, j]
-        if spread == "iqr":
-            return (
-                mean,
-                np.asarray(res[f"{prefix}q25"])[:, j],
-                np.asarray(res[f"{prefix}q75"])[:, j],
-            )
-        if spread == "std":
-            sd = np.asarray(res[f"{prefix}std"])[:, j]
-            return mean, mean - sd, mean + sd
-        return mean, mean, mean
-
-    def draw(a: Axes, gene: str, color_pred: str, color_obs: str, label: bool) -> None:
+    def draw(a: Axes, gene: str, color_pred: Any, color_obs: Any, label: bool) -> None:
         j = names.index(gene)
-        mean, lo, hi = band("", j)
+        centre, lo, hi = (v[:, j] for v in pred)
         if spread is not None:
             a.fill_between(times, lo, hi, color=color_pred, alpha=0.18, linewidth=0)
-        a.plot(times, mean, color=color_pred, lw=2, label=f"{gene} predicted" if label else None)
-        omean, olo, ohi = band("observed_", j)
-        if spread is not None:  # quartiles need not contain the mean: draw them as bars
+        a.plot(times, centre, color=color_pred, lw=2, label=f"{gene} predicted" if label else None)
+        ocentre, olo, ohi = (v[:, j] for v in obs)
+        if spread is not None:
             a.vlines(otimes, olo, ohi, color=color_obs, lw=1.2, zorder=2)
             a.hlines(
                 np.r_[olo, ohi],
@@ -158,7 +206,7 @@ def gene_trends(
             if mask.any():
                 a.plot(
                     otimes[mask],
-                    omean[mask],
+                    ocentre[mask],
                     "o",
                     ms=6,
                     color=color_obs,
@@ -173,17 +221,20 @@ def gene_trends(
         a.set_xticks(otimes)
         a.set_xticklabels([format_time(t) for t in otimes])
         a.set_xlabel(time_key)
+        a.set_ylabel(ylabel)
         a.spines[["top", "right"]].set_visible(False)
 
-    spread_text = {"iqr": "band: 25-75 %", "std": "band: ± 1 sd", None: ""}[spread]
+    stat = "median" if spread == "iqr" else "mean"
     what = {"iqr": "25-75 %", "std": "± 1 sd", None: ""}[spread]
+    note = ", cut at 0" if cut else ""
     legend = [
         Line2D(
             [],
             [],
             color=PREDICTED_COLOR,
             lw=2,
-            label="predicted mean" + (f" (band: {what} of predicted cells)" if what else ""),
+            label=f"predicted {stat}"
+            + (f" (band: {what} of predicted cells{note})" if what else ""),
         ),
         Line2D(
             [],
@@ -191,7 +242,7 @@ def gene_trends(
             color=OBSERVED_COLOR,
             marker="o",
             ls="",
-            label="observed mean" + (f" (bar: {what} of cells)" if what else ""),
+            label=f"observed {stat}" + (f" (bar: {what} of observed cells{note})" if what else ""),
         ),
     ]
     if (~is_trained).any():
@@ -211,21 +262,23 @@ def gene_trends(
         for gene, c in zip(genes, colors, strict=True):
             draw(ax, gene, c, c, True)
         decorate(ax)
-        ax.set_ylabel(f"expression ({layer})")
         handles = [
             Line2D([], [], color=c, lw=2, label=g) for g, c in zip(genes, colors, strict=True)
         ]
-        handles.append(Line2D([], [], color="0.3", marker="o", ls="", label="observed (points)"))
+        handles.append(
+            Line2D([], [], color="0.3", marker="o", ls="", label=f"observed {stat} (dots)")
+        )
         ax.legend(handles=handles, frameon=False, fontsize="small")
-        if spread_text:
-            ax.set_title(f"line: predicted mean, {spread_text}", fontsize="small")
+        desc = f"line: predicted {stat}, dots: observed {stat}"
+        if what:
+            desc += f"; band and bars: {what} of cells{note}"
+        ax.set_title(desc, fontsize="small")
         return finish(ax, show=show, save=save)
     fig, axes = _grid(len(genes), ncols, (3.4, 2.8))
     for a, gene in zip(axes, genes, strict=True):
         draw(a, gene, PREDICTED_COLOR, OBSERVED_COLOR, False)
         decorate(a)
         a.set_title(gene, style="italic")
-        a.set_ylabel(f"expression ({layer})")
     fig.legend(
         handles=legend,
         loc="outside lower center",
@@ -236,7 +289,11 @@ def gene_trends(
     mapping = res.get("mapping", "")
     fig.suptitle(
         "Genes over time, predicted by the flow and mapped to genes via "
-        + ("the PCA loadings" if mapping == "pca" else "a kNN average of observed cells"),
+        + (
+            "the PCA loadings"
+            if mapping == "pca"
+            else "a kNN average of observed cells\n(averaging narrows the predicted spread)"
+        ),
         fontsize="medium",
     )
     return finish(fig, show=show, save=save)
@@ -285,7 +342,8 @@ def fates(
 
     Returns
     -------
-    The Axes when ``ax`` is given, else the Figure.
+    matplotlib.axes.Axes or matplotlib.figure.Figure
+        The Axes when ``ax`` is given, else the new Figure (one panel per fate).
     """
     res = _result(adata, key, "fate_probabilities")
     if key not in adata.obsm:
@@ -413,7 +471,8 @@ def ancestors(
 
     Returns
     -------
-    The Axes.
+    matplotlib.axes.Axes
+        The Axes drawn into.
     """
     res = _result(adata, key, "ancestors")
     if color not in ("density", "probability"):
@@ -445,12 +504,18 @@ def ancestors(
         edgecolors="0.6",
         linewidths=0.2,
         rasterized=True,
+        zorder=2,
     )
     ax.scatter(
         *xy[chosen].T, s=size, c=PREDICTED_COLOR, edgecolors="0.2", linewidths=0.3, rasterized=True
     )
-    back = emap.transform(np.asarray(res["positions"]))
-    ax.scatter(*back.T, s=max(size * 0.5, 4), marker="x", c="black", lw=0.6, alpha=0.7)
+    moved, placed = emap.place(np.asarray(res["positions"]))
+    cross = max(size * 0.5, 4)
+    # Under the coloured cells, so the density colours stay readable where the crosses pile up.
+    ax.scatter(*moved[placed].T, s=cross, marker="x", c="black", lw=0.6, alpha=0.7, zorder=1.5)
+    n_bad = int((~placed).sum())
+    if n_bad:  # positions the kNN map cannot place: faded (see EmbeddingMap)
+        ax.scatter(*moved[~placed].T, s=cross, marker="x", c=FADED_COLOR, lw=0.6, alpha=0.6)
     back = float(res["target_time"]) < float(res["source_time"])  # ancestors, else descendants
     label = (
         f"density of {'traced-back' if back else 'pushed'} cells"
@@ -481,7 +546,14 @@ def ancestors(
             f"{format_time(res['target_time'])}",
         ),
     ]
-    ax.legend(handles=handles, frameon=False, fontsize="small", loc="best")
+    if n_bad:
+        faded = faded_handle(emap, share=f":\n{n_bad} of the {len(moved)} crosses")
+        faded.set_marker("x")
+        faded.set_markeredgecolor(FADED_COLOR)
+        handles.append(faded)
+    add_legend(ax, handles, where="below")
     style_embedding_axes(ax, emap.axis_labels)
-    ax.set_title(f"Ancestors at {tk} {format_time(res['target_time'])}")
+    ax.set_title(
+        f"{'Ancestors' if back else 'Descendants'} at {tk} {format_time(res['target_time'])}"
+    )
     return finish(ax, show=show, save=save)

@@ -17,8 +17,13 @@ from .._anndata import parse_times
 from .._timecourse import same_time
 from ..tl._utils import adata_first
 from ._utils import (
+    FADED_ALPHA,
+    FADED_COLOR,
     EmbeddingMap,
     TimeColors,
+    add_legend,
+    check_unplaceable,
+    faded_handle,
     finish,
     format_time,
     lighten,
@@ -47,8 +52,9 @@ def trajectories(
     seed: int = 0,
     n_neighbors: int = 15,
     smooth: int = 7,
+    unplaceable: Literal["fade", "hide", "show"] = "fade",
     cmap: str | Colormap | None = None,
-    lightness: float = 0.65,
+    lightness: float = 0.55,
     size: float | None = None,
     linewidth: float = 1.0,
     legend: bool = True,
@@ -59,10 +65,20 @@ def trajectories(
 ) -> Axes:
     """Learned per-cell paths over the observed cells.
 
-    Observed cells are drawn as a light background coloured by time. From each start time a
-    random sample of ``n_cells`` observed cells is pushed through the learned flow to
-    ``end_time`` (default: the last time point); each path is a line coloured by the time it has
-    reached, its start marked by a dot in the start time's colour and its end by a black dot.
+    Observed cells are drawn as a light background coloured by time (or by ``color``). From each
+    start time a random sample of ``n_cells`` observed cells is pushed through the learned flow
+    to ``end_time`` (default: the last time point); each path is a line coloured by the time it
+    has reached, its start marked by a dot in the start time's colour and its end by a black dot.
+
+    The default basis is the model's own representation (e.g. PC1/PC2): the paths are drawn
+    exactly where they are. On a UMAP (or any other non-linear embedding) they are placed by a
+    fitted kNN map (:class:`~trajflow.pl.EmbeddingMap`), which can only place points among the
+    observed cells: path stretches that are far from every observed cell, that fall between
+    clusters (their nearest cells lie in different places on the UMAP) or that the UMAP tears
+    apart (a step that jumps across the embedding) are drawn **faded** (thin, grey, dashed),
+    and the legend says so: "faded: the UMAP cannot place these points (far from any observed
+    cell, or between clusters)". Read faded stretches as "the path goes somewhere this UMAP
+    does not show", not as a route across it; ``unplaceable="hide"`` leaves them out.
 
     Parameters
     ----------
@@ -81,8 +97,9 @@ def trajectories(
     components
         Two 1-based columns of the basis to plot.
     color
-        ``obs`` column for the background cells. Default: the model's time key, with a colour
-        bar labelled with the real time values. Paths are always coloured by time.
+        ``obs`` column for the background cells. Default: the model's time key. Paths are always
+        coloured by time; with another ``color`` the background's legend (categories) is on the
+        right and the paths' time key below the axes.
     source_times
         Time point(s) paths start from. Default: every trained time point but the last.
     end_time
@@ -99,18 +116,23 @@ def trajectories(
         Neighbours of the kNN map for non-linear bases.
     smooth
         Non-linear bases only: a kNN-mapped path jitters as its nearest observed cells change,
-        so it is smoothed by a moving average over ``smooth`` points (start and end points are
-        kept exactly; ``1`` turns smoothing off).
+        so each placeable stretch is smoothed by a moving average over ``smooth`` points (its
+        first and last points are kept exactly; ``1`` turns smoothing off).
+    unplaceable
+        Non-linear bases only: what to do with path segments the map cannot place (see above):
+        ``"fade"`` (default), ``"hide"`` (not drawn), or ``"show"`` (drawn like the others).
     cmap
         Colour map of time (default ``'viridis'``).
     lightness
-        How far background cells are blended towards white (0: full colour).
+        How far background cells are blended towards white (0: full colour). Their legend shows
+        the blended colours.
     size
         Marker area of background cells (default: scaled to the number of cells).
     linewidth
         Width of path lines.
     legend
-        Draw the start/end marker legend.
+        Draw the legends: the background key on the right (one entry per time point when there
+        are at most 12, else a colour bar; or the ``color`` categories) and the marker key below.
     title
         Axes title (default: method and what is shown).
     ax
@@ -122,10 +144,14 @@ def trajectories(
 
     Returns
     -------
-    The Axes. Paths from each start time are one :class:`~matplotlib.collections.LineCollection`
-    (label ``"paths from <time>"``) with ``n_cells * (n_points - 1)`` segments.
+    matplotlib.axes.Axes
+        The Axes drawn into. Paths from each start time are a
+        :class:`~matplotlib.collections.LineCollection` labelled ``"paths from <time>"``; faded
+        segments are a second one labelled ``"faded paths from <time>"``. Together they hold
+        ``n_cells * (n_points - 1)`` segments (fewer with ``unplaceable="hide"``).
     """
     adata, model = adata_first(adata, model, "trajflow.pl.trajectories")
+    check_unplaceable(unplaceable)
     time_key = model.time_key
     color = time_key if color is None else color
     emap = EmbeddingMap.fit(
@@ -146,7 +172,7 @@ def trajectories(
     if not starts:
         raise ValueError(f"No start time before end_time={end:g}; trained times are {model.times}.")
 
-    ax = new_axes(ax)
+    ax = new_axes(ax, figsize=(6.4, 5.0))
     scatter_background(
         ax,
         adata,
@@ -158,7 +184,10 @@ def trajectories(
         lightness=lightness,
         size=size,
         seed=seed,
+        key=legend,
+        key_paths=True,
     )
+    n_faded = n_total = 0
     for k, start in enumerate(starts):
         traj = model.trajectories(
             source_time=start,
@@ -168,16 +197,23 @@ def trajectories(
             sde=sde,
             seed=seed + k,
         )
-        xy = emap.transform(traj.paths)  # (n_cells, n_points, 2)
+        xy, ok_pts = emap.place(traj.paths)  # (n_cells, n_points, 2), (n_cells, n_points)
+        ok = ok_pts[:, :-1] & ok_pts[:, 1:]
+        ok &= ~emap.jumps(traj.paths[:, :-1], traj.paths[:, 1:], xy[:, :-1], xy[:, 1:])
+        if unplaceable == "show":
+            ok[:] = True
         if not emap.linear:
-            xy = _smooth_paths(xy, smooth)
-        segments = np.stack([xy[:, :-1], xy[:, 1:]], axis=2).reshape(-1, 2, 2)
+            xy = _smooth_paths(xy, smooth, ok)
+        n_faded += int((~ok).sum())
+        n_total += ok.size
+        segments = np.stack([xy[:, :-1], xy[:, 1:]], axis=2)  # (n_cells, n_points - 1, 2, 2)
         mid_t = 0.5 * (traj.times[:-1] + traj.times[1:])
-        seg_colors = tc(np.tile(mid_t, len(xy)))
+        seg_colors = tc(np.broadcast_to(mid_t, ok.shape))
+        good, bad = segments[ok], segments[~ok]
         # A thin dark casing keeps light (late) path colours readable over the pale background.
         ax.add_collection(
             LineCollection(
-                segments,
+                good,
                 colors="#222222",
                 linewidths=linewidth + 0.9,
                 alpha=0.55,
@@ -186,14 +222,26 @@ def trajectories(
             )
         )
         lc = LineCollection(
-            segments,
-            colors=seg_colors,
+            good,
+            colors=seg_colors[ok],
             linewidths=linewidth,
             zorder=3,
             capstyle="round",
             label=f"paths from {format_time(traj.source_time)}",
         )
         ax.add_collection(lc)
+        if unplaceable == "fade" and len(bad):
+            ax.add_collection(
+                LineCollection(
+                    bad,
+                    colors=FADED_COLOR,
+                    linewidths=max(linewidth * 0.8, 0.5),
+                    linestyles=(0, (2, 1.5)),
+                    alpha=FADED_ALPHA,
+                    zorder=2,
+                    label=f"faded paths from {format_time(traj.source_time)}",
+                )
+            )
         ax.scatter(
             xy[:, 0, 0],
             xy[:, 0, 1],
@@ -203,9 +251,19 @@ def trajectories(
             linewidths=0.6,
             zorder=4,
         )
-        ax.scatter(xy[:, -1, 0], xy[:, -1, 1], s=9, c="black", linewidths=0, zorder=5)
+        end_ok = ok_pts[:, -1] | (unplaceable == "show")
+        ax.scatter(*xy[end_ok, -1].T, s=9, c="black", linewidths=0, zorder=5)
+        if unplaceable == "fade" and (~end_ok).any():
+            ax.scatter(
+                *xy[~end_ok, -1].T, s=9, c=FADED_COLOR, alpha=FADED_ALPHA + 0.2, linewidths=0
+            )
+    ax.autoscale_view()
     style_embedding_axes(ax, emap.axis_labels)
     if legend:
+        if color != time_key and not tc.discrete:
+            tc.colorbar(ax, location="bottom", pad=0.08, fraction=0.04).set_label(
+                f"path colour: {time_key}"
+            )
         handles = [
             Line2D(
                 [],
@@ -215,7 +273,7 @@ def trajectories(
                 markerfacecolor="white",
                 markeredgecolor="black",
                 markersize=5,
-                label="start (coloured by time)",
+                label="path start (its time's colour)",
             ),
             Line2D(
                 [],
@@ -224,10 +282,22 @@ def trajectories(
                 marker="o",
                 color="black",
                 markersize=3.5,
-                label=f"end ({time_key} {format_time(end)})",
+                label=f"path end ({time_key} {format_time(end)})",
             ),
         ]
-        ax.legend(handles=handles, loc="best", fontsize="small", framealpha=0.8)
+        if n_faded:
+            verb = "faded" if unplaceable == "fade" else "not drawn"
+            share = f" ({100 * n_faded / n_total:.0f} % of path segments)"
+            handles.append(faded_handle(emap, line=True, verb=verb, share=share))
+        if color != time_key and tc.discrete:
+            add_legend(
+                ax,
+                [Line2D([], [], color=tc(t), lw=2) for t in tc.times],
+                [format_time(t) for t in tc.times],
+                title=f"path colour: {time_key}",
+                where="right-bottom",
+            )
+        add_legend(ax, handles, where="below", ncols=3 if len(handles) < 3 else 2)
     if title is None:
         where = "" if emap.linear else " (kNN-mapped)"
         title = f"{model.method} trajectories{where}"
@@ -235,10 +305,26 @@ def trajectories(
     return finish(ax, show=show, save=save)
 
 
-def _smooth_paths(xy: np.ndarray, window: int) -> np.ndarray:
-    """Moving average along each path (edge-padded), keeping the first and last points."""
+def _smooth_paths(xy: np.ndarray, window: int, ok: np.ndarray | None = None) -> np.ndarray:
+    """Moving average along each path (edge-padded), keeping the first and last points.
+
+    With ``ok`` (segments, ``(n_paths, n_points - 1)``), each run of points joined by good
+    segments is smoothed on its own, so no smoothing carries a jump into a placeable stretch.
+    """
     if window <= 1 or xy.shape[1] < 3:
         return xy
+    if ok is None or ok.all():
+        return _smooth_run(xy, window)
+    out = xy.copy()
+    for i in range(len(xy)):
+        breaks = np.flatnonzero(~ok[i]) + 1  # a run ends before each bad segment
+        for run in np.split(np.arange(xy.shape[1]), breaks):
+            if len(run) >= 3:
+                out[i, run] = _smooth_run(xy[i : i + 1, run], window)[0]
+    return out
+
+
+def _smooth_run(xy: np.ndarray, window: int) -> np.ndarray:
     half = window // 2
     padded = np.pad(xy, ((0, 0), (half, half), (0, 0)), mode="edge")
     kernel = np.ones(2 * half + 1) / (2 * half + 1)
@@ -260,26 +346,49 @@ _MAX_FIELD_CELLS = 20_000
 
 
 def _grid_field(
-    xy: np.ndarray, uv: np.ndarray, extent: np.ndarray, n_grid: int, smooth: float, min_mass: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    xy: np.ndarray,
+    uv: np.ndarray,
+    extent: np.ndarray,
+    n_grid: int,
+    smooth: float,
+    min_mass: float,
+    good: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Gaussian-kernel average of per-cell 2-D velocities on a regular grid; grid points with
-    little nearby mass are masked (NaN)."""
+    little nearby mass are masked (NaN).
+
+    Returns ``xx, yy, u, v, bad_share``: the grid, the field averaged over the ``good`` cells
+    (all by default) where there are any, else over all cells, and the kernel share of the cells
+    that are not good at each grid point.
+    """
     (x0, y0), (x1, y1) = extent
     gx, gy = np.linspace(x0, x1, n_grid), np.linspace(y0, y1, n_grid)
     xx, yy = np.meshgrid(gx, gy)
     grid = np.column_stack([xx.ravel(), yy.ravel()])
     bw = smooth * max(gx[1] - gx[0], gy[1] - gy[0])
+    good = np.ones(len(xy), dtype=bool) if good is None else np.asarray(good, dtype=bool)
     if len(xy) > _MAX_FIELD_CELLS:  # bound memory (grid x cells) on very large data
         keep = np.random.default_rng(0).choice(len(xy), _MAX_FIELD_CELLS, replace=False)
-        xy, uv = xy[keep], uv[keep]
+        xy, uv, good = xy[keep], uv[keep], good[keep]
     d2 = (grid**2).sum(1)[:, None] + (xy**2).sum(1)[None, :] - 2.0 * grid @ xy.T
     w = np.exp(-0.5 * np.maximum(d2, 0.0) / bw**2)
     mass = w.sum(1)
-    field = (w @ uv) / np.maximum(mass, 1e-12)[:, None]
+    good_mass = w[:, good].sum(1)
+    field_all = (w @ uv) / np.maximum(mass, 1e-12)[:, None]
+    field_good = (w[:, good] @ uv[good]) / np.maximum(good_mass, 1e-12)[:, None]
+    field = np.where((good_mass > 1e-12)[:, None], field_good, field_all)
+    bad_share = 1.0 - good_mass / np.maximum(mass, 1e-12)
     # Empty where cells are too few nearby, or where the nearest cell is beyond the kernel width.
     nearest = np.sqrt(np.maximum(d2.min(1), 0.0))
     field[(mass < min_mass) | (nearest > bw)] = np.nan
-    return xx, yy, field[:, 0].reshape(xx.shape), field[:, 1].reshape(xx.shape)
+    shape = xx.shape
+    return (
+        xx,
+        yy,
+        field[:, 0].reshape(shape),
+        field[:, 1].reshape(shape),
+        bad_share.reshape(shape),
+    )
 
 
 def velocity(
@@ -296,8 +405,9 @@ def velocity(
     density: float = 1.2,
     step: float = 0.5,
     n_neighbors: int = 15,
+    unplaceable: Literal["fade", "hide", "show"] = "fade",
     cmap: str | Colormap | None = None,
-    lightness: float = 0.75,
+    lightness: float = 0.7,
     size: float | None = None,
     arrow_color: str = "black",
     title: str | None = None,
@@ -313,6 +423,14 @@ def velocity(
     kernel; grid points with little nearby mass are left empty, so arrows only appear where
     there are cells. Those cells are drawn in their time colour over a pale background of the
     observed cells of all times.
+
+    The default basis is the model's representation (exact arrows). On a UMAP (or another
+    non-linear embedding, through the kNN map :class:`~trajflow.pl.EmbeddingMap`) a cell's arrow
+    can only be drawn where the map can place both the cell and where it is heading; cells for
+    which it cannot (far from any observed cell, between clusters, or a step the UMAP tears
+    apart) are left out of the field. Where they are most of the nearby cells, arrows are drawn
+    **faded** (grey, ``kind="quiver"``) or not at all (streamlines, which cannot fade), and a
+    note under the axes says how many cells that concerns.
 
     Parameters
     ----------
@@ -338,8 +456,12 @@ def velocity(
         Streamline density (``matplotlib.pyplot.streamplot``).
     step
         See ``basis``; only used for non-linear bases.
+    unplaceable
+        Non-linear bases only: ``"fade"`` (default; see above), ``"hide"`` (no arrows where most
+        nearby cells cannot be placed) or ``"show"`` (use every cell, placeable or not).
     cmap, lightness, size
-        Background colours (time colour map, blend towards white, marker area).
+        Background colours (time colour map, blend towards white, marker area); the time
+        legend shows the colours as drawn.
     arrow_color
         Colour of streamlines or arrows.
     title, ax, show, save
@@ -347,11 +469,13 @@ def velocity(
 
     Returns
     -------
-    The Axes.
+    matplotlib.axes.Axes
+        The Axes drawn into.
     """
     adata, model = adata_first(adata, model, "trajflow.pl.velocity")
     if kind not in ("stream", "quiver"):
         raise ValueError(f"kind must be 'stream' or 'quiver', got {kind!r}.")
+    check_unplaceable(unplaceable)
     time_key = model.time_key
     time = float(model.times[len(model.times) // 2] if time is None else time)
     emap = EmbeddingMap.fit(
@@ -366,16 +490,21 @@ def velocity(
     tc = TimeColors.make([*model.observed_times, *np.unique(times)], time_key, cmap)
     x, observed = _support(model, adata, time)
     v = model.velocity(x, time)
-    xy = emap.transform(x)
+    xy, good = emap.place(x)
     if emap.linear:
         uv = v[:, list(emap.components)]
     else:
         obs_t = np.asarray(sorted(model.observed_times), dtype=float)
         spacing = (obs_t[-1] - obs_t[0]) / max(len(obs_t) - 1, 1) or 1.0
         h = step * spacing
-        uv = (emap.transform(x + h * v) - xy) / h
+        ahead, ok_ahead = emap.place(x + h * v)
+        uv = (ahead - xy) / h
+        good &= ok_ahead & ~emap.jumps(x, x + h * v, xy, ahead)
+    if unplaceable == "show":
+        good[:] = True
 
-    ax = new_axes(ax)
+    ax = new_axes(ax, figsize=(6.4, 5.0))
+    here = lighten(tc(time), 0.2)
     scatter_background(
         ax,
         adata,
@@ -387,62 +516,99 @@ def velocity(
         lightness=lightness,
         size=size,
         seed=0,
+        key_extra=[
+            (
+                Line2D([], [], ls="", marker="o", markersize=7, color=here),
+                f"{'observed' if observed else 'predicted'} cells at {format_time(time)}\n"
+                "(field drawn over them)",
+            )
+        ],
     )
     # The cells the field is evaluated at, in their time colour on top of the pale background.
     s = point_size(adata.n_obs) if size is None else size
-    ax.scatter(
-        xy[:, 0],
-        xy[:, 1],
-        s=s,
-        c=lighten(tc(np.full(len(xy), time)), 0.25),
-        linewidths=0,
-        zorder=1.5,
-        rasterized=True,
-    )
+    shown = good | (unplaceable == "show")
+    ax.scatter(*xy[shown].T, s=s, c=[here], linewidths=0, zorder=1.5, rasterized=True)
+    if unplaceable == "fade" and (~shown).any():
+        ax.scatter(
+            *xy[~shown].T,
+            s=s,
+            facecolors="none",
+            edgecolors=FADED_COLOR,
+            linewidths=0.5,
+            alpha=FADED_ALPHA,
+            zorder=1.5,
+            rasterized=True,
+        )
     lo = emap.coords.min(0)
     hi = emap.coords.max(0)
     pad = 0.02 * (hi - lo)
     n_grid = (40 if kind == "stream" else 20) if n_grid is None else int(n_grid)
-    xx, yy, u, w = _grid_field(xy, uv, np.array([lo - pad, hi + pad]), n_grid, smooth, min_mass)
+    extent = np.array([lo - pad, hi + pad])
+    xx, yy, u, w, bad_share = _grid_field(xy, uv, extent, n_grid, smooth, min_mass, good)
+    unsure = bad_share > 0.5  # most of the cells nearby cannot be placed
     speed = np.hypot(u, w)
     if kind == "stream":
-        top = np.nanpercentile(speed, 95) if np.isfinite(speed).any() else 1.0
-        lw = 0.5 + 1.5 * np.clip(np.nan_to_num(speed) / (top or 1.0), 0, 1)
+        u_s, w_s = np.where(unsure, np.nan, u), np.where(unsure, np.nan, w)
+        speed_s = np.hypot(u_s, w_s)
+        top = np.nanpercentile(speed_s, 95) if np.isfinite(speed_s).any() else 1.0
+        lw = 0.5 + 1.5 * np.clip(np.nan_to_num(speed_s) / (top or 1.0), 0, 1)
         # NaN (masked) grid points stop streamlines, so none are drawn where there are no cells.
-        ax.streamplot(
-            xx,
-            yy,
-            np.ma.masked_invalid(u),
-            np.ma.masked_invalid(w),
-            density=density,
-            color=arrow_color,
-            linewidth=lw,
-            arrowsize=1.0,
-            zorder=3,
-        )
+        if np.isfinite(speed_s).any():
+            ax.streamplot(
+                xx,
+                yy,
+                np.ma.masked_invalid(u_s),
+                np.ma.masked_invalid(w_s),
+                density=density,
+                color=arrow_color,
+                linewidth=lw,
+                arrowsize=1.0,
+                zorder=3,
+            )
     else:
         ok = np.isfinite(u)
-        # The fastest arrows (95th percentile) span ~0.9 grid spacings, so arrows never overlap.
+        sure = ok & ~unsure
+        # The fastest sure arrows (95th percentile) span ~0.9 grid spacings, so arrows never
+        # overlap; faded arrows (whose length the UMAP cannot give) are capped at that length.
         spacing = min(xx[0, 1] - xx[0, 0], yy[1, 0] - yy[0, 0])
-        top = np.nanpercentile(speed, 95) if ok.any() else 1.0
-        ax.quiver(
-            xx[ok],
-            yy[ok],
-            u[ok],
-            w[ok],
-            color=arrow_color,
-            angles="xy",
-            zorder=3,
-            scale_units="xy",
-            scale=(top or 1.0) / (0.9 * spacing),
-            width=0.0035,
-            headwidth=4,
-            headlength=4.5,
-            pivot="middle",
-        )
+        ref = speed[sure] if sure.any() else speed[ok]
+        top = float(np.percentile(ref, 95)) if ref.size else 1.0
+        style = {
+            "angles": "xy",
+            "zorder": 3,
+            "scale_units": "xy",
+            "scale": (top or 1.0) / (0.9 * spacing),
+            "width": 0.0035,
+            "headwidth": 4,
+            "headlength": 4.5,
+            "pivot": "middle",
+        }
+        ax.quiver(xx[sure], yy[sure], u[sure], w[sure], color=arrow_color, **style)
+        if unplaceable == "fade" and (ok & unsure).any():
+            faded = ok & unsure
+            cap = np.minimum(1.0, (top or 1.0) / np.maximum(speed[faded], 1e-300))
+            ax.quiver(
+                xx[faded],
+                yy[faded],
+                u[faded] * cap,
+                w[faded] * cap,
+                color=FADED_COLOR,
+                alpha=FADED_ALPHA + 0.15,
+                label="faded arrows",
+                **style,
+            )
     ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
     ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
     style_embedding_axes(ax, emap.axis_labels)
+    n_bad = int((~good).sum())
+    if n_bad and unplaceable != "show":
+        faded = kind == "quiver" and unplaceable == "fade"
+        share = f"{n_bad} of {len(good)} cells ({100 * n_bad / len(good):.0f} %)"
+        arrows = "faded" if faded else "not drawn"
+        handle = faded_handle(
+            emap, line=False, share=f":\n{share}; arrows {arrows} where they are most cells"
+        )
+        add_legend(ax, [handle], where="below")
     if title is None:
         where = "" if emap.linear else ", kNN-mapped"
         cells = "observed" if observed else "predicted"

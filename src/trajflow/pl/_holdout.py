@@ -22,11 +22,15 @@ from ..benchmark import score_prediction, scoring_space
 from ..tl._utils import adata_first
 from ._utils import (
     BACKGROUND_COLOR,
+    FADED_COLOR,
     OBSERVED_COLOR,
     PREDICTED_COLOR,
     EmbeddingMap,
     TimeColors,
+    add_legend,
     basis_label,
+    check_unplaceable,
+    faded_handle,
     finish,
     format_time,
     model_or_prediction,
@@ -94,6 +98,7 @@ def prediction(
     time_key: str | None = None,
     use_rep: str | None = None,
     n_neighbors: int = 15,
+    unplaceable: Literal["fade", "hide", "show"] = "fade",
     cmap: str | Colormap | None = None,
     lightness: float = 0.55,
     size: float | None = None,
@@ -106,7 +111,16 @@ def prediction(
     """Predicted cells at one time, drawn over the observed cells of every time point.
 
     Use it for times that were never measured. Observed cells are a light background coloured by
-    time (colour bar with the real time values); predicted cells are drawn on top in ``color``.
+    time (a legend with one entry per time point, or a colour bar for more than 12); predicted
+    cells are drawn on top in ``color``.
+
+    The default basis is the model's representation, where predicted cells are drawn exactly
+    where they are. On a UMAP they are placed by the kNN map
+    (:class:`~trajflow.pl.EmbeddingMap`), which cannot place points far from every observed
+    cell or between clusters; those predicted cells are drawn **faded** (hollow grey circles,
+    "faded: the UMAP cannot place these points (far from any observed cell, or between
+    clusters)" in the legend, with their number) instead of being pulled onto a cluster they
+    do not belong to.
 
     Parameters
     ----------
@@ -128,6 +142,9 @@ def prediction(
         With a prediction AnnData: its time column and ``obsm`` key (inferred by default).
     cmap, lightness, size
         Background colours (time colour map, blend towards white, marker area).
+    unplaceable
+        Non-linear bases only: ``"fade"`` (default), ``"hide"`` (predicted cells the map cannot
+        place are not drawn; the legend counts them) or ``"show"`` (drawn like the others).
     color
         Colour of predicted cells.
     title, ax, show, save
@@ -135,11 +152,13 @@ def prediction(
 
     Returns
     -------
-    The Axes.
+    matplotlib.axes.Axes
+        The Axes drawn into.
     """
     adata, model_or_prediction = adata_first(
         adata, model_or_prediction, "trajflow.pl.prediction", prediction=True
     )
+    check_unplaceable(unplaceable)
     pred, time, time_key, use_rep, _, _ = _resolve_prediction(
         model_or_prediction,
         time=time,
@@ -174,10 +193,12 @@ def prediction(
         size=size,
         seed=seed,
     )
-    xy = emap.transform(x_pred)
+    xy, ok = emap.place(x_pred)
+    if unplaceable == "show":
+        ok[:] = True
     ax.scatter(
-        xy[:, 0],
-        xy[:, 1],
+        xy[ok, 0],
+        xy[ok, 1],
         s=point_size(len(xy), 0.45),
         c=color,
         edgecolors="black",
@@ -186,23 +207,37 @@ def prediction(
         zorder=3,
         rasterized=True,
     )
-    ax.legend(
-        handles=[
-            Line2D(
-                [],
-                [],
-                ls="",
-                marker="o",
-                color=color,
-                markeredgecolor="black",
-                markeredgewidth=0.4,
-                label=f"predicted, {time_key} {format_time(time)} (n={len(xy)})",
+    handles = [
+        Line2D(
+            [],
+            [],
+            ls="",
+            marker="o",
+            color=color,
+            alpha=0.75,
+            markeredgecolor="black",
+            markeredgewidth=0.4,
+            label=f"predicted, {time_key} {format_time(time)} (n={len(xy)})",
+        )
+    ]
+    n_bad = int((~ok).sum())
+    if n_bad:
+        if unplaceable == "fade":
+            ax.scatter(
+                xy[~ok, 0],
+                xy[~ok, 1],
+                s=point_size(len(xy), 0.45),
+                facecolors="none",
+                edgecolors=FADED_COLOR,
+                linewidths=0.6,
+                alpha=0.8,
+                zorder=2.5,
+                rasterized=True,
             )
-        ],
-        loc="best",
-        fontsize="small",
-        framealpha=0.85,
-    )
+        verb = "faded" if unplaceable == "fade" else "not drawn"
+        share = f":\n{n_bad} of the {len(xy)} predicted cells"
+        handles.append(faded_handle(emap, verb=verb, share=share))
+    add_legend(ax, handles, where="below")
     style_embedding_axes(ax, emap.axis_labels)
     if title is None:
         where = "" if emap.linear else " (kNN-mapped)"
@@ -224,6 +259,7 @@ def holdout(
     time_key: str | None = None,
     use_rep: str | None = None,
     n_neighbors: int = 15,
+    unplaceable: Literal["fade", "hide", "show"] = "fade",
     protocol: Literal["user", "paper"] = "user",
     fig: Figure | SubFigure | None = None,
     figsize: tuple[float, float] | None = None,
@@ -253,9 +289,15 @@ def holdout(
     time
         Held-out time. Default: the model's first held-out time point.
     basis, components, n_neighbors
-        The 2-D overlay's basis, as in :func:`trajflow.pl.trajectories` (kNN-mapped for a
-        non-linear embedding such as ``'umap'``; observed cells keep their own embedding
-        positions).
+        The 2-D overlay's basis, as in :func:`trajflow.pl.trajectories`: by default the
+        model's representation (exact); kNN-mapped for a non-linear embedding such as
+        ``'umap'`` (observed cells keep their own embedding positions).
+    unplaceable
+        Non-linear bases only: predicted cells the kNN map cannot place (far from any observed
+        cell, or between clusters; see :class:`~trajflow.pl.EmbeddingMap`) are drawn faded
+        (``"fade"``, default: hollow grey circles, counted in the legend), left out
+        (``"hide"``) or drawn like the others (``"show"``). The scores and marginals always use
+        every predicted cell.
     dims
         0-based representation dimensions for the marginal panels. Default: the first
         ``min(n_dims, 6)``.
@@ -274,11 +316,13 @@ def holdout(
 
     Returns
     -------
-    The Figure (or SubFigure). ``fig.axes[0]`` is the overlay, then one Axes per marginal.
+    matplotlib.figure.Figure or matplotlib.figure.SubFigure
+        The figure drawn into: ``fig.axes[0]`` is the overlay, then one Axes per marginal.
     """
     adata, model_or_prediction = adata_first(
         adata, model_or_prediction, "trajflow.pl.holdout", prediction=True
     )
+    check_unplaceable(unplaceable)
     pred, time, time_key, use_rep, trained, _ = _resolve_prediction(
         model_or_prediction,
         time=time,
@@ -331,17 +375,18 @@ def holdout(
         rasterized=True,
         zorder=1,
     )
-    xy_obs, xy_pred = emap.coords[hit], emap.transform(x_pred)
-    both = np.concatenate([xy_obs, xy_pred])
-    cols = np.array([OBSERVED_COLOR] * len(xy_obs) + [PREDICTED_COLOR] * len(xy_pred))
-    order = np.random.default_rng(seed).permutation(
-        len(both)
-    )  # interleave: neither hides the other
+    xy_obs, (xy_pred, ok) = emap.coords[hit], emap.place(x_pred)
+    if unplaceable == "show":
+        ok[:] = True
+    both = np.concatenate([xy_obs, xy_pred[ok]])
+    cols = np.array([OBSERVED_COLOR] * len(xy_obs) + [PREDICTED_COLOR] * int(ok.sum()))
+    order = np.random.default_rng(seed).permutation(len(both))  # neither hides the other
+    s_pts = point_size(len(xy_obs) + len(xy_pred), 1.2)
     ax.scatter(
         both[order, 0],
         both[order, 1],
         c=cols[order],
-        s=point_size(len(both), 1.2),
+        s=s_pts,
         linewidths=0,
         alpha=0.55,
         rasterized=True,
@@ -351,7 +396,13 @@ def holdout(
     from_txt = "" if src is None else f" from {format_time(src)}"
     handles = [
         Line2D(
-            [], [], ls="", marker="o", color=OBSERVED_COLOR, label=f"observed (n={len(xy_obs)})"
+            [],
+            [],
+            ls="",
+            marker="o",
+            color=OBSERVED_COLOR,
+            alpha=0.55,
+            label=f"observed (n={len(xy_obs)})",
         ),
         Line2D(
             [],
@@ -359,11 +410,29 @@ def holdout(
             ls="",
             marker="o",
             color=PREDICTED_COLOR,
+            alpha=0.55,
             label=f"predicted{from_txt} (n={len(xy_pred)})",
         ),
         Line2D([], [], ls="", marker="o", color=BACKGROUND_COLOR, label="other time points"),
     ]
-    ax.legend(handles=handles, loc="best", fontsize="small", framealpha=0.85)
+    n_bad = int((~ok).sum())
+    if n_bad:
+        if unplaceable == "fade":
+            ax.scatter(
+                *xy_pred[~ok].T,
+                s=s_pts,
+                facecolors="none",
+                edgecolors=FADED_COLOR,
+                linewidths=0.6,
+                alpha=0.8,
+                rasterized=True,
+                zorder=1.5,
+            )
+        verb = "faded" if unplaceable == "fade" else "not drawn"
+    add_legend(ax, handles[:3], where="inside")
+    if n_bad:
+        share = f":\n{n_bad} of the {len(xy_pred)} predicted cells"
+        add_legend(ax, [faded_handle(emap, verb=verb, share=share)], where="below")
     style_embedding_axes(ax, emap.axis_labels)
     ax.set_title("kNN-mapped overlay" if not emap.linear else "overlay", fontsize="medium")
     ax.set_gid("overlay")
