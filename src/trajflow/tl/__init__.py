@@ -1,9 +1,10 @@
 """Tools: turn a fitted flow into biology, writing documented keys into the AnnData.
 
 Every function takes the AnnData first and the fitted model second (as scanpy and cellrank
-put ``adata`` first), keyword-only options after
-that, writes its results to documented ``obs``/``obsm``/``uns`` keys (``key_added=``), logs what it
-wrote, and returns ``None`` (or the annotated copy with ``copy=True``).
+put ``adata`` first) and keyword-only options after that. Tools that annotate cells write
+documented ``obs``/``obsm``/``uns`` keys (``key_added=``), log what they wrote, and return
+``None`` (or the annotated copy with ``copy=True``); tools that answer with a table or matrices
+(:func:`cell_transition`, :func:`couplings`, :func:`realtime_kernel`) return it.
 
 - :func:`predict_expression`: expression of genes in predicted cells at any time;
 - :func:`fate_probabilities`: where each cell of a time point ends up (groups at a later time);
