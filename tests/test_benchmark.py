@@ -219,3 +219,18 @@ def test_summarize_one_seed_prints_no_spread():
     assert one.loc["a", "t=2"] == "1.500" and one.loc["a", "mean"] == "1.250"
     two = summarize(frame)
     assert two.loc["a", "t=2"] == "2.000 ± 0.707" and two.loc["a", "mean"].startswith("1.500 ± ")
+
+
+def test_entropic_interpolation_reuses_a_plan():
+    """leave_one_out solves the entropic plan once per held-out time: reusing it changes nothing."""
+    from trajflow.benchmark import entropic_interpolation
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(40, 3)), rng.normal(size=(30, 3)) + 1.0
+    plan = entropic_plan(a, b)
+    for seed in (0, 1):
+        fresh = entropic_interpolation(a, b, 0.5, seed=seed)
+        reused = entropic_interpolation(a, b, 0.5, seed=seed, plan=plan)
+        np.testing.assert_array_equal(fresh, reused)
+    with pytest.raises(ValueError, match=r"plan has shape \(30, 40\), expected \(40, 30\)"):
+        entropic_interpolation(a, b, 0.5, plan=plan.T)
