@@ -125,8 +125,9 @@ def test_ot_plan_of_a_shift_is_the_shift():
 def test_clock_numbers_are_pinned(monkeypatch):
     """The clock decides every model's internal time, so its numbers must not drift: values of
     the implementation before the OT and subsampling helpers were shared (populations above
-    MAX_CLOCK_CELLS, so subsampling is exercised)."""
+    MAX_CLOCK_CELLS, so subsampling is exercised; the auto check at the same size)."""
     monkeypatch.setattr(_clock, "MAX_CLOCK_CELLS", 100)
+    monkeypatch.setattr(_clock, "CHECK_CELLS", 100)
     rng = np.random.default_rng(5)
     sizes = (150, 90, 170, 120, 130)
     pops = [rng.normal(k * 0.7, 1.0 + 0.1 * k, (n, 3)) for k, n in enumerate(sizes)]
@@ -145,11 +146,11 @@ def test_clock_numbers_are_pinned(monkeypatch):
 def test_clock_subsample_is_the_shared_one(monkeypatch):
     x = np.arange(30.0).reshape(15, 2)
     rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
-    monkeypatch.setattr(_clock, "MAX_CLOCK_CELLS", 10)
-    np.testing.assert_array_equal(_clock._subsample(x, rng_a), x[subsample_indices(15, 10, rng_b)])
+    np.testing.assert_array_equal(
+        _clock._subsample(x, rng_a, 10), x[subsample_indices(15, 10, rng_b)]
+    )
     # small populations: all cells in order, rng untouched
-    monkeypatch.setattr(_clock, "MAX_CLOCK_CELLS", 15)
-    np.testing.assert_array_equal(_clock._subsample(x, rng_a), x)
+    np.testing.assert_array_equal(_clock._subsample(x, rng_a, 15), x)
     assert rng_a.random() == rng_b.random()
 
 
@@ -254,3 +255,18 @@ def test_clock_plot(tmp_path):
     assert held.shape == (1, 2) and held[0, 0] == 2.0
     assert "distance clock" in [t.get_text() for t in ax.get_legend().get_texts()][1]
     plt.close(ax.figure)
+
+
+def test_auto_check_runs_on_smaller_subsamples(monkeypatch):
+    """The auto check compares the clocks on CHECK_CELLS-cell subsamples; the distance clock it
+    picks is the one built from MAX_CLOCK_CELLS-cell distances (as clock='distance' gives)."""
+    rng = np.random.default_rng(1)
+    pops = [rng.normal(k**1.5, 0.5, (300, 2)) for k in range(5)]  # accelerating: distance wins
+    times = [0.0, 1.0, 2.0, 3.0, 4.0]
+    monkeypatch.setattr(_clock, "CHECK_CELLS", 50)
+    auto = fit_clock("auto", times, pops, origin=0.0, unit=1.0)
+    distance = fit_clock("distance", times, pops, origin=0.0, unit=1.0)
+    assert auto.kind == "distance"
+    assert auto.taus == distance.taus
+    monkeypatch.setattr(_clock, "CHECK_CELLS", 300)
+    assert fit_clock("auto", times, pops, origin=0.0, unit=1.0).scores != auto.scores

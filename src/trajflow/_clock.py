@@ -118,7 +118,9 @@ def _clock_from_steps(
     return Clock("distance", [float(t) for t in times], [float(x) for x in taus])
 
 
-def _subsampled(pops: Sequence[np.ndarray], size: int = MAX_CLOCK_CELLS) -> list[np.ndarray]:
+def _subsampled(pops: Sequence[np.ndarray], size: int | None = None) -> list[np.ndarray]:
+    """Each population subsampled to ``size`` cells (default :data:`MAX_CLOCK_CELLS`)."""
+    size = MAX_CLOCK_CELLS if size is None else size
     rng = np.random.default_rng(0)  # a property of the data: the same for every seed
     return [_subsample(p, rng, size) for p in pops]
 
