@@ -25,7 +25,9 @@ plans (:class:`ChainSampler`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, Protocol
 
 import numpy as np
@@ -347,6 +349,19 @@ BANK_ROUNDS = 2
 #: benchmarks/README.md, Couplings at scale). Smaller populations keep two rounds (Weinreb's
 #: ot-cfm W1 0.581 with two, 0.583 with one).
 BANK_ONE_ROUND_CELLS = 50_000
+#: Threads that solve a bank's minibatch assignments: scipy's solver releases the GIL, and the
+#: assignments are independent (2 threads: 1.8x on the 2-core machine of benchmarks/README.md).
+BANK_MAX_WORKERS = 8
+
+
+def _assignment_workers() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, BANK_MAX_WORKERS))
+
+
 #: Pairs drawn from each minibatch's entropic / unbalanced plan, per cell of the minibatch.
 BANK_DRAWS = 4
 #: Sinkhorn iterations per minibatch plan of an entropic / unbalanced bank (at most).
@@ -363,6 +378,39 @@ def _cover(
         return torch.multinomial(w, size, replacement=True, generator=generator)
     perms = [torch.randperm(n, generator=generator, device=device) for _ in range(-(-size // n))]
     return torch.cat(perms)[:size]
+
+
+def _add_drawn_pairs(
+    kind: CouplingKind,
+    a: Tensor,
+    b: Tensor,
+    bi: Tensor,
+    bj: Tensor,
+    reg: float | None,
+    reg_m: float | None,
+    generator: torch.Generator,
+    rows: list[Tensor],
+    cols: list[Tensor],
+    mass: list[Tensor],
+) -> None:
+    """Entropic / unbalanced minibatch plans of one chunk of a bank, and the pairs drawn from
+    them (appended to ``rows``, ``cols``, ``mass``)."""
+    m = a.shape[1]
+    # Capped iterations: a minibatch is itself a noisy sample of its populations, so a
+    # plan whose marginals are off by ~0.5% (200 iterations, measured on 30-d data at
+    # reg 2) draws pairs as well as a converged one, at a tenth of the cost.
+    if reg_m is not None:
+        ureg = UNBALANCED_EXACT_REG if kind == "exact" else float(reg)
+        plan = unbalanced_ot_plan(a, b, ureg, float(reg_m), n_iter=BANK_SINKHORN_ITER)
+    else:
+        plan = entropic_ot_plan(a, b, float(reg), n_iter=BANK_SINKHORN_ITER)
+    plan = plan.double()
+    total = plan.sum(dim=(-2, -1))  # unbalanced: how much mass each minibatch keeps
+    flat = (plan / total[:, None, None]).flatten(1)
+    draws = torch.multinomial(flat, BANK_DRAWS * m, replacement=True, generator=generator)
+    rows.append(torch.gather(bi, 1, torch.div(draws, m, rounding_mode="floor")).flatten())
+    cols.append(torch.gather(bj, 1, draws % m).flatten())
+    mass.append(total[:, None].expand(-1, BANK_DRAWS * m).flatten())
 
 
 def bank_coupling(
@@ -406,31 +454,23 @@ def bank_coupling(
     i = _cover(n0, n_batches * m, wa, generator, device).view(n_batches, m)
     j = _cover(n1, n_batches * m, wb, generator, device).view(n_batches, m)
     rows, cols, mass = [], [], []
-    for start in range(0, n_batches, chunk):
-        bi, bj = i[start : start + chunk], j[start : start + chunk]
-        a, b = x0[bi], x1[bj]
-        if kind == "exact" and reg_m is None:
-            cost = _sq_cost(a.double(), b.double()).cpu().numpy()
-            for k in range(len(cost)):
-                _, c = linear_sum_assignment(cost[k])  # rows come back as 0..m-1
-                rows.append(bi[k])
-                cols.append(bj[k, torch.as_tensor(c, device=device)])
-            continue
-        # Capped iterations: a minibatch is itself a noisy sample of its populations, so a
-        # plan whose marginals are off by ~0.5% (200 iterations, measured on 30-d data at
-        # reg 2) draws pairs as well as a converged one, at a tenth of the cost.
-        if reg_m is not None:
-            ureg = UNBALANCED_EXACT_REG if kind == "exact" else float(reg)
-            plan = unbalanced_ot_plan(a, b, ureg, float(reg_m), n_iter=BANK_SINKHORN_ITER)
-        else:
-            plan = entropic_ot_plan(a, b, float(reg), n_iter=BANK_SINKHORN_ITER)
-        plan = plan.double()
-        total = plan.sum(dim=(-2, -1))  # unbalanced: how much mass each minibatch keeps
-        flat = (plan / total[:, None, None]).flatten(1)
-        draws = torch.multinomial(flat, BANK_DRAWS * m, replacement=True, generator=generator)
-        rows.append(torch.gather(bi, 1, torch.div(draws, m, rounding_mode="floor")).flatten())
-        cols.append(torch.gather(bj, 1, draws % m).flatten())
-        mass.append(total[:, None].expand(-1, BANK_DRAWS * m).flatten())
+    pool = ThreadPoolExecutor(_assignment_workers()) if kind == "exact" and reg_m is None else None
+    try:
+        for start in range(0, n_batches, chunk):
+            bi, bj = i[start : start + chunk], j[start : start + chunk]
+            a, b = x0[bi], x1[bj]
+            if pool is not None:
+                cost = _sq_cost(a.double(), b.double()).cpu().numpy()
+                # rows come back as 0..m-1; the columns are the permutation
+                perms = pool.map(lambda c: linear_sum_assignment(c)[1], cost)
+                for k, c in enumerate(perms):
+                    rows.append(bi[k])
+                    cols.append(bj[k, torch.as_tensor(c, device=device)])
+                continue
+            _add_drawn_pairs(kind, a, b, bi, bj, reg, reg_m, generator, rows, cols, mass)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     rows_t, cols_t = torch.cat(rows), torch.cat(cols)
     weights = torch.cat(mass) if mass else torch.ones(len(rows_t), device=device)
     return PlanCoupling.from_pairs(rows_t, cols_t, weights, (n0, n1))
