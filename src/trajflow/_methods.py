@@ -14,6 +14,7 @@ No AnnData here: numpy and the torch core only.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +28,7 @@ from .core import (
     build_coupling,
 )
 from .core.bends import support_bends
-from .core.couplings import CouplingStrategy
+from .core.couplings import Coupling, CouplingStrategy, resolve_strategy, solver_workers
 
 COUPLINGS = ("independent", "exact", "entropic")
 PATHS = ("straight", "bridge", "spline")
@@ -367,23 +368,34 @@ def build_objective(
             tensors, taus, sampler, spline=spec.spline, sigma=sigma, batch_size=batch_size,
             bends=bends,
         )  # fmt: skip
-    couplings = []
-    for k in range(len(tensors) - 1):
+
+    def pair(k: int) -> Coupling:
         reg = 2 * sigma**2 * (taus[k + 1] - taus[k]) if spec.coupling == "entropic" else None
         # growth factor per unit of observed time, raised to the pair's span
         weights = None if growth is None else growth[k] ** (times[k + 1] - times[k])
-        couplings.append(
-            build_coupling(
-                spec.coupling,
-                tensors[k],
-                tensors[k + 1],
-                reg=reg,
-                strategy=coupling,
-                reg_m=unbalanced,
-                source_weights=weights,
-                generator=gen,
-            )
+        return build_coupling(
+            spec.coupling,
+            tensors[k],
+            tensors[k + 1],
+            reg=reg,
+            strategy=coupling,
+            reg_m=unbalanced,
+            source_weights=weights,
+            generator=gen,
         )
+
+    # Full plans draw nothing from the generator, so they are solved side by side on threads
+    # (the solvers release the GIL); banks draw their minibatches, so they stay in order.
+    pairs = range(len(tensors) - 1)
+    full = [
+        k
+        for k in pairs
+        if spec.coupling != "independent"
+        and resolve_strategy(coupling, len(tensors[k]), len(tensors[k + 1])) == "full"
+    ]
+    with ThreadPoolExecutor(solver_workers() if len(full) > 1 else 1) as pool:
+        solved = {k: pool.submit(pair, k) for k in full}
+        couplings = [solved[k].result() if k in solved else pair(k) for k in pairs]
     bends = None
     if spec.bend:
         support = [c.support_pairs() for c in couplings]

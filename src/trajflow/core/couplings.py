@@ -349,12 +349,15 @@ BANK_ROUNDS = 2
 #: benchmarks/README.md, Couplings at scale). Smaller populations keep two rounds (Weinreb's
 #: ot-cfm W1 0.581 with two, 0.583 with one).
 BANK_ONE_ROUND_CELLS = 50_000
-#: Threads that solve a bank's minibatch assignments: scipy's solver releases the GIL, and the
-#: assignments are independent (2 threads: 1.8x on the 2-core machine of benchmarks/README.md).
+#: Threads that solve independent plans at set-up (a bank's minibatch assignments, the full plans
+#: of different pairs of time points): scipy's assignment solver and POT's network simplex
+#: release the GIL (2 threads on the 2-core machine of benchmarks/README.md: 1.8x for the
+#: assignments, 1.9x for 2,000 x 2,000 exact plans).
 BANK_MAX_WORKERS = 8
 
 
-def _assignment_workers() -> int:
+def solver_workers() -> int:
+    """Threads for independent OT solves: the usable cores, at most :data:`BANK_MAX_WORKERS`."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
@@ -454,7 +457,7 @@ def bank_coupling(
     i = _cover(n0, n_batches * m, wa, generator, device).view(n_batches, m)
     j = _cover(n1, n_batches * m, wb, generator, device).view(n_batches, m)
     rows, cols, mass = [], [], []
-    pool = ThreadPoolExecutor(_assignment_workers()) if kind == "exact" and reg_m is None else None
+    pool = ThreadPoolExecutor(solver_workers()) if kind == "exact" and reg_m is None else None
     try:
         for start in range(0, n_batches, chunk):
             bi, bj = i[start : start + chunk], j[start : start + chunk]
@@ -474,6 +477,15 @@ def bank_coupling(
     rows_t, cols_t = torch.cat(rows), torch.cat(cols)
     weights = torch.cat(mass) if mass else torch.ones(len(rows_t), device=device)
     return PlanCoupling.from_pairs(rows_t, cols_t, weights, (n0, n1))
+
+
+def resolve_strategy(
+    strategy: CouplingStrategy, n0: int, n1: int, max_full_entries: int = MAX_FULL_PLAN_ENTRIES
+) -> CouplingStrategy:
+    """What ``strategy="auto"`` means for populations of ``n0`` and ``n1`` cells."""
+    if strategy == "auto":
+        return "full" if n0 * n1 <= max_full_entries else "bank"
+    return strategy
 
 
 def build_coupling(
@@ -530,8 +542,7 @@ def build_coupling(
         raise ValueError(
             f"Unknown coupling strategy {strategy!r}; use 'auto', 'full', 'bank' or 'minibatch'."
         )
-    if strategy == "auto":
-        strategy = "full" if len(x0) * len(x1) <= max_full_entries else "bank"
+    strategy = resolve_strategy(strategy, len(x0), len(x1), max_full_entries)
     if strategy == "bank":
         if generator is None:
             raise ValueError("The bank coupling draws its minibatches: pass a generator.")
