@@ -130,3 +130,21 @@ def test_wasserstein_subsamples_draw_both_sides_every_repeat():
         sb = b[draw.choice(200, size=200, replace=False)]
         values.append(_exact_wasserstein(sa, sb, 1))
     assert wasserstein(a, b, max_size=300, n_repeats=3, seed=2) == float(np.mean(values))
+
+
+def test_parallel_solves_keep_order_and_results(monkeypatch):
+    """Independent solves run on threads; results come back in order and equal the serial ones."""
+    import os
+
+    from trajflow.core import parallel
+
+    assert parallel.solver_workers(cap=1) == 1
+    items = [(k, k + 1) for k in range(12)]
+    assert parallel.parallel_map(pow, items) == [pow(*item) for item in items]
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(90, 3)), rng.normal(size=(80, 3)) + 0.5
+    threaded = wasserstein(a, b, max_size=30, n_repeats=4, seed=1)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert parallel.solver_workers() == 1
+    assert wasserstein(a, b, max_size=30, n_repeats=4, seed=1) == threaded

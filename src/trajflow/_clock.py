@@ -16,8 +16,7 @@ Only numpy, scipy and POT: no torch, no AnnData. The OT plans are solved in :mod
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -28,7 +27,7 @@ from scipy.interpolate import PchipInterpolator
 
 from ._ot import MAX_ITER, displacement_interpolation, exact_plan_support, plan_w2, w2
 from ._timecourse import subsample_indices
-from .core.couplings import solver_workers
+from .core.parallel import parallel_map
 
 #: ``clock=`` values of :func:`~trajflow.fit_trajectories`.
 CLOCKS = ("auto", "time", "distance")
@@ -127,19 +126,9 @@ def _subsampled(pops: Sequence[np.ndarray], size: int | None = None) -> list[np.
     return [_subsample(p, rng, size) for p in pops]
 
 
-def _parallel(fn: Callable[..., Any], items: Iterable[Any]) -> list[Any]:
-    """``[fn(*item) for item in items]``, side by side on threads: the exact OT solves here are
-    independent and POT releases the GIL. Same results, in order."""
-    items = list(items)
-    if len(items) < 2:
-        return [fn(*item) for item in items]
-    with ThreadPoolExecutor(solver_workers()) as pool:
-        return list(pool.map(lambda item: fn(*item), items))
-
-
 def _steps(pops: Sequence[np.ndarray]) -> list[float]:
     """W2 between consecutive populations."""
-    return _parallel(w2, pairwise(pops))
+    return parallel_map(w2, pairwise(pops))
 
 
 def distance_clock(
@@ -193,7 +182,7 @@ def _scores(
             out[kind] = float(w1)
         return out
 
-    per_time = _parallel(held_out, [(j,) for j in range(1, len(times) - 1)])
+    per_time = parallel_map(held_out, [(j,) for j in range(1, len(times) - 1)])
     scores = {k: [r[k] for r in per_time] for k in kinds}
     return {k: float(np.mean(v)) for k, v in scores.items()}
 

@@ -28,7 +28,8 @@ from .core import (
     build_coupling,
 )
 from .core.bends import support_bends
-from .core.couplings import Coupling, CouplingStrategy, resolve_strategy, solver_workers
+from .core.couplings import Coupling, CouplingStrategy, resolve_strategy
+from .core.parallel import solver_workers
 
 COUPLINGS = ("independent", "exact", "entropic")
 PATHS = ("straight", "bridge", "spline")

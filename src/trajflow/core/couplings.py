@@ -25,7 +25,6 @@ plans (:class:`ChainSampler`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, Protocol
@@ -34,6 +33,8 @@ import numpy as np
 import ot
 import torch
 from torch import Tensor
+
+from .parallel import solver_workers
 
 CouplingKind = Literal["independent", "exact", "entropic"]
 CouplingStrategy = Literal["auto", "full", "bank", "minibatch"]
@@ -353,20 +354,6 @@ BANK_ROUNDS = 2
 #: benchmarks/README.md, Couplings at scale). Smaller populations keep two rounds (Weinreb's
 #: ot-cfm W1 0.581 with two, 0.583 with one).
 BANK_ONE_ROUND_CELLS = 50_000
-#: Threads that solve independent plans at set-up (a bank's minibatch assignments, the full plans
-#: of different pairs of time points): scipy's assignment solver and POT's network simplex
-#: release the GIL (2 threads on the 2-core machine of benchmarks/README.md: 1.8x for the
-#: assignments, 1.9x for 2,000 x 2,000 exact plans).
-BANK_MAX_WORKERS = 8
-
-
-def solver_workers() -> int:
-    """Threads for independent OT solves: the usable cores, at most :data:`BANK_MAX_WORKERS`."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, BANK_MAX_WORKERS))
 
 
 #: Pairs drawn from each minibatch's entropic / unbalanced plan, per cell of the minibatch.
