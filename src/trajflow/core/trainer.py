@@ -138,7 +138,11 @@ def optimise(
     params = [p for net in nets for p in net.parameters()]
     device = params[0].device
     start_step = resume["step"] if resume else 0
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    # foreach: one multi-tensor update instead of a Python loop over the network's tensors
+    # (torch picks it only on CUDA by default); ~10% of a default CPU fit, same numbers.
+    optimizer = torch.optim.AdamW(
+        params, lr=config.lr, weight_decay=config.weight_decay, foreach=True
+    )
     if resume:
         optimizer.load_state_dict(resume["optimizer"])
     schedule = None
