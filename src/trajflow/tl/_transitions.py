@@ -35,9 +35,9 @@ def _check_samples(n_samples: int | None, sde: bool) -> int:
     return int(n_samples)
 
 
-def soft_assign(ends: np.ndarray, targets: np.ndarray, n_neighbors: int) -> sparse.csr_matrix:
-    """Row-stochastic ``(len(ends), len(targets))``: each end point spread over its
-    ``n_neighbors`` nearest targets with Gaussian weights.
+def soft_assign(ends: np.ndarray, targets: NearestNeighbors) -> sparse.csr_matrix:
+    """Row-stochastic ``(len(ends), n_targets)``: each end point spread over its nearest
+    targets with Gaussian weights.
 
     The bandwidth of each end point is the median distance to its neighbours (adaptive, as
     diffusion maps and UMAP do), so a point inside a dense cluster splits its mass among close
@@ -48,23 +48,23 @@ def soft_assign(ends: np.ndarray, targets: np.ndarray, n_neighbors: int) -> spar
     ends
         The points to assign, shape ``(n, d)``.
     targets
-        The observed cells they are spread over, shape ``(m, d)``, in the same space.
-    n_neighbors
-        Targets per point (capped at ``m``).
+        A :class:`~sklearn.neighbors.NearestNeighbors` index fitted on the observed cells the
+        points are spread over (``m`` cells, same space); its ``n_neighbors`` (at most ``m``)
+        targets share each point. Fitted once, it serves every SDE draw.
 
     Returns
     -------
     scipy.sparse.csr_matrix
-        Shape ``(n, m)``, ``min(n_neighbors, m)`` entries per row, rows summing to 1.
+        Shape ``(n, m)``, ``n_neighbors`` entries per row, rows summing to 1.
     """
-    k = min(n_neighbors, len(targets))
-    dist, idx = NearestNeighbors(n_neighbors=k).fit(targets).kneighbors(ends)
+    dist, idx = targets.kneighbors(ends)
     h = np.median(dist, axis=1, keepdims=True)
     h = np.where(h > 1e-12, h, 1.0)
     w = np.exp(-0.5 * (dist / h) ** 2)
     w /= w.sum(axis=1, keepdims=True)
-    rows = np.repeat(np.arange(len(ends)), k)
-    return sparse.csr_matrix((w.ravel(), (rows, idx.ravel())), shape=(len(ends), len(targets)))
+    rows = np.repeat(np.arange(len(ends)), idx.shape[1])
+    shape = (len(ends), targets.n_samples_fit_)
+    return sparse.csr_matrix((w.ravel(), (rows, idx.ravel())), shape=shape)
 
 
 def flow_transitions(
@@ -107,11 +107,12 @@ def flow_transitions(
     scipy.sparse.csr_matrix
         Shape ``(n, m)``, rows summing to 1.
     """
-    targets = model.scaler.transform(x_to)
+    k = min(n_neighbors, len(x_to))
+    targets = NearestNeighbors(n_neighbors=k).fit(model.scaler.transform(x_to))
     out = sparse.csr_matrix((len(x_from), len(x_to)))
     for s in range(n_samples):
         ends = model.push(x_from, source_time=t_from, times=t_to, sde=sde, seed=seed + s)
-        out = out + soft_assign(model.scaler.transform(ends), targets, n_neighbors)
+        out = out + soft_assign(model.scaler.transform(ends), targets)
     return (out / n_samples).tocsr()
 
 
@@ -453,10 +454,9 @@ def cell_transition(
                 f"No cell at time {t:g} has a label in adata.obs[{col!r}]; annotate the cells of "
                 "both time points (e.g. cluster them)."
             )
-    groups_src = _ordered_groups(adata, groupby, ls[pd.notna(ls)].astype(str))
-    groups_tgt = _ordered_groups(adata, target_groupby, lt[pd.notna(lt)].astype(str))
-    ls = np.where(pd.notna(ls), ls.astype(str), None)
-    lt = np.where(pd.notna(lt), lt.astype(str), None)
+    # group_labels gives strings, None where unlabelled (which _group_matrix leaves out)
+    groups_src = _ordered_groups(adata, groupby, ls[pd.notna(ls)])
+    groups_tgt = _ordered_groups(adata, target_groupby, lt[pd.notna(lt)])
     x_all = model.representation(adata)
     kw = {"n_neighbors": n_neighbors, "sde": sde, "n_samples": n_samples, "seed": seed}
     if forward:
