@@ -14,7 +14,6 @@ No AnnData here: numpy and the torch core only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +28,7 @@ from .core import (
 )
 from .core.bends import support_bends
 from .core.couplings import Coupling, CouplingStrategy, resolve_strategy
-from .core.parallel import solver_workers
+from .core.parallel import parallel_map
 
 COUPLINGS = ("independent", "exact", "entropic")
 PATHS = ("straight", "bridge", "spline")
@@ -394,9 +393,8 @@ def build_objective(
         if spec.coupling != "independent"
         and resolve_strategy(coupling, len(tensors[k]), len(tensors[k + 1])) == "full"
     ]
-    with ThreadPoolExecutor(solver_workers() if len(full) > 1 else 1) as pool:
-        solved = {k: pool.submit(pair, k) for k in full}
-        couplings = [solved[k].result() if k in solved else pair(k) for k in pairs]
+    solved = dict(zip(full, parallel_map(pair, [(k,) for k in full]), strict=True))
+    couplings = [solved[k] if k in solved else pair(k) for k in pairs]
     bends = None
     if spec.bend:
         support = [c.support_pairs() for c in couplings]

@@ -26,7 +26,6 @@ plans (:class:`ChainSampler`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, Protocol
 
 import numpy as np
@@ -34,7 +33,7 @@ import ot
 import torch
 from torch import Tensor
 
-from .parallel import solver_workers
+from .parallel import parallel_map
 
 CouplingKind = Literal["independent", "exact", "entropic"]
 CouplingStrategy = Literal["auto", "full", "bank", "minibatch"]
@@ -448,23 +447,18 @@ def bank_coupling(
     i = _cover(n0, n_batches * m, wa, generator, device).view(n_batches, m)
     j = _cover(n1, n_batches * m, wb, generator, device).view(n_batches, m)
     rows, cols, mass = [], [], []
-    pool = ThreadPoolExecutor(solver_workers()) if kind == "exact" and reg_m is None else None
-    try:
-        for start in range(0, n_batches, chunk):
-            bi, bj = i[start : start + chunk], j[start : start + chunk]
-            a, b = x0[bi], x1[bj]
-            if pool is not None:
-                cost = _sq_cost(a.double(), b.double()).cpu().numpy()
-                # rows come back as 0..m-1; the columns are the permutation
-                perms = pool.map(lambda c: linear_sum_assignment(c)[1], cost)
-                for k, c in enumerate(perms):
-                    rows.append(bi[k])
-                    cols.append(bj[k, torch.as_tensor(c, device=device)])
-                continue
-            _add_drawn_pairs(kind, a, b, bi, bj, reg, reg_m, generator, rows, cols, mass)
-    finally:
-        if pool is not None:
-            pool.shutdown()
+    for start in range(0, n_batches, chunk):
+        bi, bj = i[start : start + chunk], j[start : start + chunk]
+        a, b = x0[bi], x1[bj]
+        if kind == "exact" and reg_m is None:
+            cost = _sq_cost(a.double(), b.double()).cpu().numpy()
+            # rows come back as 0..m-1; the columns are the permutation
+            perms = parallel_map(lambda c: linear_sum_assignment(c)[1], [(c,) for c in cost])
+            for k, c in enumerate(perms):
+                rows.append(bi[k])
+                cols.append(bj[k, torch.as_tensor(c, device=device)])
+            continue
+        _add_drawn_pairs(kind, a, b, bi, bj, reg, reg_m, generator, rows, cols, mass)
     rows_t, cols_t = torch.cat(rows), torch.cat(cols)
     weights = torch.cat(mass) if mass else torch.ones(len(rows_t), device=device)
     return PlanCoupling.from_pairs(rows_t, cols_t, weights, (n0, n1))
