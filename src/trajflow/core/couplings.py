@@ -348,11 +348,12 @@ class MinibatchOTCoupling:
 BANK_BATCH = 128
 BANK_ROUNDS = 2
 #: From this many cells on the larger side, one partition is enough (``rounds=None``): such a
-#: bank already holds far more pairs than a fit draws, and the second round only doubled the
-#: set-up (100k cells x 10 time points: held-out W1 0.6047 vs 0.6046, set-up 11.7 s vs 21.1 s;
+#: bank already holds more pairs than a fit needs, and the second round only doubled the
+#: set-up (held-out W1, 10 time points x 30 dims, 3 seeds: at 20,000 cells 0.6053 with one
+#: round and with two; at 100,000 cells 0.6047 vs 0.6046, set-up 11.7 s vs 21.1 s;
 #: benchmarks/README.md, Couplings at scale). Smaller populations keep two rounds (Weinreb's
 #: ot-cfm W1 0.581 with two, 0.583 with one).
-BANK_ONE_ROUND_CELLS = 50_000
+BANK_ONE_ROUND_CELLS = 10_000
 
 
 #: Pairs drawn from each minibatch's entropic / unbalanced plan, per cell of the minibatch.
