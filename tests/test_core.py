@@ -159,10 +159,46 @@ def test_objectives_reject_bad_values():
 
 
 # --------------------------------------------------------------------------- bank couplings
+def test_fused_draws_follow_every_coupling_and_stream_until_static():
+    from trajflow.core.bank import StreamingBank
+
+    pops = [torch.randn(n, 2, generator=gen(n)) for n in (3, 4, 2)]
+    plans = [torch.rand(3, 4, generator=gen(1)), torch.rand(4, 2, generator=gen(2))]
+    plans[0][0, 1] = 0.0  # a pair off the support
+    bends = [torch.randn(int((p > 0).sum()), 2, generator=gen(3)) for p in plans]
+    obj = PairwiseObjective(pops, [0.0, 1.0, 2.0], [PlanCoupling(p) for p in plans],
+                            batch_size=20_000, bends=bends)  # fmt: skip
+    assert obj.static
+    obj._fused = obj._fuse()
+    x0, x1, bend = obj._draw_fused(gen(4))
+    cells = torch.cat(pops)
+    for k, plan in enumerate(plans):  # the first 20,000 draws are pair 0's, then pair 1's
+        part = slice(k * 20_000, (k + 1) * 20_000)
+        i = torch.cdist(x0[part], pops[k]).argmin(1)  # which cells were drawn
+        j = torch.cdist(x1[part], pops[k + 1]).argmin(1)
+        freq = torch.bincount(i * plan.shape[1] + j, minlength=plan.numel()) / 20_000
+        np.testing.assert_allclose(freq, (plan / plan.sum()).flatten(), atol=0.012)
+        # each draw's bend is its own support pair's
+        rows, cols = PlanCoupling(plan).support_pairs()
+        support = {(int(r), int(c)): b for r, c, b in zip(rows, cols, bends[k], strict=True)}
+        for a in range(0, 20_000, 997):
+            want = support[int(i[a]), int(j[a])]
+            assert torch.equal(bend[part][a], want)
+    assert torch.all(torch.isin(x0, cells).all(1))
+    # a bank still growing draws coupling by coupling; whole, it is fused like a plan
+    x = [torch.randn(300, 2, generator=gen(5)), torch.randn(300, 2, generator=gen(6))]
+    bank = StreamingBank("exact", x[0], x[1], generator=gen(7), batch=20, ramp_steps=3, chunk=4)
+    obj = PairwiseObjective(x, [0.0, 1.0], [bank], batch_size=8)
+    for step in range(5):
+        assert obj.static == (step > 3)  # step 3 takes the last chunk
+        obj.loss(VelocityNet(2), gen(step))
+    assert obj._fused
+
+
 def test_exact_bank_pairs_every_cell_by_exact_minibatch_assignment():
     from scipy.optimize import linear_sum_assignment
 
-    from trajflow.core.couplings import bank_coupling
+    from trajflow.core.bank import bank_coupling
 
     x0 = torch.randn(300, 3, generator=gen(1))
     x1 = torch.randn(200, 3, generator=gen(2)) + 2.0
@@ -187,7 +223,7 @@ def test_exact_bank_pairs_every_cell_by_exact_minibatch_assignment():
 
 
 def test_bank_cost_per_draw_does_not_grow_with_the_populations():
-    from trajflow.core.couplings import bank_coupling
+    from trajflow.core.bank import bank_coupling
 
     for n in (500, 5000):
         x0, x1 = torch.randn(n, 2, generator=gen(1)), torch.randn(n, 2, generator=gen(2))
@@ -197,9 +233,56 @@ def test_bank_cost_per_draw_does_not_grow_with_the_populations():
         assert i.shape == j.shape == (128,)
 
 
+def test_streaming_bank_follows_its_schedule_and_ends_as_the_whole_bank():
+    from trajflow.core.bank import StreamingBank, bank_coupling, start_streams
+
+    x0 = torch.randn(600, 3, generator=gen(1))
+    x1 = torch.randn(500, 3, generator=gen(2)) + 2.0
+    kw = {"generator": gen(3), "batch": 50, "rounds": 2}
+    bank = StreamingBank("exact", x0, x1, ramp_steps=10, head=2, chunk=3, **kw)
+    assert bank.n_chunks == 8  # 2 rounds x 12 minibatches of 50, 3 per chunk
+    assert [bank.chunks_at(k) for k in (0, 1, 5, 9, 10, 50)] == [2, 3, 5, 8, 8, 8]
+    pool = start_streams([bank])
+    rows, _ = bank.sample(4000, gen(4))  # step 0: the first two chunks (6 minibatches) only
+    first = set(bank._batches[0][0].flatten().tolist() + bank._batches[1][0].flatten().tolist())
+    assert set(rows.tolist()) <= first and not bank.complete
+    for _ in range(9):
+        bank.sample(10, gen(5))
+    assert bank.complete  # step 9 drew from every chunk
+    pool.shutdown()
+    # whole, it is the bank solved ahead: the same minibatches, the same exact assignments
+    ahead = bank_coupling("exact", x0, x1, **{**kw, "generator": gen(3)})
+    for got, want in zip(bank.to_plan().support_pairs(), ahead.support_pairs(), strict=True):
+        assert torch.equal(got, want)
+    # unstarted, it solves on the calling thread, with the same result
+    again = StreamingBank("exact", x0, x1, ramp_steps=0, chunk=3, **{**kw, "generator": gen(3)})
+    assert torch.equal(again.to_plan().support_pairs()[1], ahead.support_pairs()[1])
+    with pytest.raises(ValueError, match="ramp_steps"):
+        StreamingBank("exact", x0, x1, ramp_steps=-1, **kw)
+
+
+def test_streaming_entropic_bank_is_reproducible_and_follows_the_plan():
+    from trajflow.core.bank import StreamingBank, start_streams
+
+    x0 = torch.randn(400, 2, generator=gen(1))
+    x1 = x0 + torch.tensor([1.0, 0.0])
+    draws = []
+    for _ in range(2):
+        bank = StreamingBank("entropic", x0, x1, generator=gen(2), reg=0.1, batch=50,
+                             ramp_steps=3, chunk=2)  # fmt: skip
+        pool = start_streams([bank])
+        draws.append([bank.sample(500, gen(k)) for k in range(5)])
+        pool.shutdown()
+    for (i, j), (i2, j2) in zip(*draws, strict=True):
+        assert torch.equal(i, i2) and torch.equal(j, j2)  # threads do not change the draws
+    i, j = draws[0][-1]
+    shift = (x1[j] - x0[i]).mean(0)
+    assert 0.85 < float(shift[0]) < 1.15 and abs(float(shift[1])) < 0.15
+
+
 @pytest.mark.parametrize("kwargs", [{"reg": 0.1}, {"reg": 0.1, "reg_m": 10.0}])
 def test_entropic_and_unbalanced_banks_follow_the_plan(kwargs):
-    from trajflow.core.couplings import bank_coupling
+    from trajflow.core.bank import bank_coupling
 
     x0 = torch.randn(400, 2, generator=gen(1))
     x1 = x0 + torch.tensor([1.0, 0.0])  # a pure shift: OT pairs each cell near its own copy

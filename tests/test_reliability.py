@@ -13,7 +13,7 @@ import torch
 from scipy import sparse
 
 import trajflow
-from trajflow.core import PlanCoupling
+from trajflow.core import PairwiseObjective
 
 from conftest import moving_gaussians
 
@@ -251,17 +251,22 @@ def test_nan_loss_stops_with_last_finite_model():
     assert np.all(np.isfinite(model.predict(1.0).obsm["X_pca"]))
 
 
-def test_keyboard_interrupt_returns_partial_model(monkeypatch):
+def interrupt_after(mp: pytest.MonkeyPatch, steps: int) -> None:
+    """Make training raise KeyboardInterrupt (Ctrl-C) in the step after ``steps`` steps."""
     calls = {"n": 0}
-    original = PlanCoupling.sample
+    original = PairwiseObjective.loss
 
-    def interrupted(self, n, generator):
+    def interrupted(self, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] > 3 * 120:  # 3 pairs per step, so about step 120
+        if calls["n"] > steps:
             raise KeyboardInterrupt
-        return original(self, n, generator)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(PlanCoupling, "sample", interrupted)
+    mp.setattr(PairwiseObjective, "loss", interrupted)
+
+
+def test_keyboard_interrupt_returns_partial_model(monkeypatch):
+    interrupt_after(monkeypatch, 120)
     with pytest.warns(UserWarning, match="interrupted"):
         model = trajflow.fit_trajectories(
             moving_gaussians(n_per_time=30), n_steps=1000, progress=False
@@ -318,17 +323,8 @@ def test_resume_reproduces_uninterrupted_fit(tmp_path, schedule):
     kw = {"n_steps": 200, "progress": False, "lr_schedule": schedule}
     full = trajflow.fit_trajectories(adata, **kw)
     # Interrupt the same 200-step fit after ~110 steps; its last checkpoint is at step 100.
-    calls = {"n": 0}
-    original = PlanCoupling.sample
-
-    def interrupted(self, n, generator):
-        calls["n"] += 1
-        if calls["n"] > 3 * 110:
-            raise KeyboardInterrupt
-        return original(self, n, generator)
-
     with pytest.MonkeyPatch.context() as mp, pytest.warns(UserWarning, match="interrupted"):
-        mp.setattr(PlanCoupling, "sample", interrupted)
+        interrupt_after(mp, 110)
         trajflow.fit_trajectories(adata, **kw, checkpoint_dir=tmp_path / "c", checkpoint_every=50)
     assert trajflow.TrajectoryModel.load(tmp_path / "c").history["steps_done"] == 100
     resumed = trajflow.fit_trajectories(adata, **kw, resume_from=tmp_path / "c")
@@ -336,6 +332,27 @@ def test_resume_reproduces_uninterrupted_fit(tmp_path, schedule):
         resumed.predict(1.5).obsm["X_pca"], full.predict(1.5).obsm["X_pca"], rtol=0, atol=1e-6
     )
     assert resumed.history["loss"] == pytest.approx(full.history["loss"], rel=1e-6)
+
+
+def test_resume_reproduces_uninterrupted_fit_while_the_bank_streams(tmp_path, monkeypatch):
+    from trajflow.core import bank
+
+    # small minibatches and one per chunk: the bank grows over the first 100 of 200 steps
+    monkeypatch.setattr(bank, "BANK_BATCH", 10)
+    monkeypatch.setattr(bank, "STREAM_CHUNK", 1)
+    adata = moving_gaussians(n_per_time=30)
+    kw = {"n_steps": 200, "progress": False, "coupling": "bank"}
+    full = trajflow.fit_trajectories(adata, **kw)
+    with pytest.MonkeyPatch.context() as mp, pytest.warns(UserWarning, match="interrupted"):
+        interrupt_after(mp, 60)
+        trajflow.fit_trajectories(adata, **kw, checkpoint_dir=tmp_path / "c", checkpoint_every=25)
+    assert trajflow.TrajectoryModel.load(tmp_path / "c").history["steps_done"] == 50
+    resumed = trajflow.fit_trajectories(adata, **kw, resume_from=tmp_path / "c")
+    np.testing.assert_allclose(
+        resumed.predict(1.5).obsm["X_pca"], full.predict(1.5).obsm["X_pca"], rtol=0, atol=1e-6
+    )
+    again = trajflow.fit_trajectories(adata, **kw)
+    np.testing.assert_array_equal(again.predict(1.5).obsm["X_pca"], full.predict(1.5).obsm["X_pca"])
 
 
 # ------------------------------------------------------------------ reproducible

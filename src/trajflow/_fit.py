@@ -24,6 +24,7 @@ from ._checkpoint import checkpointer, load_checkpoint, with_history
 from ._clock import CLOCKS, fit_clock
 from ._methods import build_objective, check_method_options, get_method
 from ._model import TrajectoryModel
+from ._settings import settings
 from ._timecourse import TimeCourse, match_time
 from ._validate import (
     check_bool,
@@ -294,6 +295,7 @@ def fit_trajectories(
             spec, z_pops, taus, train.times, sigma=sigma,
             batch_size=-(-batch_size // world),  # each process draws its share of the batch
             coupling=coupling, unbalanced=unbalanced, growth=growth, seed=seed, device=dev,
+            n_steps=n_steps,
         )  # fmt: skip
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(seed)
@@ -348,6 +350,7 @@ def fit_trajectories(
                 progress=progress,
                 resume=resume,
                 on_check=on_check,
+                graphs=dev.type == "cuda" and not parallel and settings.cuda_graphs,
             )
         except TrainingDivergedError as err:
             err.model = make_model(with_history(err.result, resume))

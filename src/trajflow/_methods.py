@@ -26,6 +26,7 @@ from .core import (
     build_chain_sampler,
     build_coupling,
 )
+from .core.bank import STREAM_RAMP, StreamingBank, start_streams
 from .core.bends import support_bends
 from .core.couplings import Coupling, CouplingStrategy, resolve_strategy
 from .core.parallel import parallel_map
@@ -327,6 +328,7 @@ def build_objective(
     growth: Sequence[np.ndarray] | None = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    n_steps: int | None = None,
 ) -> Objective:
     """The objective that trains ``spec`` on standardised ``populations``.
 
@@ -349,6 +351,10 @@ def build_objective(
         of a distributed fit builds the same objective.
     device
         Where the populations and plans live.
+    n_steps
+        Steps the objective will train for: banks of methods without bends are then solved
+        while training runs, whole from step ``STREAM_RAMP * n_steps`` on
+        (:class:`~trajflow.core.bank.StreamingBank`). Default: banks solved before training.
 
     Returns
     -------
@@ -369,6 +375,9 @@ def build_objective(
             bends=bends,
         )  # fmt: skip
 
+    # bends need every support pair before training, so only bend-free methods stream
+    stream_steps = None if n_steps is None or spec.bend else int(STREAM_RAMP * n_steps)
+
     def pair(k: int) -> Coupling:
         reg = 2 * sigma**2 * (taus[k + 1] - taus[k]) if spec.coupling == "entropic" else None
         # growth factor per unit of observed time, raised to the pair's span
@@ -382,6 +391,7 @@ def build_objective(
             reg_m=unbalanced,
             source_weights=weights,
             generator=gen,
+            stream_steps=stream_steps,
         )
 
     # Full plans draw nothing from the generator, so they are solved side by side on threads
@@ -400,6 +410,8 @@ def build_objective(
         support = [c.support_pairs() for c in couplings]
         bends = support_bends(tensors, support, eps=spec.bend_eps, generator=gen)
     path = "bridge" if spec.path == "bridge" else "straight"
+    streams = start_streams([c for c in couplings if isinstance(c, StreamingBank)])
     return PairwiseObjective(
-        tensors, taus, couplings, path=path, sigma=sigma, batch_size=batch_size, bends=bends
-    )
+        tensors, taus, couplings, path=path, sigma=sigma, batch_size=batch_size, bends=bends,
+        streams=streams,
+    )  # fmt: skip

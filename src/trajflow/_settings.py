@@ -1,4 +1,5 @@
-"""Package settings: how much trajflow says (``trajflow.settings.verbosity``).
+"""Package settings: how much trajflow says (``trajflow.settings.verbosity``) and whether GPU
+fits replay their training step as a CUDA graph (``trajflow.settings.cuda_graphs``).
 
 trajflow logs through the standard ``logging`` logger ``"trajflow"``. So that the lines a
 scanpy user expects ("added 'X' (adata.obsm)") show in a notebook without any logging set-up,
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import sys
+
+import numpy as np
 
 logger = logging.getLogger("trajflow")
 
@@ -51,6 +54,12 @@ class Settings:
         How much trajflow logs: ``0``/``"error"``, ``1``/``"warning"``, ``2``/``"info"``
         (default: what a tool wrote and where, which representation a fit used) or
         ``3``/``"debug"``. Reading it returns the name.
+    cuda_graphs
+        Whether a fit on a CUDA device (one process) captures its training step as a CUDA
+        graph and replays it (default ``True``): the same numbers with one launch per step
+        instead of ~100, which is what makes small networks worth a GPU. Set it to ``False``
+        to train eagerly (e.g. while profiling). A step that cannot be captured falls back to
+        eager training with a warning.
 
     Examples
     --------
@@ -66,6 +75,21 @@ class Settings:
         if not any(isinstance(h, _NotebookHandler) for h in logger.handlers):
             logger.addHandler(self._handler)
         self.verbosity = "info"
+        self._cuda_graphs = True
+
+    @property
+    def cuda_graphs(self) -> bool:
+        """Replay the training step of a CUDA fit as a CUDA graph (``True`` or ``False``)."""
+        return self._cuda_graphs
+
+    @cuda_graphs.setter
+    def cuda_graphs(self, value: bool) -> None:
+        if not isinstance(value, bool | np.bool_):
+            raise ValueError(
+                f"cuda_graphs must be True or False, got {value!r}; e.g. "
+                "trajflow.settings.cuda_graphs = False to train GPU fits eagerly."
+            )
+        self._cuda_graphs = bool(value)
 
     @property
     def verbosity(self) -> str:
@@ -90,7 +114,7 @@ class Settings:
         logger.setLevel(LEVELS[value.lower()])
 
     def __repr__(self) -> str:
-        return f"trajflow.settings(verbosity={self.verbosity!r})"
+        return f"trajflow.settings(verbosity={self.verbosity!r}, cuda_graphs={self.cuda_graphs!r})"
 
 
 settings = Settings()

@@ -18,7 +18,9 @@ Two options model cells that divide and die between time points, which balanced 
 
 For populations small enough, the plan between the *whole* populations is solved once and
 index pairs are drawn from it on the device at every step (no per-step solver, no host round
-trip). For large populations a fresh plan is solved on every minibatch instead, as TorchCFM does.
+trip). Larger populations are coupled by a bank of minibatch plans solved ahead
+(:mod:`trajflow.core.bank`); ``strategy="minibatch"`` solves a fresh plan on every minibatch
+instead, as TorchCFM does.
 Multi-marginal methods draw *chains* of cells, one per time point, along consecutive exact
 plans (:class:`ChainSampler`).
 """
@@ -32,8 +34,6 @@ import numpy as np
 import ot
 import torch
 from torch import Tensor
-
-from .parallel import parallel_map
 
 CouplingKind = Literal["independent", "exact", "entropic"]
 CouplingStrategy = Literal["auto", "full", "bank", "minibatch"]
@@ -303,6 +303,11 @@ class PlanCoupling:
         """(source, target) cell index of every support pair, in support order."""
         return self._rows, self._cols
 
+    def tables(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Cumulative weights (float64, ending at the total), source and target cell of every
+        support pair: what drawing a pair needs (objectives fuse them across couplings)."""
+        return self._cumulative, self._rows, self._cols
+
 
 class MinibatchOTCoupling:
     """A fresh OT plan on every minibatch (TorchCFM's approach); for populations too large for
@@ -343,128 +348,6 @@ class MinibatchOTCoupling:
         return i[a], j[b]
 
 
-#: Cells per side of each minibatch a bank coupling pairs, and how many random partitions of the
-#: populations it pairs (each cell gets about this many partners).
-BANK_BATCH = 128
-BANK_ROUNDS = 2
-#: From this many cells on the larger side, one partition is enough (``rounds=None``): such a
-#: bank already holds more pairs than a fit needs, and the second round only doubled the
-#: set-up (held-out W1, 10 time points x 30 dims, 3 seeds: at 20,000 cells 0.6053 with one
-#: round and with two; at 100,000 cells 0.6047 vs 0.6046, set-up 11.7 s vs 21.1 s;
-#: benchmarks/README.md, Couplings at scale). Smaller populations keep two rounds (Weinreb's
-#: ot-cfm W1 0.581 with two, 0.583 with one).
-BANK_ONE_ROUND_CELLS = 10_000
-
-
-#: Pairs drawn from each minibatch's entropic / unbalanced plan, per cell of the minibatch.
-BANK_DRAWS = 4
-#: Sinkhorn iterations per minibatch plan of an entropic / unbalanced bank (at most).
-BANK_SINKHORN_ITER = 200
-
-
-def _cover(
-    n: int, size: int, weights: np.ndarray | None, generator: torch.Generator, device: torch.device
-) -> Tensor:
-    """``size`` cell indices: random permutations of all ``n`` cells back to back (every cell as
-    often as the others), or draws in proportion to ``weights``."""
-    if weights is not None:
-        w = torch.as_tensor(weights, device=device)
-        return torch.multinomial(w, size, replacement=True, generator=generator)
-    perms = [torch.randperm(n, generator=generator, device=device) for _ in range(-(-size // n))]
-    return torch.cat(perms)[:size]
-
-
-def _add_drawn_pairs(
-    kind: CouplingKind,
-    a: Tensor,
-    b: Tensor,
-    bi: Tensor,
-    bj: Tensor,
-    reg: float | None,
-    reg_m: float | None,
-    generator: torch.Generator,
-    rows: list[Tensor],
-    cols: list[Tensor],
-    mass: list[Tensor],
-) -> None:
-    """Entropic / unbalanced minibatch plans of one chunk of a bank, and the pairs drawn from
-    them (appended to ``rows``, ``cols``, ``mass``)."""
-    m = a.shape[1]
-    # Capped iterations: a minibatch is itself a noisy sample of its populations, so a
-    # plan whose marginals are off by ~0.5% (200 iterations, measured on 30-d data at
-    # reg 2) draws pairs as well as a converged one, at a tenth of the cost.
-    if reg_m is not None:
-        ureg = UNBALANCED_EXACT_REG if kind == "exact" else float(reg)
-        plan = unbalanced_ot_plan(a, b, ureg, float(reg_m), n_iter=BANK_SINKHORN_ITER)
-    else:
-        plan = entropic_ot_plan(a, b, float(reg), n_iter=BANK_SINKHORN_ITER)
-    plan = plan.double()
-    total = plan.sum(dim=(-2, -1))  # unbalanced: how much mass each minibatch keeps
-    flat = (plan / total[:, None, None]).flatten(1)
-    draws = torch.multinomial(flat, BANK_DRAWS * m, replacement=True, generator=generator)
-    rows.append(torch.gather(bi, 1, torch.div(draws, m, rounding_mode="floor")).flatten())
-    cols.append(torch.gather(bj, 1, draws % m).flatten())
-    mass.append(total[:, None].expand(-1, BANK_DRAWS * m).flatten())
-
-
-def bank_coupling(
-    kind: CouplingKind,
-    x0: Tensor,
-    x1: Tensor,
-    *,
-    generator: torch.Generator,
-    reg: float | None = None,
-    reg_m: float | None = None,
-    source_weights: Tensor | np.ndarray | None = None,
-    target_weights: Tensor | np.ndarray | None = None,
-    batch: int = BANK_BATCH,
-    rounds: int | None = None,
-    chunk: int = 256,
-) -> PlanCoupling:
-    """Minibatch OT solved ahead, once: a fixed sparse plan for populations too large for one
-    full plan, so that no OT solver runs inside the training loop.
-
-    Both populations are cut into equal-size random minibatches of ``batch`` cells that cover
-    every cell (``rounds`` times over; cells drawn in proportion to the optional weights
-    instead; ``rounds=None``: :data:`BANK_ROUNDS`, or one from :data:`BANK_ONE_ROUND_CELLS`
-    cells on), and each pair of minibatches is coupled as minibatch OT-CFM couples it (Tong et
-    al. 2023; Fatras et al. 2021): the exact plan between two equal uniform minibatches is a
-    permutation, found by ``scipy.optimize.linear_sum_assignment`` (about 0.6 ms for 128 x 128);
-    entropic and unbalanced plans are solved for many minibatches in one batched log-domain
-    Sinkhorn on the device, and :data:`BANK_DRAWS` pairs per cell are drawn from each. The pairs
-    form one :class:`PlanCoupling`, so steps draw from it at a cost independent of the
-    population sizes, and methods that need a fixed plan's support (bends, chains) can use it.
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    device = x0.device
-    n0, n1 = len(x0), len(x1)
-    if rounds is None:
-        rounds = 1 if max(n0, n1) >= BANK_ONE_ROUND_CELLS else BANK_ROUNDS
-    m = min(batch, n0, n1)
-    n_batches = rounds * -(-max(n0, n1) // m)
-    wa = _as_weights(source_weights, n0, "source_weights")
-    wb = _as_weights(target_weights, n1, "target_weights")
-    i = _cover(n0, n_batches * m, wa, generator, device).view(n_batches, m)
-    j = _cover(n1, n_batches * m, wb, generator, device).view(n_batches, m)
-    rows, cols, mass = [], [], []
-    for start in range(0, n_batches, chunk):
-        bi, bj = i[start : start + chunk], j[start : start + chunk]
-        a, b = x0[bi], x1[bj]
-        if kind == "exact" and reg_m is None:
-            cost = _sq_cost(a.double(), b.double()).cpu().numpy()
-            # rows come back as 0..m-1; the columns are the permutation
-            perms = parallel_map(lambda c: linear_sum_assignment(c)[1], [(c,) for c in cost])
-            for k, c in enumerate(perms):
-                rows.append(bi[k])
-                cols.append(bj[k, torch.as_tensor(c, device=device)])
-            continue
-        _add_drawn_pairs(kind, a, b, bi, bj, reg, reg_m, generator, rows, cols, mass)
-    rows_t, cols_t = torch.cat(rows), torch.cat(cols)
-    weights = torch.cat(mass) if mass else torch.ones(len(rows_t), device=device)
-    return PlanCoupling.from_pairs(rows_t, cols_t, weights, (n0, n1))
-
-
 def resolve_strategy(
     strategy: CouplingStrategy, n0: int, n1: int, max_full_entries: int = MAX_FULL_PLAN_ENTRIES
 ) -> CouplingStrategy:
@@ -486,13 +369,17 @@ def build_coupling(
     reg_m: float | None = None,
     source_weights: Tensor | np.ndarray | None = None,
     target_weights: Tensor | np.ndarray | None = None,
+    stream_steps: int | None = None,
 ) -> Coupling:
     """Make the coupling of ``kind`` between ``x0`` and ``x1``.
 
     ``strategy="auto"`` solves the full plan once when ``len(x0) * len(x1) <= max_full_entries``
-    and a bank of minibatch plans solved ahead above that (:func:`bank_coupling`, which needs
-    ``generator``); ``"full"`` / ``"bank"`` force one; ``"minibatch"`` solves a fresh plan on
-    every minibatch at every step (TorchCFM's way; a CPU solver in the training loop).
+    and a bank of minibatch plans solved ahead above that
+    (:func:`~trajflow.core.bank.bank_coupling`, which needs ``generator``); ``"full"`` /
+    ``"bank"`` force one; ``"minibatch"`` solves a fresh plan on every minibatch at every step
+    (TorchCFM's way; a CPU solver in the training loop). With ``stream_steps`` a bank is a
+    :class:`~trajflow.core.bank.StreamingBank` instead, solved while training runs and complete
+    by that step (start it with :func:`~trajflow.core.bank.start_streams`).
 
     ``reg_m`` (default ``None``: balanced) makes the OT coupling unbalanced with mass relaxation
     ``reg_m`` (see :func:`unbalanced_ot_plan`); ``kind="exact"`` then uses the small entropic
@@ -530,11 +417,15 @@ def build_coupling(
         )
     strategy = resolve_strategy(strategy, len(x0), len(x1), max_full_entries)
     if strategy == "bank":
+        from .bank import StreamingBank, bank_coupling  # the bank builds on this module
+
         if generator is None:
             raise ValueError("The bank coupling draws its minibatches: pass a generator.")
-        return bank_coupling(
+        make = bank_coupling if stream_steps is None else StreamingBank
+        extra = {} if stream_steps is None else {"ramp_steps": stream_steps}
+        return make(
             kind, x0, x1, generator=generator, reg=reg, reg_m=reg_m,
-            source_weights=source_weights, target_weights=target_weights,
+            source_weights=source_weights, target_weights=target_weights, **extra,
         )  # fmt: skip
     if strategy == "minibatch":
         return MinibatchOTCoupling(

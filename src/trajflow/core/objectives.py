@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from typing import Literal, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .couplings import ChainSampler, Coupling, PlanCoupling
+from .couplings import ChainSampler, Coupling, MinibatchOTCoupling, PlanCoupling
 from .paths import (
     SplineKind,
     bend_term,
@@ -80,6 +81,10 @@ class PairwiseObjective:
         correction ``c`` of every support pair of that coupling's fixed plan (a
         :class:`~trajflow.core.couplings.PlanCoupling`, in ``support_pairs()`` order); the
         straight paths then become ``(1 - s) x0 + s x1 + s (1 - s) c``.
+    streams
+        The thread pool solving the couplings that are
+        :class:`~trajflow.core.bank.StreamingBank` s (:func:`~trajflow.core.bank.start_streams`);
+        :meth:`close` stops it.
     """
 
     def __init__(
@@ -92,6 +97,7 @@ class PairwiseObjective:
         sigma: float = 0.1,
         batch_size: int = 128,
         bends: Sequence[Tensor] | None = None,
+        streams: Executor | None = None,
     ):
         _check_common(populations, times, batch_size)
         if len(couplings) != len(times) - 1:
@@ -112,6 +118,8 @@ class PairwiseObjective:
         self.populations, self.couplings, self.bends = list(populations), list(couplings), bends
         self.path, self.sigma, self.batch_size = path, float(sigma), batch_size
         self.learns_score = path == "bridge"
+        self._streams = streams
+        self._fused: tuple[Tensor, ...] | None = None  # built once every coupling is fixed
         device = populations[0].device
         bs = batch_size
         self._starts = torch.tensor(
@@ -122,15 +130,9 @@ class PairwiseObjective:
         ).repeat_interleave(bs)[:, None]
         self._pair_sigma = sigma * self._spans.sqrt() if path == "bridge" else None
 
-    def loss(
-        self,
-        velocity_net: nn.Module,
-        generator: torch.Generator,
-        score_net: nn.Module | None = None,
-    ) -> Tensor:
+    def _draw_each(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Source cells, target cells (and bends) of one step, coupling by coupling."""
         pops, bs = self.populations, self.batch_size
-        device, dim = pops[0].device, pops[0].shape[1]
-        n = len(self.couplings) * bs
         x0s, x1s, cs = [], [], []
         for k, coupling in enumerate(self.couplings):
             if self.bends is None:
@@ -142,8 +144,78 @@ class PairwiseObjective:
                 cs.append(self.bends[k][support])
             x0s.append(pops[k][i])
             x1s.append(pops[k + 1][j])
-        x0, x1 = torch.cat(x0s), torch.cat(x1s)
-        bend = torch.cat(cs) if cs else None
+        return torch.cat(x0s), torch.cat(x1s), torch.cat(cs) if cs else None
+
+    def _fuse(self) -> tuple[Tensor, ...] | tuple[()]:
+        """One table for every coupling's fixed pairs, so a step draws all its pairs with a
+        handful of kernels instead of ~7 per coupling (~8% of a default CPU step, and fewer
+        launches on a GPU); empty when a coupling has no fixed table (independent pairs,
+        per-step minibatch plans). Coupling ``k``'s cumulative weights, scaled to end at 1,
+        are shifted to ``(2k, 2k + 1]``, so ``u + 2k`` with ``u`` uniform in ``[0, 1)`` lands
+        inside coupling ``k`` and pairs are drawn with the same probabilities as one by one."""
+        tables = [getattr(c, "tables", lambda: None)() for c in self.couplings]
+        if any(t is None for t in tables):
+            return ()
+        starts = np.cumsum([0] + [len(p) for p in self.populations]).tolist()
+        cumulative, rows, cols = [], [], []
+        for k, (cum, r, c) in enumerate(tables):
+            cumulative.append(cum / cum[-1] + 2 * k)
+            rows.append(r + starts[k])
+            cols.append(c + starts[k + 1])
+        device = self.populations[0].device
+        shift = 2 * torch.arange(len(tables), device=device, dtype=torch.float64)
+        bends = torch.cat(list(self.bends)) if self.bends is not None else None
+        return (
+            torch.cat(cumulative),
+            torch.cat(rows),
+            torch.cat(cols),
+            torch.cat(self.populations),
+            shift.repeat_interleave(self.batch_size),
+            *(() if bends is None else (bends,)),
+        )
+
+    def _draw_fused(self, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor | None]:
+        cumulative, rows, cols, cells, shift, *bends = self._fused
+        u = torch.rand(len(shift), generator=generator, device=shift.device, dtype=torch.float64)
+        k = torch.searchsorted(cumulative, u.add_(shift)).clamp_(max=len(cumulative) - 1)
+        return cells[rows[k]], cells[cols[k]], bends[0][k] if bends else None
+
+    @property
+    def static(self) -> bool:
+        """Whether every step from now on launches the same device work on the same tensors
+        (what a CUDA graph replays): no bank is still growing and no coupling solves on the
+        host per step."""
+        return all(getattr(c, "complete", True) for c in self.couplings) and not any(
+            isinstance(c, MinibatchOTCoupling) for c in self.couplings
+        )
+
+    def skip_to(self, step: int) -> None:
+        """Continue as if ``step`` steps had been taken (a resumed fit): streaming banks
+        follow their schedule from there."""
+        for c in self.couplings:
+            if hasattr(c, "skip_to"):
+                c.skip_to(step)
+
+    def close(self) -> None:
+        """Stop solving streaming banks (after training; draws need them no more)."""
+        if self._streams is not None:
+            self._streams.shutdown(wait=False, cancel_futures=True)
+
+    def loss(
+        self,
+        velocity_net: nn.Module,
+        generator: torch.Generator,
+        score_net: nn.Module | None = None,
+    ) -> Tensor:
+        pops, bs = self.populations, self.batch_size
+        device, dim = pops[0].device, pops[0].shape[1]
+        n = len(self.couplings) * bs
+        if self._fused is None and self.static:
+            self._fused = self._fuse()
+        if self._fused:
+            x0, x1, bend = self._draw_fused(generator)
+        else:
+            x0, x1, bend = self._draw_each(generator)
         s = torch.rand(n, 1, generator=generator, device=device)
         noise = torch.randn(n, dim, generator=generator, device=device)
         if self.path == "straight":
@@ -184,6 +256,8 @@ class ChainObjective:
     """
 
     learns_score = False
+    #: Chains are drawn on the device from fixed plans: every step does the same work.
+    static = True
 
     def __init__(
         self,

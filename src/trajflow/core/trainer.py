@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .graphs import GRAPH_WARMUP, GraphedStep, make_capturable, on_side_stream
 from .objectives import Objective
 
 
@@ -68,6 +69,14 @@ class TrainConfig:
             raise ValueError(f"ema must be in [0, 1), got {self.ema!r}.")
 
 
+def _set_lr(group: dict, value: float) -> None:
+    """Set a parameter group's learning rate, in place when it is a tensor (a graph reads it)."""
+    if isinstance(group["lr"], Tensor):
+        group["lr"].fill_(value)
+    else:
+        group["lr"] = value
+
+
 @dataclass
 class TrainResult:
     """What happened during training."""
@@ -89,6 +98,7 @@ def optimise(
     progress: bool = True,
     resume: dict | None = None,
     on_check: Callable[[int, dict], None] | None = None,
+    graphs: bool = False,
 ) -> TrainResult:
     """Minimise ``objective.loss(velocity_net, generator, score_net)`` with AdamW over all
     parameters of both networks, optionally with cosine decay, for steps
@@ -121,6 +131,12 @@ def optimise(
         start at step 0.
     on_check
         Called as ``on_check(step, state)`` after every recorded (finite) loss. Default: none.
+    graphs
+        Capture one training step as a CUDA graph and replay it (CUDA only, one process): the
+        step's ~100 small kernels then cost one launch, which removes the launch bound of
+        small networks on a GPU. Capture waits until ``objective.static`` (streaming banks
+        whole), after :data:`~trajflow.core.graphs.GRAPH_WARMUP` eager steps on a side stream; if capture fails,
+        training goes on eagerly with a warning. Numbers are those of eager steps.
 
     Returns
     -------
@@ -137,18 +153,27 @@ def optimise(
     nets = [velocity_net] + ([score_net] if score_net is not None else [])
     params = [p for net in nets for p in net.parameters()]
     device = params[0].device
+    if graphs and device.type != "cuda":
+        raise ValueError(f"graphs=True needs the networks on a CUDA device, not {device}.")
     start_step = resume["step"] if resume else 0
     # foreach: one multi-tensor update instead of a Python loop over the network's tensors
     # (torch picks it only on CUDA by default); ~10% of a default CPU fit, same numbers.
+    # A graphed step reads the learning rate from a device tensor the schedule fills in place.
     optimizer = torch.optim.AdamW(
-        params, lr=config.lr, weight_decay=config.weight_decay, foreach=True
+        params,
+        lr=torch.tensor(config.lr, device=device) if graphs else config.lr,
+        weight_decay=config.weight_decay,
+        foreach=True,
+        capturable=graphs,
     )
     if resume:
         optimizer.load_state_dict(resume["optimizer"])
+        if graphs:
+            make_capturable(optimizer, device)
     schedule = None
     if config.lr_schedule == "cosine":
         for group in optimizer.param_groups:  # a resumed optimiser carries its decayed lr
-            group["lr"] = config.lr
+            _set_lr(group, config.lr)
 
         def cosine(k: int) -> float:
             return 0.5 * (
@@ -163,6 +188,8 @@ def optimise(
             for e, saved in zip(ema, resume["ema"], strict=True):
                 e.copy_(saved)
 
+    if hasattr(objective, "skip_to"):
+        objective.skip_to(start_step)
     last_good = [copy.deepcopy(n.state_dict()) for n in nets]
     result = TrainResult(steps_done=start_step)
     running = torch.zeros((), device=device)
@@ -170,21 +197,45 @@ def optimise(
     bar = tqdm(
         total=config.n_steps, initial=start_step, disable=not progress, desc="training", leave=False
     )
+
+    def train_step() -> Tensor:
+        """One step on the current stream: everything a CUDA graph captures."""
+        loss = objective.loss(velocity_net, generator, score_net)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            if ema is not None:
+                torch._foreach_lerp_(ema, params, 1 - config.ema)
+            running.add_(loss.detach())
+        return loss.detach()
+
+    graph: GraphedStep | None = None
+    warm = 0  # eager steps on a side stream since the objective became static
     try:
         for step in range(start_step, config.n_steps):
-            loss = objective.loss(velocity_net, generator, score_net)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if graph is not None:
+                graph.replay()
+                loss = graph.loss
+            elif graphs and getattr(objective, "static", False) and warm >= GRAPH_WARMUP:
+                graph = GraphedStep.capture(train_step, optimizer, generator)
+                graphs = graph is not None  # a failed capture: eager from here on
+                if graph is not None:
+                    graph.replay()
+                    loss = graph.loss
+                else:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = train_step()
+            elif graphs and getattr(objective, "static", False):
+                optimizer.zero_grad(set_to_none=True)
+                loss = on_side_stream(train_step)  # what capture needs before it (torch docs)
+                warm += 1
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                loss = train_step()
             if schedule is not None:
                 schedule.step()
-            if ema is not None:
-                with torch.no_grad():
-                    for e, p in zip(ema, params, strict=True):
-                        e.lerp_(p, 1 - config.ema)
             if result.initial_loss is None:
-                result.initial_loss = float(loss.detach())
-            running = running + loss.detach()
+                result.initial_loss = float(loss)
             since_check += 1
             result.steps_done = step + 1
             bar.update(1)
@@ -217,6 +268,8 @@ def optimise(
         )
     finally:
         bar.close()
+        if hasattr(objective, "close"):
+            objective.close()
     if ema is not None and result.steps_done > start_step:
         with torch.no_grad():
             for e, p in zip(ema, params, strict=True):
