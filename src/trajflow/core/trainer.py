@@ -135,8 +135,9 @@ def optimise(
         Capture one training step as a CUDA graph and replay it (CUDA only, one process): the
         step's ~100 small kernels then cost one launch, which removes the launch bound of
         small networks on a GPU. Capture waits until ``objective.static`` (streaming banks
-        whole), after :data:`~trajflow.core.graphs.GRAPH_WARMUP` eager steps on a side stream; if capture fails,
-        training goes on eagerly with a warning. Numbers are those of eager steps.
+        whole), after :data:`~trajflow.core.graphs.GRAPH_WARMUP` eager steps on a side
+        stream; if capture fails, training goes on eagerly with a warning. Numbers are those
+        of eager steps.
 
     Returns
     -------
