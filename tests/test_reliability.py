@@ -317,32 +317,19 @@ def test_checkpoint_and_resume_match_uninterrupted(tmp_path):
         trajflow.fit_trajectories(adata, **kw, resume_from=tmp_path)
 
 
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
-def test_resume_reproduces_uninterrupted_fit(tmp_path, schedule):
+@pytest.mark.parametrize(
+    ("schedule", "coupling"), [("constant", "auto"), ("cosine", "auto"), ("constant", "bank")]
+)
+def test_resume_reproduces_uninterrupted_fit(tmp_path, monkeypatch, schedule, coupling):
+    if coupling == "bank":  # a streaming bank, still growing at the checkpoint (step 50 of 150)
+        from trajflow.core import bank
+
+        monkeypatch.setattr(bank, "BANK_BATCH", 10)
+        monkeypatch.setattr(bank, "STREAM_CHUNK", 1)
     adata = moving_gaussians(n_per_time=30)
-    kw = {"n_steps": 200, "progress": False, "lr_schedule": schedule}
+    kw = {"n_steps": 200, "progress": False, "lr_schedule": schedule, "coupling": coupling}
     full = trajflow.fit_trajectories(adata, **kw)
-    # Interrupt the same 200-step fit after ~110 steps; its last checkpoint is at step 100.
-    with pytest.MonkeyPatch.context() as mp, pytest.warns(UserWarning, match="interrupted"):
-        interrupt_after(mp, 110)
-        trajflow.fit_trajectories(adata, **kw, checkpoint_dir=tmp_path / "c", checkpoint_every=50)
-    assert trajflow.TrajectoryModel.load(tmp_path / "c").history["steps_done"] == 100
-    resumed = trajflow.fit_trajectories(adata, **kw, resume_from=tmp_path / "c")
-    np.testing.assert_allclose(
-        resumed.predict(1.5).obsm["X_pca"], full.predict(1.5).obsm["X_pca"], rtol=0, atol=1e-6
-    )
-    assert resumed.history["loss"] == pytest.approx(full.history["loss"], rel=1e-6)
-
-
-def test_resume_reproduces_uninterrupted_fit_while_the_bank_streams(tmp_path, monkeypatch):
-    from trajflow.core import bank
-
-    # small minibatches and one per chunk: the bank grows over the first 100 of 200 steps
-    monkeypatch.setattr(bank, "BANK_BATCH", 10)
-    monkeypatch.setattr(bank, "STREAM_CHUNK", 1)
-    adata = moving_gaussians(n_per_time=30)
-    kw = {"n_steps": 200, "progress": False, "coupling": "bank"}
-    full = trajflow.fit_trajectories(adata, **kw)
+    # Interrupt the same 200-step fit after 60 steps; its last checkpoint is at step 50.
     with pytest.MonkeyPatch.context() as mp, pytest.warns(UserWarning, match="interrupted"):
         interrupt_after(mp, 60)
         trajflow.fit_trajectories(adata, **kw, checkpoint_dir=tmp_path / "c", checkpoint_every=25)
@@ -351,7 +338,8 @@ def test_resume_reproduces_uninterrupted_fit_while_the_bank_streams(tmp_path, mo
     np.testing.assert_allclose(
         resumed.predict(1.5).obsm["X_pca"], full.predict(1.5).obsm["X_pca"], rtol=0, atol=1e-6
     )
-    again = trajflow.fit_trajectories(adata, **kw)
+    assert resumed.history["loss"] == pytest.approx(full.history["loss"], rel=1e-6)
+    again = trajflow.fit_trajectories(adata, **kw)  # threads solving the bank change nothing
     np.testing.assert_array_equal(again.predict(1.5).obsm["X_pca"], full.predict(1.5).obsm["X_pca"])
 
 
