@@ -318,22 +318,25 @@ def test_checkpoint_and_resume_match_uninterrupted(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("schedule", "coupling"), [("constant", "auto"), ("cosine", "auto"), ("constant", "bank")]
-)
-def test_resume_reproduces_uninterrupted_fit(tmp_path, monkeypatch, schedule, coupling):
-    if coupling == "bank":  # a streaming bank, still growing at the checkpoint (step 50 of 150)
+    ("schedule", "coupling", "stop"),
+    [("constant", "auto", 60), ("cosine", "auto", 60), ("constant", "bank", 60),
+     ("constant", "bank", 210)],
+)  # fmt: skip
+def test_resume_reproduces_uninterrupted_fit(tmp_path, monkeypatch, schedule, coupling, stop):
+    if coupling == "bank":  # a streaming bank, whole from step 187: resumed mid-ramp and after
         from trajflow.core import bank
 
         monkeypatch.setattr(bank, "BANK_BATCH", 10)
         monkeypatch.setattr(bank, "STREAM_CHUNK", 1)
     adata = moving_gaussians(n_per_time=30)
-    kw = {"n_steps": 200, "progress": False, "lr_schedule": schedule, "coupling": coupling}
+    kw = {"n_steps": 250, "progress": False, "lr_schedule": schedule, "coupling": coupling}
     full = trajflow.fit_trajectories(adata, **kw)
-    # Interrupt the same 200-step fit after 60 steps; its last checkpoint is at step 50.
+    # Interrupt the same fit after `stop` steps; its last checkpoint (losses are checked, and
+    # checkpoints written, every 50 steps) is 10 steps before.
     with pytest.MonkeyPatch.context() as mp, pytest.warns(UserWarning, match="interrupted"):
-        interrupt_after(mp, 60)
+        interrupt_after(mp, stop)
         trajflow.fit_trajectories(adata, **kw, checkpoint_dir=tmp_path / "c", checkpoint_every=25)
-    assert trajflow.TrajectoryModel.load(tmp_path / "c").history["steps_done"] == 50
+    assert trajflow.TrajectoryModel.load(tmp_path / "c").history["steps_done"] == stop - 10
     resumed = trajflow.fit_trajectories(adata, **kw, resume_from=tmp_path / "c")
     np.testing.assert_allclose(
         resumed.predict(1.5).obsm["X_pca"], full.predict(1.5).obsm["X_pca"], rtol=0, atol=1e-6
@@ -341,6 +344,25 @@ def test_resume_reproduces_uninterrupted_fit(tmp_path, monkeypatch, schedule, co
     assert resumed.history["loss"] == pytest.approx(full.history["loss"], rel=1e-6)
     again = trajflow.fit_trajectories(adata, **kw)  # threads solving the bank change nothing
     np.testing.assert_array_equal(again.predict(1.5).obsm["X_pca"], full.predict(1.5).obsm["X_pca"])
+
+
+def test_resume_on_the_cpu_from_a_gpu_graphed_checkpoint(tmp_path):
+    """A CUDA-graph fit saves a capturable optimiser with a tensor learning rate; the CPU resumes
+    it with its own kernel options."""
+    adata = moving_gaussians(n_per_time=20)
+    kw = {"n_steps": 100, "progress": False, "lr_schedule": "cosine"}
+    with pytest.MonkeyPatch.context() as mp, pytest.warns(UserWarning, match="interrupted"):
+        interrupt_after(mp, 60)
+        trajflow.fit_trajectories(adata, **kw, checkpoint_dir=tmp_path / "c", checkpoint_every=25)
+    state_file = tmp_path / "c" / "trainer_state.pt"
+    state = torch.load(state_file, weights_only=True)
+    for group in state["optimizer"]["param_groups"]:  # as a graphed GPU fit writes them
+        group.update(capturable=True, foreach=True, fused=None, lr=torch.tensor(group["lr"]))
+    model = trajflow.TrajectoryModel.load(tmp_path / "c")
+    model.save(tmp_path / "c", overwrite=True, extra={state_file.name: state})  # re-checksummed
+    resumed = trajflow.fit_trajectories(adata, **kw, resume_from=tmp_path / "c")
+    assert resumed.history["steps_done"] == 100
+    assert np.all(np.isfinite(resumed.predict(1.5).obsm["X_pca"]))
 
 
 # ------------------------------------------------------------------ reproducible

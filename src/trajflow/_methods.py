@@ -26,7 +26,7 @@ from .core import (
     build_chain_sampler,
     build_coupling,
 )
-from .core.bank import STREAM_RAMP, StreamingBank, start_streams
+from .core.bank import STREAM_RAMP
 from .core.bends import support_bends
 from .core.couplings import Coupling, CouplingStrategy, resolve_strategy
 from .core.parallel import parallel_map
@@ -410,8 +410,6 @@ def build_objective(
         support = [c.support_pairs() for c in couplings]
         bends = support_bends(tensors, support, eps=spec.bend_eps, generator=gen)
     path = "bridge" if spec.path == "bridge" else "straight"
-    streams = start_streams([c for c in couplings if isinstance(c, StreamingBank)])
     return PairwiseObjective(
-        tensors, taus, couplings, path=path, sigma=sigma, batch_size=batch_size, bends=bends,
-        streams=streams,
-    )  # fmt: skip
+        tensors, taus, couplings, path=path, sigma=sigma, batch_size=batch_size, bends=bends
+    )

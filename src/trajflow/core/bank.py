@@ -183,8 +183,9 @@ class StreamingBank:
     from the pairs of the first ``head + (n_chunks - head) * min(1, k / ramp_steps)`` chunks,
     waiting for them when the solver is behind: the schedule, not the solver's speed, decides
     what a step sees, so a seeded fit is reproducible on any machine. Every chunk has its own
-    seed, drawn up front. Once complete (from step ``ramp_steps``) it draws from exactly the
-    pairs and masses :func:`bank_coupling` would hold.
+    seed, drawn up front. Once complete (at step ``ramp_steps`` at the latest) it draws from
+    all its pairs; an exact balanced bank then holds exactly the pairs :func:`bank_coupling`
+    would (entropic and unbalanced banks draw theirs with the chunks' own seeds).
 
     Parameters
     ----------
@@ -217,6 +218,10 @@ class StreamingBank:
     ):
         if isinstance(ramp_steps, bool) or not isinstance(ramp_steps, int) or ramp_steps < 0:
             raise ValueError(f"ramp_steps must be an integer >= 0, got {ramp_steps!r}.")
+        if isinstance(head, bool) or not isinstance(head, int) or head < 1:
+            raise ValueError(
+                f"head must be an integer >= 1 (chunks of the first step), got {head!r}."
+            )
         self.shape, self.device = (len(x0), len(x1)), x0.device
         self._solve_args = (kind, x0, x1, reg, reg_m)
         batch = BANK_BATCH if batch is None else batch
@@ -263,23 +268,28 @@ class StreamingBank:
         return (self._cumulative, self._rows, self._cols) if self.complete else None
 
     def skip_to(self, step: int) -> None:
-        """Continue as if ``step`` steps had drawn already (a resumed fit)."""
+        """Continue as if ``step`` steps had drawn already (a resumed fit): the chunks those
+        steps used are taken now, so the next step sees the tables an uninterrupted fit saw."""
         self.step = step
+        self._take(self.chunks_at(max(step - 1, 0)))
 
     def _take(self, upto: int) -> None:
-        """Copy chunks ``self._done .. upto - 1`` into the tables, waiting for their solves."""
+        """Copy chunks ``self._done .. upto - 1`` into the tables, waiting for their solves
+        (solving here those not started or cancelled)."""
         for c in range(self._done, upto):
-            if self._futures is None:  # not started: solve here
+            future = None if self._futures is None else self._futures[c]
+            if future is None or future.cancelled():
                 rows, cols, mass = self.solve_chunk(c)
             else:
-                rows, cols, mass = self._futures[c].result()
-                self._futures[c] = None  # type: ignore[call-overload]  # free the result
+                rows, cols, mass = future.result()
             lo = self._ends[c - 1] if c else 0
             hi = self._ends[c]
             self._rows[lo:hi], self._cols[lo:hi] = rows, cols
             base = self._cumulative[lo - 1] if c else 0.0
             self._cumulative[lo:hi] = torch.cumsum(mass, 0) + base
-        self._done = max(self._done, upto)
+            self._done = c + 1
+            if self._futures is not None:
+                self._futures[c] = None  # type: ignore[call-overload]  # free the result
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         used = self.chunks_at(self.step)
@@ -304,16 +314,31 @@ def _in_order(fn: Callable, items: Sequence[tuple]) -> list:
 
 
 def start_streams(banks: Sequence[StreamingBank]) -> ThreadPoolExecutor | None:
-    """Solve the chunks of ``banks`` on a thread pool, in the order training needs them (chunk
-    ``c`` of every bank before chunk ``c + 1`` of any). Returns the pool (``None`` when there
-    is nothing to solve); shut it down with ``cancel_futures=True`` to stop early."""
-    if not banks:
+    """Solve the chunks of ``banks`` on a thread pool, in the order training needs them (by
+    the first step that draws from each chunk; chunks already taken are skipped). Returns the
+    pool (``None`` when there is nothing to solve); shut it down with ``cancel_futures=True``
+    to stop early (a cancelled chunk is solved on the calling thread if a step needs it)."""
+
+    def first_step(bank: StreamingBank, c: int) -> int:
+        if c < bank.head or bank.ramp_steps == 0:
+            return 0
+        # smallest step k with chunks_at(k) > c (chunks_at is non-decreasing)
+        lo, hi = 0, bank.ramp_steps
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (mid + 1, hi) if bank.chunks_at(mid) <= c else (lo, mid)
+        return lo
+
+    order = sorted(
+        (first_step(bank, c), c, b)
+        for b, bank in enumerate(banks)
+        for c in range(bank._done, bank.n_chunks)
+    )
+    if not order:
         return None
     pool = ThreadPoolExecutor(solver_workers(), thread_name_prefix="trajflow-bank")
     for bank in banks:
         bank._futures = [None] * bank.n_chunks  # type: ignore[list-item]
-    for c in range(max(b.n_chunks for b in banks)):
-        for bank in banks:
-            if c < bank.n_chunks:
-                bank._futures[c] = pool.submit(bank.solve_chunk, c)  # type: ignore[index]
+    for _, c, b in order:
+        banks[b]._futures[c] = pool.submit(banks[b].solve_chunk, c)  # type: ignore[index]
     return pool

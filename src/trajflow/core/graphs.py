@@ -23,11 +23,12 @@ GRAPH_WARMUP = 3
 
 
 def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    """A resumed optimiser (perhaps saved by an eager CPU fit) made fit for graph capture."""
+    """A resumed optimiser (perhaps saved by an eager CPU fit, or loaded to the CPU) made fit
+    for graph capture: its learning rate a tensor on ``device`` (a graph reads it there; a
+    host value would be frozen at capture) and its step counts on ``device``."""
     for group in optimizer.param_groups:
         group["capturable"] = True
-        if not isinstance(group["lr"], Tensor):
-            group["lr"] = torch.tensor(float(group["lr"]), device=device)
+        group["lr"] = torch.tensor(float(group["lr"]), device=device)
     for state in optimizer.state.values():
         if "step" in state:
             state["step"] = state["step"].to(device=device, dtype=torch.float32)
@@ -61,6 +62,7 @@ class GraphedStep:
         """Capture ``step`` (not run: call :meth:`replay`); ``None``, with a warning, if
         capture fails (training then goes on eagerly)."""
         graph = torch.cuda.CUDAGraph()
+        rng_state = generator.get_state()
         try:
             graph.register_generator_state(generator)
             # gradients allocated inside the graph, so every replay writes them afresh
@@ -74,6 +76,7 @@ class GraphedStep:
                 stacklevel=3,
             )
             optimizer.zero_grad(set_to_none=True)
+            generator.set_state(rng_state)  # a half-registered generator draws as before
             return None
         return cls(graph, loss)
 

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .bank import StreamingBank, start_streams
 from .couplings import ChainSampler, Coupling, MinibatchOTCoupling, PlanCoupling
 from .paths import (
     SplineKind,
@@ -81,10 +82,9 @@ class PairwiseObjective:
         correction ``c`` of every support pair of that coupling's fixed plan (a
         :class:`~trajflow.core.couplings.PlanCoupling`, in ``support_pairs()`` order); the
         straight paths then become ``(1 - s) x0 + s x1 + s (1 - s) c``.
-    streams
-        The thread pool solving the couplings that are
-        :class:`~trajflow.core.bank.StreamingBank` s (:func:`~trajflow.core.bank.start_streams`);
-        :meth:`close` stops it.
+
+    Couplings that are :class:`~trajflow.core.bank.StreamingBank` s start solving on a thread
+    pool at the first step (or :meth:`skip_to`); :meth:`close` stops them.
     """
 
     def __init__(
@@ -97,7 +97,6 @@ class PairwiseObjective:
         sigma: float = 0.1,
         batch_size: int = 128,
         bends: Sequence[Tensor] | None = None,
-        streams: Executor | None = None,
     ):
         _check_common(populations, times, batch_size)
         if len(couplings) != len(times) - 1:
@@ -118,7 +117,8 @@ class PairwiseObjective:
         self.populations, self.couplings, self.bends = list(populations), list(couplings), bends
         self.path, self.sigma, self.batch_size = path, float(sigma), batch_size
         self.learns_score = path == "bridge"
-        self._streams = streams
+        self._banks = [c for c in self.couplings if isinstance(c, StreamingBank)]
+        self._streams: Executor | None = None
         self._fused: tuple[Tensor, ...] | None = None  # built once every coupling is fixed
         device = populations[0].device
         bs = batch_size
@@ -192,15 +192,20 @@ class PairwiseObjective:
             isinstance(c, MinibatchOTCoupling) for c in self.couplings
         )
 
+    def _start_streams(self) -> None:
+        if self._banks and self._streams is None:
+            self._streams = start_streams(self._banks)
+
     def skip_to(self, step: int) -> None:
         """Continue as if ``step`` steps had been taken (a resumed fit): streaming banks
         follow their schedule from there."""
-        for c in self.couplings:
-            if hasattr(c, "skip_to"):
-                c.skip_to(step)
+        self._start_streams()
+        for bank in self._banks:
+            bank.skip_to(step)
 
     def close(self) -> None:
-        """Stop solving streaming banks (after training; draws need them no more)."""
+        """Stop solving streaming banks (after training; a later step solves what it needs on
+        the calling thread)."""
         if self._streams is not None:
             self._streams.shutdown(wait=False, cancel_futures=True)
 
@@ -213,6 +218,7 @@ class PairwiseObjective:
         pops, bs = self.populations, self.batch_size
         device, dim = pops[0].device, pops[0].shape[1]
         n = len(self.couplings) * bs
+        self._start_streams()
         if self._fused is None and self.static:
             self._fused = self._fuse()
         if self._fused:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import warnings
@@ -177,7 +178,15 @@ def optimise(
     start_step = resume["step"] if resume else 0
     optimizer = _adamw(params, config, device, graphs)
     if resume:
+        chosen = [
+            {k: g[k] for k in ("capturable", "foreach", "fused")} for g in optimizer.param_groups
+        ]
         optimizer.load_state_dict(resume["optimizer"])
+        # the saved groups bring the saving fit's kernel options: keep this device's choice
+        for group, options in zip(optimizer.param_groups, chosen, strict=True):
+            group.update(options)
+            if not graphs:
+                group["lr"] = float(group["lr"])
         if graphs:
             make_capturable(optimizer, device)
     schedule = None
@@ -221,54 +230,57 @@ def optimise(
 
     graph: GraphedStep | None = None
     warm = 0  # eager steps on a side stream since the objective became static
+    # streams and graphs belong to the networks' GPU, which need not be the current one
+    on_device = torch.cuda.device(device) if graphs else contextlib.nullcontext()
     try:
-        for step in range(start_step, config.n_steps):
-            if graph is not None:
-                graph.replay()
-                loss = graph.loss
-            elif graphs and getattr(objective, "static", False) and warm >= GRAPH_WARMUP:
-                graph = GraphedStep.capture(train_step, optimizer, generator)
-                graphs = graph is not None  # a failed capture: eager from here on
+        with on_device:
+            for step in range(start_step, config.n_steps):
                 if graph is not None:
                     graph.replay()
                     loss = graph.loss
+                elif graphs and getattr(objective, "static", False) and warm >= GRAPH_WARMUP:
+                    graph = GraphedStep.capture(train_step, optimizer, generator)
+                    graphs = graph is not None  # a failed capture: eager from here on
+                    if graph is not None:
+                        graph.replay()
+                        loss = graph.loss
+                    else:
+                        optimizer.zero_grad(set_to_none=True)
+                        loss = train_step()
+                elif graphs and getattr(objective, "static", False):
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = on_side_stream(train_step)  # what capture needs before it (torch docs)
+                    warm += 1
                 else:
                     optimizer.zero_grad(set_to_none=True)
                     loss = train_step()
-            elif graphs and getattr(objective, "static", False):
-                optimizer.zero_grad(set_to_none=True)
-                loss = on_side_stream(train_step)  # what capture needs before it (torch docs)
-                warm += 1
-            else:
-                optimizer.zero_grad(set_to_none=True)
-                loss = train_step()
-            if schedule is not None:
-                schedule.step()
-            if result.initial_loss is None:
-                result.initial_loss = float(loss)
-            since_check += 1
-            result.steps_done = step + 1
-            bar.update(1)
-            if since_check == config.check_every or step + 1 == config.n_steps:
-                mean_loss = float(running) / since_check
-                running.zero_()
-                since_check = 0
-                if not math.isfinite(mean_loss):
-                    for net, state in zip(nets, last_good, strict=True):
-                        net.load_state_dict(state)
-                    raise TrainingDivergedError(
-                        f"The training loss became {mean_loss} near step {step + 1}. The model "
-                        "keeps its last finite weights. Lower lr, check the input for extreme "
-                        "values, or use fewer dimensions.",
-                        result,
-                    )
-                last_good = [copy.deepcopy(n.state_dict()) for n in nets]
-                result.losses.append(mean_loss)
-                result.loss_steps.append(step + 1)
-                bar.set_postfix(loss=f"{mean_loss:.4f}")
-                if on_check is not None:
-                    state = {"optimizer": optimizer.state_dict(), "ema": ema, "result": result}
-                    on_check(step + 1, state)
+                if schedule is not None:
+                    schedule.step()
+                if result.initial_loss is None:
+                    result.initial_loss = float(loss)
+                since_check += 1
+                result.steps_done = step + 1
+                bar.update(1)
+                if since_check == config.check_every or step + 1 == config.n_steps:
+                    mean_loss = float(running) / since_check
+                    running.zero_()
+                    since_check = 0
+                    if not math.isfinite(mean_loss):
+                        for net, state in zip(nets, last_good, strict=True):
+                            net.load_state_dict(state)
+                        raise TrainingDivergedError(
+                            f"The training loss became {mean_loss} near step {step + 1}. The model "
+                            "keeps its last finite weights. Lower lr, check the input for extreme "
+                            "values, or use fewer dimensions.",
+                            result,
+                        )
+                    last_good = [copy.deepcopy(n.state_dict()) for n in nets]
+                    result.losses.append(mean_loss)
+                    result.loss_steps.append(step + 1)
+                    bar.set_postfix(loss=f"{mean_loss:.4f}")
+                    if on_check is not None:
+                        state = {"optimizer": optimizer.state_dict(), "ema": ema, "result": result}
+                        on_check(step + 1, state)
     except KeyboardInterrupt:
         result.interrupted = True
         warnings.warn(
