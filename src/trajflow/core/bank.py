@@ -78,11 +78,13 @@ def _minibatches(
     generator: torch.Generator,
     source_weights: Tensor | np.ndarray | None,
     target_weights: Tensor | np.ndarray | None,
-    batch: int,
+    batch: int | None,
     rounds: int | None,
 ) -> tuple[Tensor, Tensor]:
-    """Cell indices ``(n_batches, m)`` of every source and target minibatch of a bank."""
+    """Cell indices ``(n_batches, m)`` of every source and target minibatch of a bank
+    (``batch=None``: :data:`BANK_BATCH`; ``rounds=None``: by population size)."""
     device, n0, n1 = x0.device, len(x0), len(x1)
+    batch = BANK_BATCH if batch is None else batch
     if rounds is None:
         rounds = 1 if max(n0, n1) >= BANK_ONE_ROUND_CELLS else BANK_ROUNDS
     m = min(batch, n0, n1)
@@ -163,7 +165,6 @@ def bank_coupling(
     it at a cost independent of the population sizes, and methods that need a fixed plan's
     support (bends, chains) can use it.
     """
-    batch = BANK_BATCH if batch is None else batch
     i, j = _minibatches(x0, x1, generator, source_weights, target_weights, batch, rounds)
     parts = [
         _solve_minibatches(kind, x0, x1, i[s : s + chunk], j[s : s + chunk], reg, reg_m, generator)
@@ -224,7 +225,6 @@ class StreamingBank:
             )
         self.shape, self.device = (len(x0), len(x1)), x0.device
         self._solve_args = (kind, x0, x1, reg, reg_m)
-        batch = BANK_BATCH if batch is None else batch
         chunk = STREAM_CHUNK if chunk is None else chunk
         i, j = _minibatches(x0, x1, generator, source_weights, target_weights, batch, rounds)
         self._batches = [(i[s : s + chunk], j[s : s + chunk]) for s in range(0, len(i), chunk)]

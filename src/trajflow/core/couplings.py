@@ -314,6 +314,10 @@ class MinibatchOTCoupling:
     one full plan. Draws ``n`` cells from each side (in proportion to the optional weights),
     solves the plan between them (unbalanced when ``reg_m`` is set) and draws ``n`` pairs."""
 
+    #: Its pairs are never fixed: every step solves a plan on the host (no fused draws, no CUDA
+    #: graph). Fixed couplings have no such attribute, or set it once their pairs are all in.
+    complete = False
+
     def __init__(
         self,
         x0: Tensor,
@@ -379,7 +383,8 @@ def build_coupling(
     ``"bank"`` force one; ``"minibatch"`` solves a fresh plan on every minibatch at every step
     (TorchCFM's way; a CPU solver in the training loop). With ``stream_steps`` a bank is a
     :class:`~trajflow.core.bank.StreamingBank` instead, solved while training runs and complete
-    by that step (start it with :func:`~trajflow.core.bank.start_streams`).
+    by that step (a :class:`~trajflow.core.objectives.PairwiseObjective` starts it at its first
+    step).
 
     ``reg_m`` (default ``None``: balanced) makes the OT coupling unbalanced with mass relaxation
     ``reg_m`` (see :func:`unbalanced_ot_plan`); ``kind="exact"`` then uses the small entropic

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .bank import StreamingBank, start_streams
-from .couplings import ChainSampler, Coupling, MinibatchOTCoupling, PlanCoupling
+from .couplings import ChainSampler, Coupling, PlanCoupling
 from .paths import (
     SplineKind,
     bend_term,
@@ -188,9 +188,7 @@ class PairwiseObjective:
         """Whether every step from now on launches the same device work on the same tensors
         (what a CUDA graph replays): no bank is still growing and no coupling solves on the
         host per step."""
-        return all(getattr(c, "complete", True) for c in self.couplings) and not any(
-            isinstance(c, MinibatchOTCoupling) for c in self.couplings
-        )
+        return all(getattr(c, "complete", True) for c in self.couplings)
 
     def _start_streams(self) -> None:
         if self._banks and self._streams is None:

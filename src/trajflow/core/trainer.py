@@ -235,25 +235,20 @@ def optimise(
     try:
         with on_device:
             for step in range(start_step, config.n_steps):
+                ready = graph is None and graphs and getattr(objective, "static", False)
+                if ready and warm >= GRAPH_WARMUP:
+                    graph = GraphedStep.capture(train_step, optimizer, generator)
+                    graphs = ready = graph is not None  # a failed capture: eager from here on
                 if graph is not None:
                     graph.replay()
                     loss = graph.loss
-                elif graphs and getattr(objective, "static", False) and warm >= GRAPH_WARMUP:
-                    graph = GraphedStep.capture(train_step, optimizer, generator)
-                    graphs = graph is not None  # a failed capture: eager from here on
-                    if graph is not None:
-                        graph.replay()
-                        loss = graph.loss
-                    else:
-                        optimizer.zero_grad(set_to_none=True)
-                        loss = train_step()
-                elif graphs and getattr(objective, "static", False):
-                    optimizer.zero_grad(set_to_none=True)
-                    loss = on_side_stream(train_step)  # what capture needs before it (torch docs)
-                    warm += 1
                 else:
                     optimizer.zero_grad(set_to_none=True)
-                    loss = train_step()
+                    if ready:  # warm-up on a side stream, what capture needs (torch docs)
+                        loss = on_side_stream(train_step)
+                        warm += 1
+                    else:
+                        loss = train_step()
                 if schedule is not None:
                     schedule.step()
                 if result.initial_loss is None:
