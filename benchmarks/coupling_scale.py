@@ -75,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
+    # warm-up: one-time costs (imports torch.optim pulls in on its first step) off the first size
+    import trajflow
+
+    warm = trajflow.datasets.simulate(n_times=4, n_cells=300, n_dims=args.n_dims, seed=0)
+    trajflow.fit_trajectories(warm, n_dims=args.n_dims, n_steps=20, progress=False, device="cpu")
     rows = []
     for n in args.sizes:
         for coupling in ["auto"] + (["minibatch"] if n in args.reference_sizes else []):

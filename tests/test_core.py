@@ -185,14 +185,31 @@ def test_fused_draws_follow_every_coupling_and_stream_until_static():
             want = support[int(i[a]), int(j[a])]
             assert torch.equal(bend[part][a], want)
     assert torch.all(torch.isin(x0, cells).all(1))
-    # a bank still growing draws coupling by coupling; whole, it is fused like a plan
-    x = [torch.randn(300, 2, generator=gen(5)), torch.randn(300, 2, generator=gen(6))]
-    bank = StreamingBank("exact", x[0], x[1], generator=gen(7), batch=20, ramp_steps=3, chunk=4)
-    obj = PairwiseObjective(x, [0.0, 1.0], [bank], batch_size=8)
+    # an unbalanced bank still growing draws coupling by coupling; whole, it is fused
+    x = [torch.randn(n, 2, generator=gen(n)) for n in (300, 240, 280)]
+
+    def banks(**kw):
+        kw.update(batch=20, ramp_steps=3, chunk=4)
+        return [StreamingBank("exact", x[k], x[k + 1], generator=gen(7 + k), **kw) for k in (0, 1)]
+
+    obj = PairwiseObjective(x[:2], [0.0, 1.0], banks(reg_m=1.0)[:1], batch_size=8)
     for step in range(5):
         assert obj.static == (step > 3)  # step 3 takes the last chunk
         obj.loss(VelocityNet(2), gen(step))
-    assert obj._fused
+    assert obj._fused and not obj._uniform
+    # balanced banks: every step draws all its pairs at once, uniformly among the pairs each
+    # bank has so far: the very draws each bank makes on its own, growing or whole
+    obj, twins = PairwiseObjective(x, [0.0, 1.0, 2.0], banks(), batch_size=8), banks()
+    assert obj._uniform
+    for step in range(5):
+        assert obj.static == (step > 3)
+        x0, x1, _ = obj._draw_banks(gen(step))
+        g = gen(step)
+        for k, twin in enumerate(twins):
+            i, j = twin.sample(8, g)
+            assert torch.equal(x0[8 * k : 8 * (k + 1)], x[k][i])
+            assert torch.equal(x1[8 * k : 8 * (k + 1)], x[k + 1][j])
+    assert obj._fused is None
 
 
 def test_exact_bank_pairs_every_cell_by_exact_minibatch_assignment():
