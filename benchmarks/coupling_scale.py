@@ -46,7 +46,7 @@ def run(n_cells: int, coupling: str, args: argparse.Namespace) -> dict:
                 progress=False, device="cpu", seed=0,
             )  # fmt: skip
             runs.append((time.perf_counter() - t0, sum(timer.seconds)))
-    fit_s, loop_s = sorted(runs)[len(runs) // 2]  # the median repeat (a shared 2-core machine)
+    fit_s, loop_s = sorted(runs)[len(runs) // 2]  # median (upper middle if even)
     rng = np.random.default_rng(0)
     times = adata.obs["time"].to_numpy()
     obs = adata.obsm["X_pca"][times == hold]
@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default=str(RESULTS_DIR / "coupling_scale_cpu.json"))
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
     # warm-up: one-time costs (imports torch.optim pulls in on its first step) off the first size

@@ -194,8 +194,10 @@ class PairwiseObjective:
         """Every coupling a balanced streaming bank, so all pairs a bank has solved weigh the
         same: each draw is a uniform index among them, for every bank at once in a handful of
         kernels, whether the banks are still growing or whole. No search over cumulative
-        weights (the same draws, as ``ceil(u n) - 1 = floor(u n)``; 100,000 cells x 10 time
-        points: draws ~3x cheaper than bank by bank while the banks stream in)."""
+        weights: the draws a bank makes itself (``floor(u n)`` is ``ceil(u n) - 1`` unless
+        ``u n`` is a whole number; an entropic bank's minibatch totals are 1 to ~4e-9, so a few
+        draws in millions pick a neighbouring pair). 100,000 cells x 10 time points: draws
+        ~3x cheaper than bank by bank while the banks stream in."""
         if self._bank_draws is None:
             device = self.populations[0].device
             sizes = [len(bank.pairs()[0]) for bank in self._banks]
