@@ -346,6 +346,22 @@ def test_resume_reproduces_uninterrupted_fit(tmp_path, monkeypatch, schedule, co
     np.testing.assert_array_equal(again.predict(1.5).obsm["X_pca"], full.predict(1.5).obsm["X_pca"])
 
 
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resumed_fit_trains_at_the_lr_it_is_given(tmp_path, schedule):
+    adata = moving_gaussians(n_per_time=30)
+    kw = {"progress": False, "lr_schedule": schedule, "seed": 0}
+    trajflow.fit_trajectories(adata, n_steps=100, **kw, checkpoint_dir=tmp_path / "c")
+    saved = trajflow.TrajectoryModel.load(tmp_path / "c").predict(1.5, seed=0).obsm["X_pca"]
+    moved = {}
+    for lr in (1e-12, 1e-3):  # 1e-3: the saved fit's own
+        resumed = trajflow.fit_trajectories(
+            adata, n_steps=200, lr=lr, **kw, resume_from=tmp_path / "c"
+        )
+        moved[lr] = np.abs(resumed.predict(1.5, seed=0).obsm["X_pca"] - saved).max()
+    # a negligible lr leaves the weights where the checkpoint had them; the saved lr moves them
+    assert moved[1e-12] < 1e-4 < moved[1e-3]
+
+
 def test_resume_on_the_cpu_from_a_gpu_graphed_checkpoint(tmp_path):
     """A CUDA-graph fit saves a capturable optimiser with a tensor learning rate; the CPU resumes
     it with its own kernel options."""

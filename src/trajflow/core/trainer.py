@@ -189,10 +189,15 @@ def optimise(
                 group["lr"] = float(group["lr"])
         if graphs:
             make_capturable(optimizer, device)
+        for group in optimizer.param_groups:
+            # train with this call's settings: the saved groups carry the saving fit's (decayed)
+            # lr and weight decay and, under a cosine schedule, its base lr as initial_lr,
+            # which LambdaLR would keep
+            group.pop("initial_lr", None)
+            _set_lr(group, config.lr)
+            group["weight_decay"] = config.weight_decay
     schedule = None
     if config.lr_schedule == "cosine":
-        for group in optimizer.param_groups:  # a resumed optimiser carries its decayed lr
-            _set_lr(group, config.lr)
 
         def cosine(k: int) -> float:
             return 0.5 * (
