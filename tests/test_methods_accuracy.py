@@ -139,6 +139,29 @@ def test_bends_pull_a_chord_toward_the_cells():
     assert 1.8 < float(midpoint.norm()) < 2.2 and abs(float(midpoint[0, 0])) < 0.3, midpoint
 
 
+def test_kernel_density_matches_autograd_of_the_plain_expression():
+    from trajflow.core.bends import _KernelMean
+
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.randn(60, 3, generator=gen, dtype=torch.float64)
+    x = torch.cat(
+        [
+            torch.randn(20, 3, generator=gen, dtype=torch.float64),
+            ref[:2],
+            torch.full((1, 3), 40.0, dtype=torch.float64),
+        ]
+    )  # on a cell; far from all
+    x.requires_grad_(True)
+    bw2 = 2 * 0.6**2
+    fast = _KernelMean.apply(x, ref, ref.pow(2).sum(1).div(-bw2), bw2)
+    (grad_fast,) = torch.autograd.grad(fast.sin().sum(), x)
+    plain = torch.exp(-(x[:, None] - ref[None]).pow(2).sum(-1) / bw2).mean(1)
+    (grad_plain,) = torch.autograd.grad(plain.sin().sum(), x)
+    # the far point sits at the floor exp(-80) ~ 1e-35 instead of 0
+    torch.testing.assert_close(fast, plain.clamp_min(float(np.exp(-80.0))), atol=0, rtol=1e-12)
+    torch.testing.assert_close(grad_fast, grad_plain, atol=1e-30, rtol=1e-10)
+
+
 def test_zero_bends_train_exactly_as_straight_paths():
     gen = torch.Generator().manual_seed(0)
     pops = [torch.randn(40, 2, generator=gen) + 2 * k for k in range(3)]
