@@ -129,6 +129,21 @@ def test_categorical_and_string_times():
     model = trajflow.fit_trajectories(adata, time_key="day", n_steps=50, progress=False)
     assert model.times == [0.0, 2.0, 4.0]
     assert model.predict(3.0).obs["day"].eq(3.0).all()
+    # missing labels in a categorical or string column (e.g. after ad.concat) are missing
+    # values, not labels 'nan' or '' that "are not numbers"
+    for blank in (np.nan, ""):
+        bad = adata.copy()
+        bad.obs["day"] = bad.obs["day"].astype(str)
+        bad.obs.loc[bad.obs_names[:3], "day"] = blank
+        bad.obs["day"] = bad.obs["day"].astype("category")
+        with pytest.raises(ValueError, match="has 3 missing or infinite time values") as err:
+            trajflow.fit_trajectories(bad, time_key="day", n_steps=5, progress=False)
+        # the suggested fix is runnable as printed
+        fix = str(err.value).split("(adata = ")[1].split(") or fill")[0]
+        kept = eval(fix, {"adata": bad, "np": np, "pd": pd})
+        assert kept.n_obs == adata.n_obs - 3
+    with pytest.raises(KeyError, match="Did you mean time_key='day'"):
+        trajflow.fit_trajectories(adata, time_key="Day", n_steps=5, progress=False)
 
 
 def test_pca_computed_from_counts_without_touching_x():

@@ -6,6 +6,7 @@ fed (and tested) without AnnData.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,8 +42,14 @@ def check_anndata(adata: Any) -> AnnData:
 def obs_column(adata: AnnData, key: Any, argument: str, hint: str) -> pd.Series:
     """``adata.obs[key]``, or a KeyError naming ``argument``, the columns there are and ``hint``."""
     if not isinstance(key, str) or key not in adata.obs.columns:
-        cols = ", ".join(map(repr, adata.obs.columns[:12])) or "none"
-        raise KeyError(f"{argument}={key!r} is not a column of adata.obs (columns: {cols}). {hint}")
+        columns = [str(c) for c in adata.obs.columns]
+        cols = ", ".join(map(repr, columns[:12])) or "none"
+        near = [c for c in columns if isinstance(key, str) and c.lower() == key.lower()]
+        near += difflib.get_close_matches(str(key), columns, n=3, cutoff=0.6)
+        guess = f" Did you mean {argument}={next(iter(near))!r}?" if near else ""
+        raise KeyError(
+            f"{argument}={key!r} is not a column of adata.obs (columns: {cols}).{guess} {hint}"
+        )
     return adata.obs[key]
 
 
@@ -56,30 +63,36 @@ def parse_times(adata: AnnData, time_key: str) -> np.ndarray:
         adata,
         time_key,
         "time_key",
-        "Pass the column that holds the time point of each cell, e.g. time_key='day'.",
+        "Pass the column that holds each cell's time point (numbers, such as days).",
     )
     if isinstance(col.dtype, pd.CategoricalDtype):
-        col = col.astype(str)
+        col = col.astype(object)  # missing labels stay missing (astype(str) would make 'nan')
     if pd.api.types.is_bool_dtype(col):
         raise TypeError(f"adata.obs[{time_key!r}] is boolean; it must hold numeric time points.")
     if pd.api.types.is_numeric_dtype(col):
         values = col.to_numpy(dtype=float)
     else:
-        parsed = pd.to_numeric(col.astype(str).str.strip(), errors="coerce")
-        bad = col[parsed.isna() & col.notna()]
+        text = col.astype(str).str.strip()
+        missing = col.isna().to_numpy() | (text == "").to_numpy()
+        parsed = pd.to_numeric(text.where(~missing), errors="coerce")
+        bad = col[parsed.isna().to_numpy() & ~missing]
         if len(bad):
             examples = ", ".join(map(repr, pd.unique(bad.astype(str))[:3]))
             raise ValueError(
                 f"adata.obs[{time_key!r}] has labels that are not numbers ({examples}). "
-                "Time points must be numeric or strings that parse as numbers; map them first, "
-                f"e.g. adata.obs[{time_key!r}] = adata.obs[{time_key!r}].map({{'day0': 0, ...}})."
+                "Time points must be numeric or strings that parse as numbers. Add a numeric "
+                "column and pass it, e.g. for labels with a number in them: "
+                f"adata.obs['time_num'] = adata.obs[{time_key!r}].astype(str)"
+                ".str.extract(r'([-+]?[0-9]*[.]?[0-9]+)')[0].astype(float); "
+                "time_key='time_num'."
             )
         values = parsed.to_numpy(dtype=float)
     if not np.all(np.isfinite(values)):
         n_bad = int((~np.isfinite(values)).sum())
         raise ValueError(
-            f"adata.obs[{time_key!r}] has {n_bad} missing or infinite time values. "
-            "Drop those cells (adata = adata[adata.obs[time_key].notna()].copy()) or fill them in."
+            f"adata.obs[{time_key!r}] has {n_bad} missing or infinite time values. Drop those "
+            f"cells (adata = adata[np.isfinite(pd.to_numeric(adata.obs[{time_key!r}].astype(str), "
+            "errors='coerce'))].copy()) or fill them in."
         )
     return values
 
