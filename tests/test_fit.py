@@ -171,6 +171,15 @@ def test_use_rep_x_and_default_n_dims():
     model = trajflow.fit_trajectories(adata, use_rep="X", n_steps=20, progress=False)
     assert model.n_dims == 3 and model.use_rep == "X"
     assert model.predict(1.0).obsm["X"].shape == (40, 3)
+    # a gene matrix (here sparse, 80 columns) through use_rep='X': the first 50 columns are
+    # modelled, with a warning that this is rarely what a user wants
+    rng = np.random.default_rng(0)
+    genes = sparse.csr_matrix(rng.poisson(1.0, size=(adata.n_obs, 80)).astype(np.float32))
+    wide = ad.AnnData(X=genes, obs=adata.obs.copy())
+    with pytest.warns(UserWarning, match="only its first 50, in adata.var order"):
+        model = trajflow.fit_trajectories(wide, use_rep="X", n_steps=5, progress=False)
+    assert model.n_dims == 50
+    np.testing.assert_allclose(model.scaler.mean, genes[:, :50].toarray().mean(0), rtol=1e-6)
 
 
 def test_eb_default_fit_beats_baseline(eb_adata, caplog):

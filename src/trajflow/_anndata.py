@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -352,6 +353,31 @@ def ensure_pca(adata: AnnData, n_comps: int, *, key_added: str = PCA_KEY_ADDED) 
     )  # fmt: skip
 
 
+def _stored_representation(
+    adata: AnnData, use_rep: str, n_dims: int | None, allow_pca: bool
+) -> Any:
+    """``adata.X`` or ``adata.obsm[use_rep]`` as stored (dense or sparse), computing the PCA
+    when ``use_rep == "X_pca"`` is missing and ``allow_pca``."""
+    if use_rep == "X":
+        if adata.X is None:
+            raise ValueError("use_rep='X' but adata.X is empty; pass an obsm key as use_rep.")
+        if adata.isbacked:
+            raise ValueError(
+                "adata is backed (on disk); load it into memory first with adata.to_memory()."
+            )
+        return adata.X
+    if use_rep in adata.obsm:
+        return adata.obsm[use_rep]
+    if use_rep == PCA_KEY_ADDED and allow_pca:
+        ensure_pca(adata, n_comps=max(50, n_dims or 0))
+        return adata.obsm[use_rep]
+    keys = ", ".join(map(repr, adata.obsm.keys())) or "none"
+    raise KeyError(
+        f"use_rep={use_rep!r} is not in adata.obsm (available: {keys}). "
+        "Pass one of those keys, use_rep='X', or compute it first (e.g. sc.pp.pca)."
+    )
+
+
 def get_representation(
     adata: AnnData, use_rep: str, n_dims: int | None, *, allow_pca: bool = True
 ) -> np.ndarray:
@@ -362,37 +388,20 @@ def get_representation(
     """
     if n_dims is not None and (not isinstance(n_dims, int | np.integer) or n_dims < 1):
         raise ValueError(f"n_dims must be a positive integer or None, got {n_dims!r}.")
-    if use_rep == "X":
-        if adata.X is None:
-            raise ValueError("use_rep='X' but adata.X is empty; pass an obsm key as use_rep.")
-        if adata.isbacked:
-            raise ValueError(
-                "adata is backed (on disk); load it into memory first with adata.to_memory()."
-            )
-        rep = adata.X
-    elif use_rep in adata.obsm:
-        rep = adata.obsm[use_rep]
-    elif use_rep == PCA_KEY_ADDED and allow_pca:
-        ensure_pca(adata, n_comps=max(50, n_dims or 0))
-        rep = adata.obsm[use_rep]
-    else:
-        keys = ", ".join(map(repr, adata.obsm.keys())) or "none"
-        raise KeyError(
-            f"use_rep={use_rep!r} is not in adata.obsm (available: {keys}). "
-            "Pass one of those keys, use_rep='X', or compute it first (e.g. sc.pp.pca)."
-        )
-    if sparse.issparse(rep):
-        rep = rep.toarray()
-    rep = np.asarray(rep, dtype=np.float64)
-    if rep.ndim != 2:
-        raise ValueError(f"The representation {use_rep!r} must be 2-D, got shape {rep.shape}.")
+    rep = _stored_representation(adata, use_rep, n_dims, allow_pca)
+    if len(getattr(rep, "shape", ())) != 2:
+        shape = getattr(rep, "shape", None)
+        raise ValueError(f"The representation {use_rep!r} must be 2-D, got shape {shape}.")
     if n_dims is not None:
         if n_dims > rep.shape[1]:
             raise ValueError(
                 f"n_dims={n_dims} is larger than the representation {use_rep!r}, which has "
                 f"{rep.shape[1]} dimensions. Use n_dims <= {rep.shape[1]}."
             )
-        rep = rep[:, :n_dims]
+        rep = rep[:, :n_dims]  # before densifying: a sparse gene matrix stays small
+    if sparse.issparse(rep):
+        rep = rep.toarray()
+    rep = np.asarray(rep, dtype=np.float64)
     finite = np.isfinite(rep)
     if not finite.all():
         rows = int((~finite.all(axis=1)).sum())
@@ -460,18 +469,28 @@ def default_representation(adata: AnnData, use_rep: str) -> np.ndarray:
     """The representation's first ``min(MAX_DEFAULT_N_DIMS, all)`` columns: every dimension a
     user stored (scanpy's PCA has 50), capped so a 100-PC or raw-gene matrix stays tractable.
     Logs what it kept."""
-    rep = get_representation(adata, use_rep, None)
-    width = rep.shape[1]
-    kept = min(MAX_DEFAULT_N_DIMS, width)
+    stored = _stored_representation(adata, use_rep, None, True)
+    width = stored.shape[1] if len(getattr(stored, "shape", ())) == 2 else None
+    kept = None if width is None else min(MAX_DEFAULT_N_DIMS, width)
+    rep = get_representation(adata, use_rep, kept)  # checks the shape, densifies what is kept
     where = "adata.X" if use_rep == "X" else f"adata.obsm[{use_rep!r}]"
-    if kept < width:
+    if kept is not None and kept < width:
         logger.info(
             "using the first %d of %d dimensions of %s (the default cap; pass n_dims to change)",
             kept, width, where,
         )  # fmt: skip
+        if use_rep == "X":
+            warnings.warn(
+                f"use_rep='X': adata.X has {width} columns (genes?) and only its first {kept}, "
+                "in adata.var order, are modelled. For expression data, fit on a PCA instead "
+                "(sc.pp.pca(adata), then the default use_rep='X_pca'); to model more columns "
+                "of X, pass n_dims.",
+                UserWarning,
+                stacklevel=4,
+            )
     else:
-        logger.info("using all %d dimensions of %s", width, where)
-    return rep[:, :kept]
+        logger.info("using all %d dimensions of %s", rep.shape[1], where)
+    return rep
 
 
 def time_course(
