@@ -347,7 +347,11 @@ def test_benchmark_on_real_results_and_bad_input(gaussians):
         device="cpu",
     )
     ax = pl.benchmark(results)
-    assert len([p for p in ax.patches if p.get_label() == "ot-cfm"]) == 1
+    # every model-free baseline of leave_one_out is a reference line, never a competing bar
+    assert [p.get_label() for p in ax.patches] == ["ot-cfm"]
+    lines = {str(c.get_label()) for c in ax.collections}
+    assert "baseline: entropic OT interpolation" in lines and len(lines) == 3
+    assert "1 seed (no error bars)" in ax.get_title()
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1"]
     with pytest.raises(KeyError, match="holdout_time"):
         pl.benchmark(results.drop(columns="holdout_time"))

@@ -12,6 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from ..benchmark import BASELINES
 from ._utils import finish, format_time, new_axes
 
 #: Fixed colours so a method looks the same in every figure.
@@ -33,6 +34,11 @@ BASELINE_STYLES = {
         "linestyle": (0, (1, 1.2)),
         "label": "OT interpolation",
     },
+    "entropic-interpolation": {
+        "color": "#a6761d",
+        "linestyle": (0, (6, 1.5, 1, 1.5)),
+        "label": "entropic OT interpolation",
+    },
 }
 
 
@@ -52,7 +58,7 @@ def benchmark(
     *,
     metric: str = "w1",
     methods: Sequence[str] | None = None,
-    baselines: Sequence[str] = ("previous", "ot-interpolation"),
+    baselines: Sequence[str] = BASELINES,
     include_mean: bool = True,
     show_seeds: bool = True,
     time_key: str | None = None,
@@ -68,8 +74,9 @@ def benchmark(
     Bars are the mean over seeds with ± one standard deviation (ddof=1) as error bars; single
     seeds are the small dots. The model-free baselines are horizontal reference lines across
     each group: ``previous`` (the previous time point, not moved; a method should beat it) and
-    ``ot-interpolation`` (displacement interpolation along the exact OT plan between the two
-    neighbouring time points; a strong reference that needs both neighbours). The last group,
+    ``ot-interpolation`` and ``entropic-interpolation`` (displacement interpolation along the
+    exact or the entropic OT plan between the two neighbouring time points, as moscot computes
+    it; strong references that need both neighbours). The last group,
     ``mean``, is the mean over held-out times, ± the std over seeds of that mean, as in
     :func:`trajflow.benchmark.summarize`. Lower is better for every metric.
 
@@ -156,7 +163,7 @@ def benchmark(
                 alpha=0.85,
                 label=method,
                 zorder=2,
-                yerr=std,
+                yerr=std if len(values) > 1 else None,  # no zero-length bar for one seed
                 capsize=3,
                 error_kw={"elinewidth": 1.0, "ecolor": "#222222"},
             )
@@ -192,11 +199,8 @@ def benchmark(
     label = metric.upper() if metric in ("w1", "w2", "mmd") else metric
     ax.set_ylabel(ylabel or f"{label} to held-out cells (lower is better)")
     seeds = results["seed"].nunique()
-    ax.set_title(
-        title
-        or f"Leave-one-timepoint-out {label}, mean ± std over {seeds} seed"
-        + ("s" if seeds != 1 else "")
-    )
+    spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed (no error bars)"
+    ax.set_title(title or f"Leave-one-timepoint-out {label}, {spread}")
     ax.set_ylim(bottom=0)
     ax.grid(axis="y", color="#e5e5e5", zorder=0)
     ax.set_axisbelow(True)

@@ -41,7 +41,7 @@ def _result(adata: AnnData, key: str, tool: str, slot: str = "uns") -> dict[str,
         )
     if key not in adata.uns:
         raise KeyError(
-            f"adata.uns has no {key!r}; run trajflow.tl.{tool}(model, adata, ...) first "
+            f"adata.uns has no {key!r}; run trajflow.tl.{tool}(adata, model, ...) first "
             f"(or pass key= the key_added you used)."
         )
     return adata.uns[key]
