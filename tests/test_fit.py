@@ -191,6 +191,9 @@ def test_eb_default_fit_beats_baseline(eb_adata, caplog):
     assert "n_dims=50, scaling='global'" in repr(model)
     assert "using the first 50 of 100 dimensions of adata.obsm['X_pca']" in caplog.text
     assert "training on 50 dimensions of X_pca, one global scale" in caplog.text
+    # the clock's log line says what it compared and by which rule
+    assert "clock='auto' chose 'time' (held-out W1 in training units, time" in caplog.text
+    assert "only when it is more than 1% lower" in caplog.text
     x = eb_adata.obsm["X_pca"][:, :50]
     t = eb_adata.obs["time"].to_numpy()
     pred = model.predict(2.0, source_time=1.0).obsm["X_pca"]

@@ -193,6 +193,18 @@ def check_clock(kind: str) -> None:
         raise ValueError(f"Unknown clock {kind!r}; choose one of {list(CLOCKS)}.")
 
 
+def auto_clock_reason(clock: Any) -> str:
+    """Why ``clock="auto"`` chose ``clock``, for the log: the rule and the scores it compared."""
+    scores = getattr(clock, "scores", None) or {}
+    if not scores:
+        return "fewer than 4 training time points: the clocks cannot be compared"
+    time_w1, distance_w1 = scores["time"], scores["distance"]
+    return (
+        f"held-out W1 in training units, time {time_w1:.4g} vs distance {distance_w1:.4g}; the "
+        f"distance clock is chosen only when it is more than {AUTO_MARGIN:.0%} lower"
+    )
+
+
 def fit_clock(
     kind: str,
     times: Sequence[float],

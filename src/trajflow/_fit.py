@@ -21,7 +21,7 @@ from anndata import AnnData
 
 from ._anndata import Standardizer, check_anndata, time_course
 from ._checkpoint import checkpointer, load_checkpoint, with_history
-from ._clock import CLOCKS, fit_clock
+from ._clock import CLOCKS, auto_clock_reason, fit_clock
 from ._methods import build_objective, check_method_options, get_method
 from ._model import TrajectoryModel
 from ._settings import settings
@@ -289,7 +289,7 @@ def fit_trajectories(
         taus = [float(x) for x in model_clock(train.times)]
         if clock == "auto":
             logger.info(
-                "clock='auto' chose %r (held-out W1 %s)", model_clock.kind, model_clock.scores
+                "clock='auto' chose %r (%s)", model_clock.kind, auto_clock_reason(model_clock)
             )
 
         # ---- the method's recipe: couplings / chains, bends, the step loss
