@@ -105,6 +105,19 @@ def _legend_text(ax: Axes) -> str:
     return " ".join(" ".join(v) for v in _legends(ax).values())
 
 
+def test_background_coloured_by_a_gene_on_a_robust_scale(model, adata):
+    genes = adata.copy()
+    genes.var_names = ["g0", "g1", "g2"]
+    genes.X = np.abs(np.asarray(genes.X, dtype=float))
+    genes.X[0, 0] = 1e4  # one outlier must not wash out every other cell
+    ax = pl.trajectories(genes, model, color="g0", n_cells=3, n_points=5)
+    assert _colorbar_labels(ax.figure) == ["g0 (1st-99th percentile)"]
+    background = next(c for c in ax.collections if c.get_array() is not None)
+    assert background.norm.vmax < 100
+    with pytest.raises(KeyError, match="neither a column of adata.obs nor a gene"):
+        pl.trajectories(genes, model, color="g9")
+
+
 def test_trajectories_on_representation(model, adata, tmp_path):
     snap = _snapshot(adata)
     out = tmp_path / "traj.png"

@@ -97,7 +97,8 @@ def trajectories(
     components
         Two 1-based columns of the basis to plot.
     color
-        ``obs`` column for the background cells. Default: the model's time key. Paths are always
+        ``obs`` column or gene (``var_names``, expression in ``X``) for the background cells.
+        Default: the model's time key. Paths are always
         coloured by time; with another ``color`` the background's legend (categories) is on the
         right and the paths' time key below the axes.
     source_times

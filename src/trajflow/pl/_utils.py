@@ -614,7 +614,8 @@ def scatter_background(
         Time of each cell, shape ``(n_obs,)``.
     color
         ``time_key`` to colour by time; another ``obs`` column for categorical colours (with a
-        legend) or numeric grey levels (with a colour bar).
+        legend) or numeric grey levels (with a colour bar); a gene of ``var_names`` for its
+        expression in ``X`` (grey levels).
     time_key
         The time column's name.
     lightness
@@ -641,9 +642,14 @@ def scatter_background(
         if key:
             tc.key(ax, lightness=lightness, paths=key_paths, extra=key_extra)
         return
-    if color not in adata.obs.columns:
-        raise KeyError(f"color={color!r} is not a column of adata.obs.")
-    col = adata.obs[color]
+    if color in adata.obs.columns:
+        col = adata.obs[color]
+    elif color in adata.var_names:  # a gene: its expression in X, as scanpy colours by genes
+        col = pd.Series(np.asarray(adata.obs_vector(color), dtype=float), index=adata.obs_names)
+    else:
+        raise KeyError(
+            f"color={color!r} is neither a column of adata.obs nor a gene in adata.var_names."
+        )
     if isinstance(col.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(col):
         names, base = category_colors(adata, color)
         codes = pd.Categorical(
@@ -668,10 +674,21 @@ def scatter_background(
             add_legend(ax, handles, title=color, where="right", ncols=1 if len(names) <= 14 else 2)
         return
     values = col.to_numpy(dtype=float)[order]
+    # grey levels between the 1st and 99th percentiles (scanpy's vmax='p99' habit): one outlier
+    # (a raw count of 2,000 among tens) would otherwise leave every other cell white
+    finite = values[np.isfinite(values)]
+    low, high = np.percentile(finite, [1, 99]) if len(finite) else (0.0, 1.0)
+    if not high > low:
+        low, high = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+    below = bool(len(finite)) and finite.min() < low
+    above = bool(len(finite)) and finite.max() > high
+    clipped = below or above
     sc = ax.scatter(
         xy[:, 0],
         xy[:, 1],
         c=values,
+        vmin=low,
+        vmax=high if high > low else None,
         cmap="Greys",
         s=s,
         linewidths=0,
@@ -680,9 +697,12 @@ def scatter_background(
         zorder=1,
     )
     if key:
-        cbar = ax.figure.colorbar(sc, ax=ax, pad=0.02, fraction=0.05)
+        extend = {(True, True): "both", (True, False): "min", (False, True): "max"}.get(
+            (below, above), "neither"
+        )
+        cbar = ax.figure.colorbar(sc, ax=ax, pad=0.02, fraction=0.05, extend=extend)
         cbar.solids.set_alpha(0.6)  # as the cells are drawn
-        cbar.set_label(color)
+        cbar.set_label(color + (" (1st-99th percentile)" if clipped else ""))
 
 
 def finish(
