@@ -142,6 +142,9 @@ def test_trajectories_to_df(model):
     np.testing.assert_array_equal(df[["X_pca_1", "X_pca_2"]].to_numpy(), traj.paths.reshape(-1, 2))
     second = df[df["cell"] == traj.cell_names[1]]
     np.testing.assert_array_equal(second[["X_pca_1", "X_pca_2"]].to_numpy(), traj.paths[1])
+    # printed in a notebook: one summary line, not the arrays
+    assert repr(traj).startswith("Trajectories of 4 cells from time=") and "\n" not in repr(traj)
+    assert "5 time points" in repr(traj) and len(repr(traj)) < 200
 
 
 def test_trajectories_to_anndata(model):

@@ -97,6 +97,16 @@ class Trajectories:
     use_rep: str = "X"
     time_key: str = "time"
 
+    def __repr__(self) -> str:
+        # a summary, not the arrays: a notebook cell ending in model.trajectories(...) would
+        # otherwise print every position and cell name
+        n_cells, n_points, n_dims = self.paths.shape
+        return (
+            f"Trajectories of {n_cells} cells from {self.time_key}={self.source_time:g}: "
+            f"{n_points} time points from {float(self.times[0]):g} to {float(self.times[-1]):g}, "
+            f"{n_dims} dimensions of {self.use_rep!r} (.paths, .to_df(), .to_anndata())"
+        )
+
     @property
     def end_points(self) -> np.ndarray:
         """Last position of every path, shape ``(n_cells, n_dims)`` (at ``times[-1]``)."""
