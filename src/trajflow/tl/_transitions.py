@@ -372,6 +372,14 @@ def cell_transition(
     at ``source_time`` (the flow run backwards from ``target_time``); every row sums to 1.
     Cells are matched to observed cells as in :func:`couplings`.
 
+    Cells go straight from one time point to the other, as moscot's ``cell_transition`` reads
+    one coupling. With observed time points in between, this is
+    :func:`fate_probabilities`' ``through="direct"``: with the ODE each cell takes one path, so
+    the fractions can be more clear-cut than those of :func:`fate_probabilities`' default
+    ``through="observed"``, which chains the steps through every observed time point in between
+    (averaged per group, its table can differ from this one; on data with known fates the
+    chained version is the better calibrated).
+
     Parameters
     ----------
     adata
