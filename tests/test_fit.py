@@ -180,6 +180,10 @@ def test_use_rep_x_and_default_n_dims():
         model = trajflow.fit_trajectories(wide, use_rep="X", n_steps=5, progress=False)
     assert model.n_dims == 50
     np.testing.assert_allclose(model.scaler.mean, genes[:, :50].toarray().mean(0), rtol=1e-6)
+    # a DataFrame in obsm (anndata allows one) is read like an array
+    adata.obsm["X_df"] = pd.DataFrame(adata.obsm["X_pca"], index=adata.obs_names)
+    model = trajflow.fit_trajectories(adata, use_rep="X_df", n_dims=2, n_steps=5, progress=False)
+    assert model.n_dims == 2
 
 
 def test_eb_default_fit_beats_baseline(eb_adata, caplog):

@@ -389,9 +389,10 @@ def get_representation(
     if n_dims is not None and (not isinstance(n_dims, int | np.integer) or n_dims < 1):
         raise ValueError(f"n_dims must be a positive integer or None, got {n_dims!r}.")
     rep = _stored_representation(adata, use_rep, n_dims, allow_pca)
-    if len(getattr(rep, "shape", ())) != 2:
-        shape = getattr(rep, "shape", None)
-        raise ValueError(f"The representation {use_rep!r} must be 2-D, got shape {shape}.")
+    if not (sparse.issparse(rep) or isinstance(rep, np.ndarray)):
+        rep = np.asarray(rep)  # e.g. a DataFrame in obsm
+    if rep.ndim != 2:
+        raise ValueError(f"The representation {use_rep!r} must be 2-D, got shape {rep.shape}.")
     if n_dims is not None:
         if n_dims > rep.shape[1]:
             raise ValueError(
