@@ -142,6 +142,14 @@ def test_categorical_and_string_times():
         fix = str(err.value).split("(adata = ")[1].split(") or fill")[0]
         kept = eval(fix, {"adata": bad, "np": np, "pd": pd})
         assert kept.n_obs == adata.n_obs - 3
+    # labels with a number in them: the printed recipe gives the numbers (not 'day-2' -> -2)
+    named = adata.copy()
+    named.obs["label"] = [f"day-{t:g}" for t in named.obs["time"]]
+    with pytest.raises(ValueError, match="not numbers") as err:
+        trajflow.fit_trajectories(named, time_key="label", n_steps=5, progress=False)
+    recipe = str(err.value).split("e.g. for labels with a number in them: ")[1].split("; ")[0]
+    exec(recipe, {"adata": named})
+    np.testing.assert_array_equal(named.obs["time_num"], named.obs["time"])
     with pytest.raises(KeyError, match="Did you mean time_key='day'"):
         trajflow.fit_trajectories(adata, time_key="Day", n_steps=5, progress=False)
 

@@ -84,7 +84,7 @@ def parse_times(adata: AnnData, time_key: str) -> np.ndarray:
                 "Time points must be numeric or strings that parse as numbers. Add a numeric "
                 "column and pass it, e.g. for labels with a number in them: "
                 f"adata.obs['time_num'] = adata.obs[{time_key!r}].astype(str)"
-                ".str.extract(r'([-+]?[0-9]*[.]?[0-9]+)')[0].astype(float); "
+                ".str.extract(r'([0-9]*[.]?[0-9]+)')[0].astype(float); "
                 "time_key='time_num'."
             )
         values = parsed.to_numpy(dtype=float)
@@ -466,7 +466,7 @@ class Standardizer:
         return cls(mean=np.asarray(d["mean"], dtype=np.float64), scale=np.asarray(d["scale"]))
 
 
-def default_representation(adata: AnnData, use_rep: str) -> np.ndarray:
+def default_representation(adata: AnnData, use_rep: str, *, stacklevel: int = 2) -> np.ndarray:
     """The representation's first ``min(MAX_DEFAULT_N_DIMS, all)`` columns: every dimension a
     user stored (scanpy's PCA has 50), capped so a 100-PC or raw-gene matrix stays tractable.
     Logs what it kept."""
@@ -487,7 +487,7 @@ def default_representation(adata: AnnData, use_rep: str) -> np.ndarray:
                 "(sc.pp.pca(adata), then the default use_rep='X_pca'); to model more columns "
                 "of X, pass n_dims.",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=stacklevel,  # the warning names the user's line
             )
     else:
         logger.info("using all %d dimensions of %s", rep.shape[1], where)
@@ -508,7 +508,7 @@ def time_course(
     times = parse_times(adata, time_key)
     growth = None if growth_key is None else growth_weights(adata, growth_key)
     if n_dims is None:
-        rep = default_representation(adata, use_rep)
+        rep = default_representation(adata, use_rep, stacklevel=4)  # the fit's caller
     else:
         rep = get_representation(adata, use_rep, n_dims)
     names = np.asarray(adata.obs_names)

@@ -412,7 +412,7 @@ def leave_one_out(
     elif protocol == "paper":  # the first 5 dims, or all of a narrower representation
         rep = get_representation(adata, use_rep, None)[:, :PAPER_N_DIMS]
     else:
-        rep = default_representation(adata, use_rep)
+        rep = default_representation(adata, use_rep, stacklevel=3)  # leave_one_out's caller
     n_dims = rep.shape[1]
     course = TimeCourse.from_arrays(rep, times, np.asarray(adata.obs_names), time_key=time_key)
     interior = _interior_times(course.times)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 __all__ = ["kde_metric", "optimise_bends", "support_bends"]
 
@@ -62,6 +63,7 @@ class _KernelMean(torch.autograd.Function):
         return total / ref.shape[0]
 
     @staticmethod
+    @once_differentiable  # its backward is not itself differentiable: say so if asked
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
         x, ref, kernel, total = ctx.saved_tensors
         pulled = x * total[:, None] - kernel @ ref

@@ -123,7 +123,8 @@ def benchmark(
     results = results.copy()
     results["holdout_time"] = results["holdout_time"].astype(float)
     present = list(dict.fromkeys(results["method"]))
-    base = [b for b in baselines if b in present]
+    # a baseline asked for in methods is drawn as a bar, not also as a line
+    base = [b for b in baselines if b in present and b not in (methods or ())]
     per_seed = results.groupby(["method", "seed"])[metric].mean()
     if methods is None:
         flows = [m for m in present if m not in base]
