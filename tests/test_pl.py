@@ -116,6 +116,9 @@ def test_background_coloured_by_a_gene_on_a_robust_scale(model, adata):
     assert background.norm.vmax < 100
     with pytest.raises(KeyError, match="neither a column of adata.obs nor a gene"):
         pl.trajectories(genes, model, color="g9")
+    genes.var_names = ["g0", "g0", "g2"]
+    with pytest.raises(ValueError, match="var_names_make_unique"):
+        pl.trajectories(genes, model, color="g0")
 
 
 def test_trajectories_on_representation(model, adata, tmp_path):

@@ -645,6 +645,11 @@ def scatter_background(
     if color in adata.obs.columns:
         col = adata.obs[color]
     elif color in adata.var_names:  # a gene: its expression in X, as scanpy colours by genes
+        if not adata.var_names.is_unique:
+            raise ValueError(
+                f"color={color!r}: adata.var_names are not unique, so the gene is ambiguous; "
+                "run adata.var_names_make_unique() first."
+            )
         col = pd.Series(np.asarray(adata.obs_vector(color), dtype=float), index=adata.obs_names)
     else:
         raise KeyError(
