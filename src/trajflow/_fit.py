@@ -196,9 +196,9 @@ def fit_trajectories(
     resume_from
         A ``checkpoint_dir`` written by an earlier call with the same data and settings: training
         continues from its step, and ends with the same model as an uninterrupted fit (on CPU).
-        The method, data and network settings must match the checkpoint's; ``n_steps``, ``lr``,
-        ``lr_schedule`` and ``weight_decay`` are this call's (a longer ``n_steps`` trains on; a resumed cosine
-        schedule follows this call's ``n_steps`` and ``lr``).
+        The method, data and network settings must match the checkpoint's; ``n_steps``,
+        ``lr``, ``lr_schedule`` and ``weight_decay`` are this call's (a longer ``n_steps``
+        trains on; a resumed cosine schedule follows this call's ``n_steps`` and ``lr``).
 
     Notes
     -----

@@ -126,6 +126,8 @@ class PairwiseObjective:
         )
         self._bank_draws: tuple[Tensor, ...] | None = None
         self._bank_bases: list[int] = []
+        # where population k starts in the populations laid end to end (fused draws' cells)
+        self._cell_starts = np.cumsum([0] + [len(p) for p in self.populations]).tolist()
         self._filled = [0] * len(self.couplings)
         device = populations[0].device
         bs = batch_size
@@ -163,7 +165,7 @@ class PairwiseObjective:
         tables = [getattr(c, "tables", lambda: None)() for c in self.couplings]
         if any(t is None for t in tables):
             return ()
-        starts = np.cumsum([0] + [len(p) for p in self.populations]).tolist()
+        starts = self._cell_starts
         cumulative, rows, cols = [], [], []
         for k, (cum, r, c) in enumerate(tables):
             cumulative.append(cum / cum[-1] + 2 * k)
@@ -212,7 +214,7 @@ class PairwiseObjective:
         rows, cols, cells, base, count = self._bank_draws
         counts = [bank.advance() for bank in self._banks]
         if counts != self._filled:  # copy in the pairs solved since the last step
-            starts = np.cumsum([0] + [len(p) for p in self.populations]).tolist()
+            starts = self._cell_starts
             for k, (bank, at) in enumerate(zip(self._banks, self._bank_bases, strict=True)):
                 have, now = self._filled[k], counts[k]
                 r, c = bank.pairs()

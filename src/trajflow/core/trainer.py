@@ -88,14 +88,6 @@ def _adamw(
     return torch.optim.AdamW(params, foreach=True, capturable=graphs, **kwargs)
 
 
-def _set_lr(group: dict, value: float) -> None:
-    """Set a parameter group's learning rate, in place when it is a tensor (a graph reads it)."""
-    if isinstance(group["lr"], Tensor):
-        group["lr"].fill_(value)
-    else:
-        group["lr"] = value
-
-
 @dataclass
 class TrainResult:
     """What happened during training."""
@@ -182,20 +174,17 @@ def optimise(
             {k: g[k] for k in ("capturable", "foreach", "fused")} for g in optimizer.param_groups
         ]
         optimizer.load_state_dict(resume["optimizer"])
-        # the saved groups bring the saving fit's kernel options: keep this device's choice
+        # The saved groups bring the saving fit's kernel options (keep this device's choice),
+        # its decayed lr (a device tensor if it was graphed), weight decay and, under a cosine
+        # schedule, its base lr as initial_lr, which LambdaLR would keep: train with this
+        # call's settings instead.
         for group, options in zip(optimizer.param_groups, chosen, strict=True):
             group.update(options)
-            if not graphs:
-                group["lr"] = float(group["lr"])
-        if graphs:
-            make_capturable(optimizer, device)
-        for group in optimizer.param_groups:
-            # train with this call's settings: the saved groups carry the saving fit's (decayed)
-            # lr and weight decay and, under a cosine schedule, its base lr as initial_lr,
-            # which LambdaLR would keep
             group.pop("initial_lr", None)
-            _set_lr(group, config.lr)
+            group["lr"] = config.lr
             group["weight_decay"] = config.weight_decay
+        if graphs:
+            make_capturable(optimizer, device)  # the lr back to a device tensor
     schedule = None
     if config.lr_schedule == "cosine":
 

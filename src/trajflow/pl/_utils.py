@@ -682,14 +682,15 @@ def scatter_background(
     # grey levels between the 1st and 99th percentiles (scanpy's vmax='p99' habit): one outlier
     # (a raw count of 2,000 among tens) would otherwise leave every other cell white
     finite = values[np.isfinite(values)]
-    # observed values, not interpolated ones: with ~100 cells an interpolated 99th percentile
-    # still leans towards a lone outlier
-    low = float(np.percentile(finite, 1, method="higher")) if len(finite) else 0.0
-    high = float(np.percentile(finite, 99, method="lower")) if len(finite) else 1.0
-    if not high > low:
-        low, high = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
-    below = bool(len(finite)) and finite.min() < low
-    above = bool(len(finite)) and finite.max() > high
+    low, high, below, above = 0.0, 1.0, False, False
+    if len(finite):
+        # observed values, not interpolated ones: with ~100 cells an interpolated 99th
+        # percentile still leans towards a lone outlier
+        low = float(np.percentile(finite, 1, method="higher"))
+        high = float(np.percentile(finite, 99, method="lower"))
+        if not high > low:
+            low, high = float(finite.min()), float(finite.max())
+        below, above = bool(finite.min() < low), bool(finite.max() > high)
     clipped = below or above
     sc = ax.scatter(
         xy[:, 0],
