@@ -35,7 +35,15 @@ from ._validate import (
     check_seed,
     check_times,
 )
-from .core import TrainConfig, TrainingDivergedError, TrainResult, VelocityNet, optimise
+from .core import (
+    COUPLINGS,
+    LR_SCHEDULES,
+    TrainConfig,
+    TrainingDivergedError,
+    TrainResult,
+    VelocityNet,
+    optimise,
+)
 from .core.device import auto_threads, cpu_threads, training_device
 from .core.distributed import data_parallel, init_distributed, process_device
 from .core.integrate import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS
@@ -235,10 +243,10 @@ def fit_trajectories(
     n_steps, batch_size = check_int("n_steps", n_steps), check_int("batch_size", batch_size)
     lr = check_float("lr", lr, minimum=0, strict=True)
     weight_decay = check_float("weight_decay", weight_decay, minimum=0)
-    check_choice("lr_schedule", lr_schedule, ("constant", "cosine"))
+    check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
     hidden, n_layers = check_int("hidden", hidden), check_int("n_layers", n_layers)
     check_choice("activation", activation, ACTIVATIONS)
-    check_choice("coupling", coupling, ("auto", "full", "bank", "minibatch"))
+    check_choice("coupling", coupling, COUPLINGS)
     if growth_key is not None and not isinstance(growth_key, str):
         raise TypeError(f"growth_key must be an obs column name or None, got {growth_key!r}.")
     if unbalanced is not None:

@@ -556,6 +556,7 @@ def _add_data_args(p: argparse.ArgumentParser, *, scaling_default: str | None) -
 
 def _add_training_args(p: argparse.ArgumentParser) -> None:
     """The training settings shared by ``fit`` and ``benchmark`` (:data:`_TRAINING`)."""
+    from .core import COUPLINGS, LR_SCHEDULES
     from .core.network import ACTIVATIONS
 
     defaults = _fit_defaults()
@@ -587,7 +588,7 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--lr-schedule",
         default=defaults["lr_schedule"],
-        choices=("constant", "cosine"),
+        choices=LR_SCHEDULES,
         help="learning-rate decay over the steps",
     )
     train.add_argument(
@@ -621,7 +622,7 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--coupling",
         default=defaults["coupling"],
-        choices=("auto", "full", "bank", "minibatch"),
+        choices=COUPLINGS,
         help="how OT pairs are made: full plans between whole populations, a bank of minibatch "
         "plans solved ahead, a fresh plan per minibatch and step, or auto (full when small, "
         "else bank)",
@@ -727,6 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``trajflow`` argument parser with its three subcommands."""
     from ._methods import METHODS
     from ._version import __version__
+    from .benchmark import PROTOCOLS
     from .core.integrate import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS
 
     methods = sorted(METHODS)
@@ -778,7 +780,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--protocol",
         default="user",
-        choices=("user", "paper"),
+        choices=PROTOCOLS,
         help="user: the representation as stored, scored in its own units; paper: the TorchCFM "
         "protocol (5 dims, whitened, scored standardised)",
     )

@@ -16,6 +16,7 @@ Everything here runs on any torch device.
 from __future__ import annotations
 
 from .couplings import (
+    COUPLINGS,
     ChainSampler,
     Coupling,
     IndependentCoupling,
@@ -31,9 +32,11 @@ from .integrate import integrate_ode, integrate_sde
 from .network import VelocityNet
 from .objectives import ChainObjective, Objective, PairwiseObjective
 from .paths import bridge_path, spline_path, straight_path
-from .trainer import TrainConfig, TrainingDivergedError, TrainResult, optimise
+from .trainer import LR_SCHEDULES, TrainConfig, TrainingDivergedError, TrainResult, optimise
 
 __all__ = [
+    "COUPLINGS",
+    "LR_SCHEDULES",
     "ChainObjective",
     "ChainSampler",
     "Coupling",

@@ -37,6 +37,8 @@ from torch import Tensor
 
 CouplingKind = Literal["independent", "exact", "entropic"]
 CouplingStrategy = Literal["auto", "full", "bank", "minibatch"]
+#: Every coupling strategy a fit accepts (``coupling=``), defined once.
+COUPLINGS: tuple[str, ...] = ("auto", "full", "bank", "minibatch")
 
 #: Largest ``n_source * n_target`` for which ``strategy="auto"`` solves the full plan once
 #: (about 1,000 cells per time point); above it the bank. 1M, not 4M: at 2,000 cells per time
@@ -416,7 +418,7 @@ def build_coupling(
         )
     if kind == "entropic" and (reg is None or reg <= 0):
         raise ValueError(f"The entropic coupling needs a positive reg, got {reg!r}.")
-    if strategy not in ("auto", "full", "bank", "minibatch"):
+    if strategy not in COUPLINGS:
         raise ValueError(
             f"Unknown coupling strategy {strategy!r}; use 'auto', 'full', 'bank' or 'minibatch'."
         )

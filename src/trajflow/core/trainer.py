@@ -39,6 +39,10 @@ class TrainingDivergedError(RuntimeError):
         self.model = None
 
 
+#: Learning-rate schedules of :class:`TrainConfig` (``lr_schedule=``), defined once.
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+
+
 @dataclass
 class TrainConfig:
     """Settings of :func:`optimise`: AdamW steps, learning rate, weight decay, ``"constant"`` or
@@ -62,7 +66,7 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr!r}.")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
-        if self.lr_schedule not in ("constant", "cosine"):
+        if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(
                 f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}."
             )
