@@ -10,9 +10,10 @@ from __future__ import annotations
 from . import benchmark, datasets, metrics, pl, tl
 from ._fit import fit_trajectories
 from ._methods import METHODS, MethodSpec, register_method
-from ._model import ExtrapolationWarning, Trajectories, TrajectoryModel
+from ._model import ExtrapolationWarning, TrajectoryModel
 from ._settings import settings
 from ._storage import DamagedModelError
+from ._trajectories import Trajectories
 from ._version import __version__
 from .core import TrainingDivergedError
 

@@ -6,161 +6,34 @@ import logging
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 from anndata import AnnData
 
 from ._anndata import Standardizer, get_representation
-from ._clock import Clock, time_clock
-from ._storage import CONFIG_FILE, read_model, reading, write_model
+from ._clock import Clock
+from ._integration import Integrator, check_forward, integrate_cells, integration_options
+from ._outputs import prediction_anndata
+from ._storage import ModelParts, model_state, read_model, write_model
 from ._timecourse import TimeCourse, match_time
+from ._trajectories import Trajectories
 from ._validate import (
-    check_bool,
-    check_choice,
     check_int,
     check_optional_int,
-    check_seed,
     check_time,
     check_times,
     is_real,
 )
-from ._version import __version__
-from .core import VelocityNet, integrate_ode, integrate_sde, resolve_device
-from .core.integrate import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS
+from .core import VelocityNet, resolve_device
 
 logger = logging.getLogger("trajflow")
-
-#: Bumped whenever the saved layout changes; ``load`` refuses other formats.
-FORMAT_VERSION = 1
 
 
 class ExtrapolationWarning(UserWarning):
     """A prediction outside the range of the time points the model was trained on."""
-
-
-def _time_labels(times: Sequence[float]) -> list[str]:
-    """Short labels for distinct times (``1``, ``1.5``), exact where ``:g`` would merge two."""
-    labels = [f"{t:g}" for t in times]
-    if len(set(labels)) < len(set(times)):
-        labels = [np.format_float_positional(t, trim="-") for t in times]
-    return labels
-
-
-def _unique_labels(names: Sequence[Any]) -> list[str]:
-    """``names`` as strings, repeats suffixed ``#2``, ``#3``... (never one of ``names``)."""
-    names = [str(n) for n in names]
-    taken, next_k, out = set(names), {}, []
-    for name in names:
-        if name not in next_k:
-            next_k[name] = 2
-            out.append(name)
-            continue
-        label = f"{name}#{next_k[name]}"
-        while label in taken:
-            next_k[name] += 1
-            label = f"{name}#{next_k[name]}"
-        taken.add(label)
-        next_k[name] += 1
-        out.append(label)
-    return out
-
-
-@dataclass
-class Trajectories:
-    """Per-cell paths on a time grid, in the user's representation space.
-
-    Attributes
-    ----------
-    times
-        The time grid, shape ``(n_points,)``, in the units of ``obs[time_key]``.
-    paths
-        Positions, shape ``(n_cells, n_points, n_dims)``.
-    source_time
-        The time point the cells start from.
-    cell_names
-        ``obs_names`` of the starting cells, shape ``(n_cells,)``.
-    use_rep
-        The representation the positions are in (``obsm[use_rep]`` of the fitted AnnData).
-    time_key
-        The ``obs`` column of the fitted AnnData holding the times.
-    """
-
-    times: np.ndarray
-    paths: np.ndarray
-    source_time: float
-    cell_names: np.ndarray
-    use_rep: str = "X"
-    time_key: str = "time"
-
-    def __repr__(self) -> str:
-        # a summary, not the arrays: a notebook cell ending in model.trajectories(...) would
-        # otherwise print every position and cell name
-        n_cells, n_points, n_dims = self.paths.shape
-        return (
-            f"Trajectories of {n_cells} cells from {self.time_key}={self.source_time:g}: "
-            f"{n_points} time points from {float(self.times[0]):g} to {float(self.times[-1]):g}, "
-            f"{n_dims} dimensions of {self.use_rep!r} (.paths, .to_df(), .to_anndata())"
-        )
-
-    @property
-    def end_points(self) -> np.ndarray:
-        """Last position of every path, shape ``(n_cells, n_dims)`` (at ``times[-1]``)."""
-        return self.paths[:, -1]
-
-    def _long(self) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """Cell labels, times and positions, one entry per (cell, time point), cell-major."""
-        n_cells, n_points, n_dims = self.paths.shape
-        cells = np.repeat(np.asarray(_unique_labels(self.cell_names), dtype=object), n_points)
-        times = np.tile(np.asarray(self.times, dtype=np.float64), n_cells)
-        return list(cells), times, self.paths.reshape(n_cells * n_points, n_dims)
-
-    def to_df(self) -> pd.DataFrame:
-        """The paths in long format, e.g. for seaborn or a merge with ``adata.obs``.
-
-        Returns
-        -------
-        pandas.DataFrame
-            One row per cell and time point (cell-major: all time points of the first cell,
-            then the next), with columns
-
-            ``cell``
-                Obs name of the starting cell; when a cell was drawn more than once
-                (``n_cells`` larger than the population) later draws get a ``#2``, ``#3``...
-                suffix, so each value names one path.
-            ``time``
-                The time point, in the units of ``obs[time_key]``.
-            ``<use_rep>_1`` ... ``<use_rep>_<n_dims>``
-                The position, one column per dimension.
-        """
-        cells, times, x = self._long()
-        df = pd.DataFrame({"cell": cells, "time": times})
-        dims = pd.DataFrame(x, columns=[f"{self.use_rep}_{i + 1}" for i in range(x.shape[1])])
-        return pd.concat([df, dims], axis=1)
-
-    def to_anndata(self) -> AnnData:
-        """The paths as cells, e.g. to hand to scanpy.
-
-        Returns
-        -------
-        anndata.AnnData
-            One observation per cell and time point (in the order of :meth:`to_df`), named
-            ``"<cell>@t=<time>"``, with the positions in ``obsm[use_rep]`` and ``obs`` columns
-            ``cell`` (as in :meth:`to_df`) and ``time_key`` (the time point); no ``X``.
-        """
-        cells, times, x = self._long()
-        labels = np.tile(_time_labels(list(self.times)), len(self.paths))
-        names = [f"{c}@t={t}" for c, t in zip(cells, labels, strict=True)]
-        obs = pd.DataFrame(
-            {"cell": cells, self.time_key: times}, index=pd.Index(_unique_labels(names))
-        )
-        out = AnnData(obs=obs)
-        out.obsm[self.use_rep] = x
-        return out
 
 
 class TrajectoryModel:
@@ -355,61 +228,18 @@ class TrajectoryModel:
         """Whether the model learned a score, so it can be sampled as an SDE (``sde=True``)."""
         return self._score_net is not None
 
-    def _drift(self, sde: bool):
-        vnet, snet = self._velocity_net, self._score_net
-        if not sde:
-            return lambda x, t: vnet(x, t)
-        half_g2 = 0.5 * self.sigma**2
-        return lambda x, t: vnet(x, t) + half_g2 * snet(x, t)
+    def _integrator(self, sde: Any, seed: Any, solver: Any, n_steps: Any) -> Integrator:
+        return integration_options(
+            sde, seed, solver, n_steps, learns_score=self.learns_score, method=self.method,
+            config=self.config,
+        )  # fmt: skip
 
-    def _integrator(
-        self, sde: Any, seed: Any, solver: Any, n_steps: Any
-    ) -> tuple[bool, int, str, int]:
-        """The checked integration options, with the fit's defaults filled in."""
-        sde = check_bool("sde", sde)
-        seed = check_seed(seed)
-        if sde and not self.learns_score:
-            raise ValueError(
-                f"sde=True needs a score network, which method={self.method!r} does not learn; "
-                "fit with method='sb-cfm' or use sde=False."
-            )
-        if solver is not None:
-            check_choice("solver", solver, FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS)
-        n_steps = check_optional_int("n_steps", n_steps)
-        solver = self.config["solver"] if solver is None else solver
-        n_steps = int(self.config["solver_steps"]) if n_steps is None else n_steps
-        return sde, seed, solver, n_steps
-
-    def _flow(
-        self,
-        z0: np.ndarray,
-        t_from: float,
-        t_grid: np.ndarray,
-        *,
-        sde: bool,
-        seed: int,
-        solver: str,
-        n_steps: int,
-    ) -> np.ndarray:
-        """Integrate standardised cells from ``t_from`` through ``t_grid`` (user time units);
-        arguments already checked by :meth:`_integrator`."""
-        taus = np.atleast_1d(self.clock(np.asarray(t_grid, dtype=float)))
-        # The solver needs the start time first; drop it from the output if the caller did not ask.
-        tau_from = float(self.clock(t_from))
-        prepend = not np.isclose(taus[0], tau_from)
-        if prepend:
-            taus = np.concatenate([[tau_from], taus])
-        grid = torch.as_tensor(taus, dtype=torch.float32, device=self.device)
-        x = torch.as_tensor(np.asarray(z0, dtype=np.float32), device=self.device)
-        if sde:
-            gen = torch.Generator(device=self.device).manual_seed(seed)
-            out = integrate_sde(
-                self._drift(True), self.sigma, x, grid, n_steps=n_steps, generator=gen
-            )
-        else:
-            out = integrate_ode(self._drift(False), x, grid, solver=solver, n_steps=n_steps)
-        out = out[1:] if prepend else out
-        return out.cpu().numpy().astype(np.float64)
+    def _flow(self, z0: np.ndarray, t_from: float, t_grid: np.ndarray, opts: Integrator):
+        """Standardised cells integrated from ``t_from`` through ``t_grid`` (observed units)."""
+        return integrate_cells(
+            z0, t_from, t_grid, velocity_net=self._velocity_net, score_net=self._score_net,
+            clock=self.clock, sigma=self.sigma, device=self.device, options=opts,
+        )  # fmt: skip
 
     def push(
         self,
@@ -464,21 +294,15 @@ class TrajectoryModel:
         src = self._time(source_time, "source_time")
         single = not isinstance(times, Sequence | np.ndarray)
         grid = np.asarray([self._time(times, "times")] if single else self._time_grid(times))
-        sde, seed, solver, n_steps = self._integrator(sde, seed, solver, n_steps)
-        if sde and np.any(grid < src):
-            raise ValueError(
-                f"sde=True integrates forward only, but times {grid[grid < src].tolist()} are "
-                f"before source_time={src:g}; use sde=False to pull cells back."
-            )
+        opts = self._integrator(sde, seed, solver, n_steps)
+        check_forward(opts.sde, [(float(t), src) for t in grid], what="times")
         z0 = self.scaler.transform(self._as_cells(x))
         # One integration through the sorted grid, read back in the caller's order.
         order = np.argsort(grid, kind="stable")
         z = np.empty((len(grid), len(z0), self.n_dims))
         for part in (order[grid[order] >= src], order[grid[order] < src][::-1]):
             if len(part):
-                z[part] = self._flow(
-                    z0, src, grid[part], sde=sde, seed=seed, solver=solver, n_steps=n_steps
-                )
+                z[part] = self._flow(z0, src, grid[part], opts)
         out = self.scaler.inverse_transform(z)
         return out[0] if single else out
 
@@ -579,45 +403,20 @@ class TrajectoryModel:
         if source_time is not None:
             source_time = self._time(source_time, "source_time")
         n_cells = check_optional_int("n_cells", n_cells)
-        sde, seed, solver, n_steps = self._integrator(sde, seed, solver, n_steps)
+        opts = self._integrator(sde, seed, solver, n_steps)
         sources = [self.source_time_for(t) if source_time is None else source_time for t in times]
-        if sde and any(t < s for t, s in zip(times, sources, strict=True)):
-            raise ValueError(
-                f"sde=True integrates forward only, but time {times[0]:g} is before its "
-                f"source_time {sources[0]:g}; use sde=False to pull cells back."
-                if single
-                else "sde=True integrates forward only, but time has times before their "
-                f"source_time: {[t for t, s in zip(times, sources, strict=True) if t < s]}; "
-                "use sde=False to pull cells back."
-            )
-        xs, srcs, names, labels = [], [], [], []
-        for t, label in zip(times, _time_labels(times), strict=True):
-            src, z0, cells = self._source_cells(source_time, t, n_cells, seed)
-            z = self._flow(
-                z0, src, np.array([t]), sde=sde, seed=seed, solver=solver, n_steps=n_steps
-            )[0]
+        check_forward(opts.sde, list(zip(times, sources, strict=True)), what="time")
+        xs, srcs, names = [], [], []
+        for t in times:
+            src, z0, cells = self._source_cells(source_time, t, n_cells, opts.seed)
+            z = self._flow(z0, src, np.array([t]), opts)[0]
             xs.append(self.scaler.inverse_transform(z))
             srcs.append(src)
             names.append(cells)
-            labels += [f"{c}@t={label}" for c in _unique_labels(cells)]
-        sizes = [len(x) for x in xs]
-        obs = pd.DataFrame(
-            {
-                self.time_key: np.repeat(times, sizes),
-                "source_time": np.repeat(srcs, sizes),
-                "source_cell": np.concatenate(names),
-            },
-            index=pd.Index(labels),
-        )
-        out = AnnData(obs=obs)
-        out.obsm[self.use_rep] = np.concatenate(xs)
-        out.uns["trajflow"] = {
-            "method": self.method,
-            "source_time": srcs[0] if single else srcs,
-            "time": times[0] if single else times,
-            "sde": sde,
-        }
-        return out
+        return prediction_anndata(
+            xs, times=times, sources=srcs, source_cells=names, time_key=self.time_key,
+            use_rep=self.use_rep, method=self.method, sde=opts.sde, single=single,
+        )  # fmt: skip
 
     def trajectories(
         self,
@@ -679,12 +478,11 @@ class TrajectoryModel:
         end_time = self.times[-1] if end_time is None else self._time(end_time, "end_time")
         n_points = check_int("n_points", n_points, minimum=2)
         n_cells = check_optional_int("n_cells", n_cells)
-        sde, seed, solver, n_steps = self._integrator(sde, seed, solver, n_steps)
-        if sde and end_time < source_time:
-            raise ValueError("sde=True integrates forward only; use sde=False to go backwards.")
-        src, z0, names = self._source_cells(source_time, end_time, n_cells, seed)
+        opts = self._integrator(sde, seed, solver, n_steps)
+        check_forward(opts.sde, [(end_time, source_time)], what="end_time")
+        src, z0, names = self._source_cells(source_time, end_time, n_cells, opts.seed)
         grid = np.linspace(src, end_time, n_points)
-        z = self._flow(z0, src, grid, sde=sde, seed=seed, solver=solver, n_steps=n_steps)
+        z = self._flow(z0, src, grid, opts)
         paths = self.scaler.inverse_transform(z).transpose(1, 0, 2)
         return Trajectories(
             times=grid,
@@ -769,6 +567,13 @@ class TrajectoryModel:
         )
 
     # ----------------------------------------------------------------- persistence
+    def _parts(self) -> ModelParts:
+        return ModelParts(
+            velocity_net=self._velocity_net, score_net=self._score_net, config=self.config,
+            scaler=self.scaler, cells=self._cells, observed_times=self.observed_times,
+            clock=self.clock, history=self.history,
+        )  # fmt: skip
+
     def state(self) -> dict[str, Any]:
         """What :meth:`.save` writes to ``config.json`` (as plain JSON, with a checksum record).
 
@@ -779,23 +584,7 @@ class TrajectoryModel:
             ``times``, ``observed_times``, ``clock``, ``history`` and ``network`` (the
             networks' sizes, activation and whether a score network exists).
         """
-        return {
-            "format_version": FORMAT_VERSION,
-            "trajflow_version": __version__,
-            "config": self.config,
-            "scaler": self.scaler.to_dict(),
-            "times": self.times,
-            "observed_times": self.observed_times,
-            "clock": self.clock.to_dict(),
-            "history": self.history,
-            "network": {
-                "dim": self._velocity_net.dim,
-                "hidden": self._velocity_net.hidden,
-                "n_layers": self._velocity_net.n_layers,
-                "activation": self._velocity_net.activation,
-                "has_score": self._score_net is not None,
-            },
-        }
+        return model_state(self._parts())
 
     def save(
         self,
@@ -833,21 +622,7 @@ class TrajectoryModel:
         ValueError
             When an ``extra`` name is not a plain file name or collides with a model file.
         """
-        weights = {"velocity": self._velocity_net.state_dict()}
-        if self._score_net is not None:
-            weights["score"] = self._score_net.state_dict()
-        arrays = {}
-        for k in range(len(self._cells.times)):
-            arrays[f"cells_{k}"] = self._cells.populations[k].astype(np.float32)
-            arrays[f"names_{k}"] = self._cells.cell_names[k].astype(str)
-        path = write_model(
-            path,
-            state=self.state(),
-            weights=weights,
-            arrays=arrays,
-            extra=extra,
-            overwrite=overwrite,
-        )
+        path = write_model(path, self._parts(), extra=extra, overwrite=overwrite)
         logger.info("Saved %s to %s", self, path)
         return path
 
@@ -879,24 +654,5 @@ class TrajectoryModel:
             When a file is unreadable, truncated, modified or inconsistent with the others; the
             message names the file.
         """
-        saved = read_model(path, format_version=FORMAT_VERSION)
-        with reading(saved.path, CONFIG_FILE, "the clock"):
-            clock = _load_clock(saved.state)
-        return cls(
-            velocity_net=saved.velocity_net,
-            score_net=saved.score_net,
-            config=saved.state["config"],
-            scaler=saved.scaler,
-            cells=saved.cells,
-            observed_times=saved.state["observed_times"],
-            clock=clock,
-            history=saved.state.get("history", {}),
-            device=device,
-        )
-
-
-def _load_clock(state: dict[str, Any]) -> Clock:
-    """The saved clock; models saved before clocks existed stored a linear one as origin/unit."""
-    if "clock" in state:
-        return Clock.from_dict(state["clock"])
-    return time_clock(state["times"], origin=state["time_origin"], unit=state["time_unit"])
+        parts = read_model(path)
+        return cls(**vars(parts), device=device)

@@ -28,11 +28,15 @@ import numpy as np
 import torch
 
 from ._anndata import Standardizer
+from ._clock import Clock, time_clock
 from ._methods import METHODS
 from ._timecourse import TimeCourse
 from ._validate import is_int, is_real
 from ._version import __version__
 from .core import VelocityNet
+
+#: Bumped whenever the saved layout changes; ``read_model`` refuses other formats.
+FORMAT_VERSION = 1
 
 CONFIG_FILE, WEIGHTS_FILE, CELLS_FILE = "config.json", "weights.pt", "cells.npz"
 #: ``config.json`` key of the checksum record; readers that do not know it ignore it.
@@ -157,27 +161,80 @@ def _fsync(file: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------- writing
+@dataclass
+class ModelParts:
+    """Everything a :class:`~trajflow.TrajectoryModel` is made of, as written and read here.
+
+    Attributes
+    ----------
+    velocity_net, score_net
+        The networks (``score_net`` is ``None`` when the model learned no score).
+    config
+        The fit's settings.
+    scaler
+        The standardisation of the representation.
+    cells
+        The training cells, standardised.
+    observed_times
+        Every time point of the fitted AnnData, held-out ones included.
+    clock
+        Observed time -> the networks' internal time.
+    history
+        The training record.
+    """
+
+    velocity_net: VelocityNet
+    score_net: VelocityNet | None
+    config: dict[str, Any]
+    scaler: Standardizer
+    cells: TimeCourse
+    observed_times: list[float]
+    clock: Clock
+    history: dict[str, Any]
+
+
+def model_state(parts: ModelParts) -> dict[str, Any]:
+    """What ``config.json`` holds (before the checksum record): format, settings, scaler, times,
+    clock, history and the networks' sizes."""
+    net = parts.velocity_net
+    return {
+        "format_version": FORMAT_VERSION,
+        "trajflow_version": __version__,
+        "config": parts.config,
+        "scaler": parts.scaler.to_dict(),
+        "times": list(parts.cells.times),
+        "observed_times": parts.observed_times,
+        "clock": parts.clock.to_dict(),
+        "history": parts.history,
+        "network": {
+            "dim": net.dim,
+            "hidden": net.hidden,
+            "n_layers": net.n_layers,
+            "activation": net.activation,
+            "has_score": parts.score_net is not None,
+        },
+    }
+
+
 def write_model(
     path: str | os.PathLike,
+    parts: ModelParts,
     *,
-    state: dict[str, Any],
-    weights: dict[str, Any],
-    arrays: dict[str, np.ndarray],
     extra: dict[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a model folder atomically: into a temporary folder that is then renamed.
 
+    ``config.json`` gets :func:`model_state` (numpy scalars and arrays made plain JSON),
+    ``weights.pt`` the state dicts (``{"velocity": ..., "score": ...}``), ``cells.npz`` the
+    training cells as ``cells_<k>`` (float32) and ``names_<k>`` per trained time point.
+
     Parameters
     ----------
     path
         The model folder to create (or replace, with ``overwrite=True``).
-    state
-        What goes into ``config.json``; numpy scalars and arrays are converted to plain JSON.
-    weights
-        What goes into ``weights.pt`` (``{"velocity": state_dict, "score": state_dict}``).
-    arrays
-        What goes into ``cells.npz``.
+    parts
+        The model.
     extra
         Further file names mapped to objects written with ``torch.save`` (training checkpoints).
     overwrite
@@ -208,7 +265,14 @@ def write_model(
                 f"{', '.join(_MODEL_FILES)}."
             )
     # Converted before anything is written, so an unserialisable config fails fast.
-    config = plain_json(state)
+    config = plain_json(model_state(parts))
+    weights = {"velocity": parts.velocity_net.state_dict()}
+    if parts.score_net is not None:
+        weights["score"] = parts.score_net.state_dict()
+    arrays = {}
+    for k in range(len(parts.cells.times)):
+        arrays[f"cells_{k}"] = parts.cells.populations[k].astype(np.float32)
+        arrays[f"names_{k}"] = parts.cells.cell_names[k].astype(str)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
@@ -240,33 +304,6 @@ def write_model(
 
 
 # ----------------------------------------------------------------------------------- reading
-@dataclass
-class SavedModel:
-    """The checked contents of a model folder, ready to build a ``TrajectoryModel`` from.
-
-    Attributes
-    ----------
-    path
-        The model folder.
-    state
-        ``config.json``, its structure checked (the clock is read by the caller).
-    velocity_net, score_net
-        The networks with their weights loaded, on the CPU; ``score_net`` is ``None`` when the
-        model learned no score.
-    scaler
-        The standardisation of the representation.
-    cells
-        The training cells, standardised.
-    """
-
-    path: Path
-    state: dict[str, Any]
-    velocity_net: VelocityNet
-    score_net: VelocityNet | None
-    scaler: Standardizer
-    cells: TimeCourse
-
-
 @dataclass(frozen=True)
 class _NetworkSpec:
     dim: int
@@ -279,20 +316,18 @@ class _NetworkSpec:
         return f"dim={self.dim}, hidden={self.hidden}, n_layers={self.n_layers}"
 
 
-def read_model(path: str | os.PathLike, *, format_version: int) -> SavedModel:
+def read_model(path: str | os.PathLike) -> ModelParts:
     """Read and check a model folder written by :func:`write_model`.
 
     Parameters
     ----------
     path
         The model folder.
-    format_version
-        The only ``format_version`` this trajflow reads.
 
     Returns
     -------
-    SavedModel
-        The checked contents.
+    ModelParts
+        The checked contents, networks on the CPU.
 
     Raises
     ------
@@ -313,14 +348,32 @@ def read_model(path: str | os.PathLike, *, format_version: int) -> SavedModel:
             f"{path} is an incomplete trajflow model: missing {', '.join(missing)}. "
             "Save the model again with model.save(path, overwrite=True)."
         )
-    state = _read_config(path, format_version)
+    state = _read_config(path, FORMAT_VERSION)
     _verify_checksums(path, state)
     net = _check_config(path, state)
     velocity_net, score_net = _read_weights(path, net)
     cells = _read_cells(path, state, net)
     with reading(path, CONFIG_FILE, "the scaler"):
         scaler = Standardizer.from_dict(state["scaler"])
-    return SavedModel(path, state, velocity_net, score_net, scaler, cells)
+    with reading(path, CONFIG_FILE, "the clock"):
+        clock = _read_clock(state)
+    return ModelParts(
+        velocity_net=velocity_net,
+        score_net=score_net,
+        config=state["config"],
+        scaler=scaler,
+        cells=cells,
+        observed_times=state["observed_times"],
+        clock=clock,
+        history=state.get("history", {}),
+    )
+
+
+def _read_clock(state: dict[str, Any]) -> Clock:
+    """The saved clock; models saved before clocks existed stored a linear one as origin/unit."""
+    if "clock" in state:
+        return Clock.from_dict(state["clock"])
+    return time_clock(state["times"], origin=state["time_origin"], unit=state["time_unit"])
 
 
 def _read_config(path: Path, format_version: int) -> dict[str, Any]:

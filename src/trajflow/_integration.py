@@ -1,0 +1,118 @@
+"""How a fitted model integrates cells: its checked integrator options and the one ODE / SDE solve.
+
+:class:`~trajflow.TrajectoryModel`'s verbs (``push``, ``predict``, ``trajectories``) check their
+options with :func:`integration_options`, refuse a backwards SDE with :func:`check_forward`, and
+integrate standardised cells through observed times with :func:`integrate_cells`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ._clock import Clock
+from ._validate import check_bool, check_choice, check_optional_int, check_seed
+from .core import VelocityNet, integrate_ode, integrate_sde
+from .core.integrate import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS
+
+
+@dataclass(frozen=True)
+class Integrator:
+    """Checked integration options: SDE or ODE, the SDE's seed, the solver and its steps."""
+
+    sde: bool
+    seed: int
+    solver: str
+    n_steps: int
+
+
+def integration_options(
+    sde: Any,
+    seed: Any,
+    solver: Any,
+    n_steps: Any,
+    *,
+    learns_score: bool,
+    method: str,
+    config: Mapping[str, Any],
+) -> Integrator:
+    """The checked integration options, with the fit's solver and steps (``config``) filled in."""
+    sde = check_bool("sde", sde)
+    seed = check_seed(seed)
+    if sde and not learns_score:
+        raise ValueError(
+            f"sde=True needs a score network, which method={method!r} does not learn; "
+            "fit with method='sb-cfm' or use sde=False."
+        )
+    if solver is not None:
+        check_choice("solver", solver, FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS)
+    n_steps = check_optional_int("n_steps", n_steps)
+    solver = config["solver"] if solver is None else solver
+    n_steps = int(config["solver_steps"]) if n_steps is None else n_steps
+    return Integrator(sde=sde, seed=seed, solver=solver, n_steps=n_steps)
+
+
+def check_forward(sde: bool, pairs: list[tuple[float, float]], *, what: str) -> None:
+    """Refuse an SDE asked to run backwards: ``pairs`` are (target time, its source time)."""
+    if not sde:
+        return
+    backwards = [t for t, src in pairs if t < src]
+    if backwards:
+        sources = sorted({src for t, src in pairs if t < src})
+        raise ValueError(
+            f"sde=True integrates forward only, but {what} {_times(backwards)} comes before "
+            f"source_time {_times(sources)}; use sde=False to pull cells back."
+        )
+
+
+def _times(values: list[float]) -> str:
+    return ", ".join(f"{v:g}" for v in values)
+
+
+def _drift(
+    velocity_net: VelocityNet, score_net: VelocityNet | None, sigma: float, sde: bool
+) -> Callable[[Tensor, Tensor], Tensor]:
+    if not sde:
+        return lambda x, t: velocity_net(x, t)
+    half_g2 = 0.5 * sigma**2
+    return lambda x, t: velocity_net(x, t) + half_g2 * score_net(x, t)
+
+
+def integrate_cells(
+    z0: np.ndarray,
+    t_from: float,
+    t_grid: np.ndarray,
+    *,
+    velocity_net: VelocityNet,
+    score_net: VelocityNet | None,
+    clock: Clock,
+    sigma: float,
+    device: torch.device,
+    options: Integrator,
+) -> np.ndarray:
+    """Integrate standardised cells from ``t_from`` through ``t_grid`` (observed time units).
+
+    Returns the positions at every time of ``t_grid``, shape ``(len(t_grid), n_cells, n_dims)``,
+    float64.
+    """
+    taus = np.atleast_1d(clock(np.asarray(t_grid, dtype=float)))
+    # The solver needs the start time first; drop it from the output if the caller did not ask.
+    tau_from = float(clock(t_from))
+    prepend = not np.isclose(taus[0], tau_from)
+    if prepend:
+        taus = np.concatenate([[tau_from], taus])
+    grid = torch.as_tensor(taus, dtype=torch.float32, device=device)
+    x = torch.as_tensor(np.asarray(z0, dtype=np.float32), device=device)
+    drift = _drift(velocity_net, score_net, sigma, options.sde)
+    if options.sde:
+        gen = torch.Generator(device=device).manual_seed(options.seed)
+        out = integrate_sde(drift, sigma, x, grid, n_steps=options.n_steps, generator=gen)
+    else:
+        out = integrate_ode(drift, x, grid, solver=options.solver, n_steps=options.n_steps)
+    out = out[1:] if prepend else out
+    return out.cpu().numpy().astype(np.float64)

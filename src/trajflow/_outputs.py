@@ -1,0 +1,112 @@
+"""The AnnData objects a model hands back: their ``obs`` / ``uns`` key names and how they are built.
+
+One owner for the layout of a prediction (:meth:`~trajflow.TrajectoryModel.predict`) and of the
+paths as cells (:meth:`~trajflow.Trajectories.to_anndata`), so tl and pl read the keys from
+here instead of restating bare strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+
+#: ``uns`` key of a prediction's record (method, sde, time, source_time).
+PREDICTION_KEY = "trajflow"
+#: ``obs`` column of a predicted cell: the trained time point it was pushed from.
+SOURCE_TIME_KEY = "source_time"
+#: ``obs`` column of a predicted cell: the obs name of the cell it was pushed from.
+SOURCE_CELL_KEY = "source_cell"
+
+
+def time_labels(times: Sequence[float]) -> list[str]:
+    """Short labels for distinct times (``1``, ``1.5``), exact where ``:g`` would merge two."""
+    labels = [f"{t:g}" for t in times]
+    if len(set(labels)) < len(set(times)):
+        labels = [np.format_float_positional(t, trim="-") for t in times]
+    return labels
+
+
+def unique_labels(names: Sequence[Any]) -> list[str]:
+    """``names`` as strings, repeats suffixed ``#2``, ``#3``... (never one of ``names``)."""
+    names = [str(n) for n in names]
+    taken, next_k, out = set(names), {}, []
+    for name in names:
+        if name not in next_k:
+            next_k[name] = 2
+            out.append(name)
+            continue
+        label = f"{name}#{next_k[name]}"
+        while label in taken:
+            next_k[name] += 1
+            label = f"{name}#{next_k[name]}"
+        taken.add(label)
+        next_k[name] += 1
+        out.append(label)
+    return out
+
+
+def is_prediction(obj: Any) -> bool:
+    """Whether ``obj`` is an AnnData written by :meth:`~trajflow.TrajectoryModel.predict`."""
+    return isinstance(obj, AnnData) and SOURCE_TIME_KEY in obj.uns.get(PREDICTION_KEY, {})
+
+
+def prediction_anndata(
+    positions: Sequence[np.ndarray],
+    *,
+    times: Sequence[float],
+    sources: Sequence[float],
+    source_cells: Sequence[np.ndarray],
+    time_key: str,
+    use_rep: str,
+    method: str,
+    sde: bool,
+    single: bool,
+) -> AnnData:
+    """The AnnData of predicted cells, one block of ``positions`` per target time.
+
+    Parameters
+    ----------
+    positions
+        Per target time, the predicted cells ``(n_cells, n_dims)`` in the representation's units.
+    times, sources
+        Per target time, the time and the trained time point its cells were pushed from.
+    source_cells
+        Per target time, the obs names of the pushed cells.
+    time_key, use_rep
+        The fitted AnnData's time column and representation (``obs`` / ``obsm`` keys written).
+    method, sde
+        Recorded in ``uns[PREDICTION_KEY]``.
+    single
+        One target time was asked for: ``uns`` records floats, not lists.
+
+    Returns
+    -------
+    anndata.AnnData
+        Cells named ``"<source cell>@t=<time>"`` (unique), ``obs`` columns ``time_key``,
+        :data:`SOURCE_TIME_KEY`, :data:`SOURCE_CELL_KEY`, positions in ``obsm[use_rep]``.
+    """
+    labels = []
+    for label, cells in zip(time_labels(list(times)), source_cells, strict=True):
+        labels += [f"{c}@t={label}" for c in unique_labels(cells)]
+    sizes = [len(x) for x in positions]
+    obs = pd.DataFrame(
+        {
+            time_key: np.repeat(times, sizes),
+            SOURCE_TIME_KEY: np.repeat(sources, sizes),
+            SOURCE_CELL_KEY: np.concatenate(source_cells),
+        },
+        index=pd.Index(labels),
+    )
+    out = AnnData(obs=obs)
+    out.obsm[use_rep] = np.concatenate(positions)
+    out.uns[PREDICTION_KEY] = {
+        "method": method,
+        SOURCE_TIME_KEY: sources[0] if single else list(sources),
+        "time": times[0] if single else list(times),
+        "sde": sde,
+    }
+    return out
