@@ -276,3 +276,18 @@ def test_saved_config_holds_plain_json_types(tmp_path):
     assert model.config["holdout"] == [1.0] and type(model.config["lr"]) is float
     assert model.predict(1.0, n_cells=np.int64(5), seed=np.int64(1)).n_obs == 5
     assert model.trajectories(n_points=np.int64(4), n_cells=3).paths.shape == (3, 4, 2)
+
+
+def test_the_model_layer_imports_nothing_above_it():
+    """The modules TrajectoryModel is built from never import the model, the pipeline or a
+    consumer (data flows one way: these are read by the model, tl and pl, not the reverse)."""
+    from pathlib import Path
+
+    src = Path(trajflow.__file__).parent
+    above = {"_model", "_fit", "_checkpoint", "benchmark", "tl", "pl", "cli", "datasets"}
+    for name in ("_outputs", "_trajectories", "_integration", "_storage"):
+        for level, module, names in _imports(src / f"{name}.py"):
+            if level != 1:
+                continue
+            reached = {module.split(".")[0]} if module else set(names)
+            assert not reached & above, f"{name}.py imports {module or names} from above it"
