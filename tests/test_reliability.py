@@ -346,6 +346,37 @@ def test_resume_reproduces_uninterrupted_fit(tmp_path, monkeypatch, schedule, co
     np.testing.assert_array_equal(again.predict(1.5).obsm["X_pca"], full.predict(1.5).obsm["X_pca"])
 
 
+def test_resume_refuses_every_setting_that_changes_the_model(tmp_path):
+    from trajflow._checkpoint import RESUME_MUST_MATCH
+
+    adata = moving_gaussians(n_per_time=30)
+    adata.obs["growth"] = 1.0
+    kw = {"n_steps": 20, "progress": False, "seed": 0}
+    trajflow.fit_trajectories(adata, **kw, checkpoint_dir=tmp_path / "c", checkpoint_every=10)
+    changed = {
+        "method": "i-cfm", "n_dims": 1, "scaling": "per-dimension", "clock": "distance",
+        "holdout": 1.0, "sigma": 0.3, "batch_size": 64, "hidden": 32, "n_layers": 2,
+        "activation": "relu", "coupling": "full", "growth_key": "growth", "unbalanced": 1.0,
+        "seed": 1, "time_key": "t2", "use_rep": "X_other",
+    }  # fmt: skip
+    adata.obs["t2"] = adata.obs["time"]
+    adata.obsm["X_other"] = adata.obsm["X_pca"].copy()
+    assert set(changed) == set(RESUME_MUST_MATCH)  # a new must-match setting gets a case here
+    for name, value in changed.items():
+        with pytest.raises(ValueError, match=f"settings differ .*{name}: checkpoint"):
+            trajflow.fit_trajectories(adata, **{**kw, name: value}, resume_from=tmp_path / "c")
+    # the call's own settings are honoured: optimisation and how predictions integrate
+    resumed = trajflow.fit_trajectories(
+        adata, **{**kw, "n_steps": 30}, lr=5e-4, weight_decay=0.0, lr_schedule="constant",
+        solver="rk4", solver_steps=7, resume_from=tmp_path / "c",
+    )  # fmt: skip
+    assert resumed.history["steps_done"] == 30
+    assert {k: resumed.config[k] for k in ("lr", "weight_decay", "lr_schedule")} == {
+        "lr": 5e-4, "weight_decay": 0.0, "lr_schedule": "constant",
+    }  # fmt: skip
+    assert (resumed.config["solver"], resumed.config["solver_steps"]) == ("rk4", 7)
+
+
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
 def test_resumed_fit_trains_at_the_lr_it_is_given(tmp_path, schedule):
     adata = moving_gaussians(n_per_time=30)

@@ -25,19 +25,30 @@ logger = logging.getLogger("trajflow")
 #: File in a checkpoint directory with what resuming needs beyond the model itself.
 TRAINER_STATE_FILE = "trainer_state.pt"
 
-#: Settings a checkpoint must share with the fit that resumes it (n_steps may grow, lr may change).
+#: Settings a checkpoint must share with the fit that resumes it: everything that changes the
+#: model, its training data or the pairs it draws (the seed builds the coupling banks). The
+#: rest are the resuming call's: n_steps, lr, weight_decay, lr_schedule (the optimisation) and
+#: solver, solver_steps (how predictions integrate), plus device, threads and progress.
 RESUME_MUST_MATCH = (
     "method",
     "time_key",
     "use_rep",
     "n_dims",
+    "scaling",
+    "clock",
     "holdout",
     "sigma",
     "batch_size",
     "hidden",
     "n_layers",
     "activation",
+    "coupling",
+    "growth_key",
+    "unbalanced",
+    "seed",
 )
+#: What a checkpoint written before a setting existed was fitted with.
+_LEGACY = {"scaling": "per-dimension"}
 
 
 def load_checkpoint(
@@ -61,15 +72,18 @@ def load_checkpoint(
         )
     saved = TrajectoryModel.load(path, device="cpu")
     mismatched = {
-        k: (saved.config.get(k), config[k])
+        k: (saved.config.get(k, _LEGACY.get(k)), config[k])
         for k in RESUME_MUST_MATCH
-        if saved.config.get(k) != config[k]
+        if saved.config.get(k, _LEGACY.get(k)) != config[k]
     }
     if mismatched:
         detail = ", ".join(
             f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in mismatched.items()
         )
-        raise ValueError(f"Cannot resume from {path}: settings differ ({detail}).")
+        raise ValueError(
+            f"Cannot resume from {path}: settings differ ({detail}). Resume with the "
+            "checkpoint's settings, or start a new fit without resume_from."
+        )
     velocity_net.load_state_dict(saved._velocity_net.state_dict())
     if score_net is not None:
         score_net.load_state_dict(saved._score_net.state_dict())

@@ -204,8 +204,12 @@ def fit_trajectories(
     resume_from
         A ``checkpoint_dir`` written by an earlier call with the same data and settings: training
         continues from its step, and ends with the same model as an uninterrupted fit (on CPU).
-        The method, data and network settings must match the checkpoint's; ``n_steps``,
-        ``lr``, ``lr_schedule`` and ``weight_decay`` are this call's (a longer ``n_steps``
+        Every setting that changes the model, its data or the pairs it draws must match the
+        checkpoint's (``method``, ``time_key``, ``use_rep``, ``n_dims``, ``scaling``,
+        ``clock``, ``holdout``, ``sigma``, ``batch_size``, ``hidden``, ``n_layers``,
+        ``activation``, ``coupling``, ``growth_key``, ``unbalanced``, ``seed``), or the resume
+        is refused naming each difference; ``n_steps``, ``lr``, ``lr_schedule``,
+        ``weight_decay``, ``solver`` and ``solver_steps`` are this call's (a longer ``n_steps``
         trains on; a resumed cosine schedule follows this call's ``n_steps`` and ``lr``).
 
     Notes
