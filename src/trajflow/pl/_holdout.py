@@ -17,6 +17,7 @@ from matplotlib.lines import Line2D
 from scipy.stats import gaussian_kde, wasserstein_distance
 
 from .._anndata import get_representation, parse_times
+from .._outputs import SOURCE_TIME_KEY
 from .._timecourse import same_time
 from ..benchmark import score_prediction, scoring_space
 from ..tl._utils import adata_first
@@ -392,7 +393,7 @@ def holdout(
         rasterized=True,
         zorder=2,
     )
-    src = pred.obs["source_time"].iloc[0] if "source_time" in pred.obs else None
+    src = pred.obs[SOURCE_TIME_KEY].iloc[0] if SOURCE_TIME_KEY in pred.obs else None
     from_txt = "" if src is None else f" from {format_time(src)}"
     handles = [
         Line2D(

@@ -28,6 +28,7 @@ from matplotlib.transforms import offset_copy
 from sklearn.neighbors import KNeighborsRegressor
 
 from .._anndata import get_representation
+from .._outputs import SOURCE_CELL_KEY, SOURCE_TIME_KEY
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel
@@ -753,7 +754,7 @@ def prediction_keys(pred: AnnData, time_key: str | None, use_rep: str | None) ->
             )
         use_rep = next(iter(pred.obsm.keys()))
     if time_key is None:
-        candidates = [c for c in pred.obs.columns if c not in ("source_time", "source_cell")]
+        candidates = [c for c in pred.obs.columns if c not in (SOURCE_TIME_KEY, SOURCE_CELL_KEY)]
         if not candidates:
             raise ValueError("Cannot tell the time column of the prediction; pass time_key=.")
         time_key = candidates[0]

@@ -13,6 +13,7 @@ from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
 
 from .._anndata import _looks_like_counts, check_anndata, parse_times
+from .._outputs import PREDICTION_KEY, SOURCE_CELL_KEY, SOURCE_TIME_KEY
 from .._timecourse import same_time
 from ._utils import (
     adata_first,
@@ -425,13 +426,13 @@ def predict_expression(
         obs = pd.DataFrame(
             {
                 model.time_key: np.repeat(grid, n),
-                "source_time": src,
-                "source_cell": np.tile(names, len(grid)),
+                SOURCE_TIME_KEY: src,
+                SOURCE_CELL_KEY: np.tile(names, len(grid)),
             },
             index=pd.Index([f"predicted-{i}" for i in range(n * len(grid))]),
         )
         cells = AnnData(X=np.vstack(cells_expr), obs=obs, var=pd.DataFrame(index=gene_names))
         cells.obsm[model.use_rep] = x_pred.reshape(-1, x_pred.shape[-1])
-        cells.uns["trajflow"] = {"mapping": used, "layer": result["layer"], "sde": bool(sde)}
+        cells.uns[PREDICTION_KEY] = {"mapping": used, "layer": result["layer"], "sde": bool(sde)}
         return cells
     return adata if copy else None

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from anndata import AnnData
 
+from .._outputs import is_prediction
 from .._timecourse import match_time
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def check_model(model: object) -> TrajectoryModel:
 
 def _is_prediction(obj: object) -> bool:
     """An AnnData written by :meth:`TrajectoryModel.predict` (it records its source time)."""
-    return isinstance(obj, AnnData) and "source_time" in obj.uns.get("trajflow", {})
+    return is_prediction(obj)
 
 
 def adata_first(first: Any, second: Any, func: str, *, prediction: bool = False) -> tuple[Any, Any]:
