@@ -57,7 +57,7 @@ N_TIMES = 5
 def worker(n_cells: int, n_dims: int, n_steps: int, n_eval: int, device: torch.device) -> dict:
     """Measure one size in this process; returns a dict of numbers."""
     import trajflow
-    from trajflow.core.couplings import MAX_FULL_PLAN_ENTRIES
+    from trajflow.core.strategy import MAX_FULL_PLAN_ENTRIES
     from trajflow.metrics import wasserstein
 
     # Warm up (lazy initialisation) so the first steps of the timed fit are not off.

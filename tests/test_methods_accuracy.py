@@ -11,8 +11,8 @@ import torch
 import trajflow
 from trajflow.core import PairwiseObjective, TrainConfig, VelocityNet, build_coupling, optimise
 from trajflow.core.bends import kde_metric, optimise_bends
-from trajflow.core.couplings import build_chain_sampler
 from trajflow.core.paths import spline_tangent_matrix, spline_weights
+from trajflow.core.strategy import build_chain_sampler
 from trajflow.metrics import wasserstein
 
 NEW_METHODS = ("mmfm", "mmfm-hermite", "ot-mfm", "mmfm-metric")

@@ -291,3 +291,49 @@ def test_the_model_layer_imports_nothing_above_it():
                 continue
             reached = {module.split(".")[0]} if module else set(names)
             assert not reached & above, f"{name}.py imports {module or names} from above it"
+
+
+def test_no_import_cycle_among_trajflow_modules():
+    """Every import, deferred ones included, points one way: no module reaches back to one that
+    imports it (a deferred import must never be what closes a circle)."""
+    import ast
+    from pathlib import Path
+
+    src = Path(trajflow.__file__).parent
+    modules = {
+        ".".join(p.relative_to(src.parent).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in src.rglob("*.py")
+    }
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                target = f"{base}.{node.module}" if node.module else base
+                for alias in node.names:  # `from . import pl` names a module
+                    edges.add(
+                        f"{target}.{alias.name}" if f"{target}.{alias.name}" in modules else target
+                    )
+        # a package's own __init__ importing its submodules is how a package is built
+        graph[name] = {
+            e for e in edges if e in modules and e != name and not e.startswith(f"{name}.")
+        }
+    state, stack = {}, []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycle = stack[stack.index(nxt) :] + [nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name)

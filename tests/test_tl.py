@@ -20,7 +20,9 @@ import trajflow as tf
 import trajflow.pl
 from trajflow._anndata import group_labels, select_cells
 from trajflow._timecourse import match_time
-from trajflow.core.couplings import PlanCoupling, build_coupling, unbalanced_ot_plan
+from trajflow.core.couplings import PlanCoupling
+from trajflow.core.plans import unbalanced_ot_plan
+from trajflow.core.strategy import build_coupling
 
 FAST = {"n_steps": 300, "progress": False, "solver_steps": 40}
 

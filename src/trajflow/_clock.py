@@ -25,9 +25,10 @@ import numpy as np
 import ot
 from scipy.interpolate import PchipInterpolator
 
-from ._ot import MAX_ITER, displacement_interpolation, exact_plan_support, plan_w2, w2
+from ._ot import displacement_interpolation, exact_plan_support, plan_w2, w2
 from ._timecourse import subsample_indices
 from .core.parallel import parallel_map
+from .core.plans import exact_ot_cost
 
 #: ``clock=`` values of :func:`~trajflow.fit_trajectories`.
 CLOCKS = ("auto", "time", "distance")
@@ -178,7 +179,7 @@ def _scores(
             s = float((mid - lo) / (hi - lo))
             points, weights = displacement_interpolation(a, b, s, support=support)
             cost = ot.dist(points, target, metric="euclidean")
-            w1 = ot.emd2(weights, ot.unif(len(target)), cost, numItermax=MAX_ITER)
+            w1 = exact_ot_cost(weights, ot.unif(len(target)), cost)
             out[kind] = float(w1)
         return out
 

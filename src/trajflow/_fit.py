@@ -179,7 +179,7 @@ def fit_trajectories(
         between time points instead of being forced onto far-away targets; smaller values
         relax more, large values approach balanced OT (try 0.1-10). Only for methods with an
         OT coupling (``ot-cfm``: entropic regularisation
-        :data:`~trajflow.core.couplings.UNBALANCED_EXACT_REG`; ``sb-cfm``: its own).
+        :data:`~trajflow.core.plans.UNBALANCED_EXACT_REG`; ``sb-cfm``: its own).
     solver, solver_steps
         How predictions are integrated: a torchdiffeq method (``"euler"``, ``"rk4"``,
         ``"dopri5"``...) and, for fixed-step methods, the number of steps over a prediction's span.

@@ -28,8 +28,9 @@ from .core import (
 )
 from .core.bank import STREAM_RAMP
 from .core.bends import support_bends
-from .core.couplings import Coupling, CouplingStrategy, resolve_strategy
+from .core.couplings import Coupling
 from .core.parallel import parallel_map
+from .core.strategy import CouplingStrategy, resolve_strategy
 
 COUPLINGS = ("independent", "exact", "entropic")
 PATHS = ("straight", "bridge", "spline")

@@ -14,8 +14,8 @@ import warnings
 import numpy as np
 import ot
 
-#: Iteration cap of the network simplex: generous, so plans between a few thousand cells finish.
-MAX_ITER = 10_000_000
+from .core.plans import exact_ot_cost, exact_plan_np
+
 #: Plan entries at or below this mass are solver round-off, not transported pairs.
 SUPPORT_THRESHOLD = 1e-12
 #: moscot's ``TemporalProblem.solve()`` default: entropic regularisation relative to the mean cost.
@@ -25,7 +25,7 @@ MOSCOT_EPSILON = 1e-3
 def w2(a: np.ndarray, b: np.ndarray) -> float:
     """Exact 2-Wasserstein distance between the point clouds ``a`` and ``b`` (uniform weights)."""
     cost = ot.dist(a, b)
-    return float(np.sqrt(ot.emd2(ot.unif(len(a)), ot.unif(len(b)), cost, numItermax=MAX_ITER)))
+    return float(np.sqrt(exact_ot_cost(ot.unif(len(a)), ot.unif(len(b)), cost)))
 
 
 def exact_plan_support(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -41,7 +41,7 @@ def exact_plan_support(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nda
     ``(i, j, weights)``: indices into ``a`` and ``b`` of every pair with mass, and that mass
     normalised to sum to 1.
     """
-    plan = ot.emd(ot.unif(len(a)), ot.unif(len(b)), ot.dist(a, b), numItermax=MAX_ITER)
+    plan = exact_plan_np(ot.unif(len(a)), ot.unif(len(b)), ot.dist(a, b))
     i, j = np.nonzero(plan > SUPPORT_THRESHOLD)
     weights = plan[i, j] / plan[i, j].sum()
     return i, j, weights

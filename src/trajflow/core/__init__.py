@@ -3,8 +3,12 @@
 It only knows tensors: no AnnData, no pandas, no matplotlib, nothing from the package face.
 Everything here runs on any torch device.
 
-- :mod:`.couplings`: which cell is paired with which (independent, exact / entropic /
-  unbalanced OT, per-minibatch plans, chains through every time point);
+- :mod:`.plans`: exact, entropic and unbalanced OT plans, the cost and the weights (every OT
+  solve of the package);
+- :mod:`.couplings`: the coupling classes, which cell is paired with which (independent, a
+  plan's pairs, per-minibatch plans, chains through every time point); :mod:`.bank`: banks of
+  minibatch plans solved ahead; :mod:`.strategy`: which coupling a pair of populations gets
+  for its size, and building it;
 - :mod:`.paths`: where a paired cell is at time ``s`` and how fast it moves (straight, Brownian
   bridge, cubic spline; the metric bend);
 - :mod:`.bends`: the metric flow matching corrections that bend paths toward the cells;
@@ -16,22 +20,19 @@ Everything here runs on any torch device.
 from __future__ import annotations
 
 from .couplings import (
-    COUPLINGS,
     ChainSampler,
     Coupling,
     IndependentCoupling,
     MinibatchOTCoupling,
     PlanCoupling,
-    build_chain_sampler,
-    build_coupling,
-    entropic_ot_plan,
-    exact_ot_plan,
 )
 from .device import resolve_device
 from .integrate import integrate_ode, integrate_sde
 from .network import VelocityNet
 from .objectives import ChainObjective, Objective, PairwiseObjective
 from .paths import bridge_path, spline_path, straight_path
+from .plans import entropic_ot_plan, exact_ot_plan
+from .strategy import COUPLINGS, build_chain_sampler, build_coupling
 from .trainer import LR_SCHEDULES, TrainConfig, TrainingDivergedError, TrainResult, optimise
 
 __all__ = [

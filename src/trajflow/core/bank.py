@@ -23,16 +23,9 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from .couplings import (
-    UNBALANCED_EXACT_REG,
-    CouplingKind,
-    PlanCoupling,
-    _as_weights,
-    _sq_cost,
-    entropic_ot_plan,
-    unbalanced_ot_plan,
-)
+from .couplings import CouplingKind, PlanCoupling
 from .parallel import parallel_map, solver_workers
+from .plans import UNBALANCED_EXACT_REG, as_weights, entropic_ot_plan, sq_cost, unbalanced_ot_plan
 
 #: Cells per side of each minibatch a bank coupling pairs, and how many random partitions of the
 #: populations it pairs (each cell gets about this many partners).
@@ -89,8 +82,8 @@ def _minibatches(
         rounds = 1 if max(n0, n1) >= BANK_ONE_ROUND_CELLS else BANK_ROUNDS
     m = min(batch, n0, n1)
     n_batches = rounds * -(-max(n0, n1) // m)
-    wa = _as_weights(source_weights, n0, "source_weights")
-    wb = _as_weights(target_weights, n1, "target_weights")
+    wa = as_weights(source_weights, n0, "source_weights")
+    wb = as_weights(target_weights, n1, "target_weights")
     i = _cover(n0, n_batches * m, wa, generator, device).view(n_batches, m)
     j = _cover(n1, n_batches * m, wb, generator, device).view(n_batches, m)
     return i, j
@@ -114,7 +107,7 @@ def _solve_minibatches(
     if kind == "exact" and reg_m is None:
         # exact OT between two equal uniform minibatches is a permutation; the assignment's
         # rows come back as 0..m-1, its columns are the permutation
-        cost = _sq_cost(a.double(), b.double())
+        cost = sq_cost(a.double(), b.double())
         # Row then column minima subtracted: the same assignments (a constant per row or column
         # changes no assignment's rank), found ~25% faster by scipy's shortest augmenting path
         # solver on minibatches of consecutive time points (1.03 vs 1.37 ms for 128 x 128).

@@ -31,181 +31,24 @@ from collections.abc import Sequence
 from typing import Literal, Protocol
 
 import numpy as np
-import ot
 import torch
 from torch import Tensor
 
-CouplingKind = Literal["independent", "exact", "entropic"]
-CouplingStrategy = Literal["auto", "full", "bank", "minibatch"]
-#: Every coupling strategy a fit accepts (``coupling=``), defined once.
-COUPLINGS: tuple[str, ...] = ("auto", "full", "bank", "minibatch")
+from .plans import (
+    UNBALANCED_EXACT_REG,
+    as_weights,
+    entropic_ot_plan,
+    exact_ot_plan,
+    unbalanced_ot_plan,
+)
 
-#: Largest ``n_source * n_target`` for which ``strategy="auto"`` solves the full plan once
-#: (about 1,000 cells per time point); above it the bank. 1M, not 4M: at 2,000 cells per time
-#: point the bank gives the same held-out W1 (simulated course, 10 x 2,000 cells, 3 seeds:
-#: 0.6051 vs 0.6050 for full plans) while a full 2,000 x 2,000 plan costs ~0.7 s and dominated
-#: the set-up of many time points (40 x 2,000 cells: 17 of 24 s). No shared data set changes.
-MAX_FULL_PLAN_ENTRIES = 1_000_000
+CouplingKind = Literal["independent", "exact", "entropic"]
 
 
 class Coupling(Protocol):
     """Draws ``n`` (source index, target index) pairs."""
 
     def sample(self, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]: ...
-
-
-def _sq_cost(x0: Tensor, x1: Tensor) -> Tensor:
-    return torch.cdist(x0, x1).pow(2)
-
-
-#: Entropic regularisation used for ``kind="exact"`` with ``reg_m`` (unbalanced OT has no fast
-#: exact solver); small next to typical squared distances between standardised cells.
-UNBALANCED_EXACT_REG = 0.1
-
-
-def _as_weights(w: Tensor | np.ndarray | None, n: int, name: str) -> np.ndarray | None:
-    """Validate per-cell weights and normalise them to sum to one (``None`` stays ``None``)."""
-    if w is None:
-        return None
-    w = w.detach().cpu().numpy() if isinstance(w, Tensor) else np.asarray(w)
-    w = w.astype(np.float64).ravel()
-    if w.shape != (n,):
-        raise ValueError(f"{name} must have one weight per cell ({n}), got shape {w.shape}.")
-    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise ValueError(f"{name} must be finite, non-negative and not all zero.")
-    return w / w.sum()
-
-
-def exact_ot_plan(
-    x0: Tensor,
-    x1: Tensor,
-    *,
-    num_iter_max: int = 10_000_000,
-    a: Tensor | np.ndarray | None = None,
-    b: Tensor | np.ndarray | None = None,
-) -> Tensor:
-    """Exact OT plan (squared Euclidean cost), solved by POT's network simplex.
-
-    ``a`` / ``b`` are optional source / target weights (default uniform; normalised to sum 1).
-    The solver runs on the CPU in float64; the plan is returned on ``x0``'s device.
-    """
-    p = x0.detach().double().cpu().numpy()
-    q = x1.detach().double().cpu().numpy()
-    cost = ot.dist(p, q)  # squared Euclidean
-    wa = _as_weights(a, len(p), "a")
-    wb = _as_weights(b, len(q), "b")
-    plan = ot.emd(
-        ot.unif(len(p)) if wa is None else wa,
-        ot.unif(len(q)) if wb is None else wb,
-        cost,
-        numItermax=num_iter_max,
-    )
-    return torch.as_tensor(plan, dtype=torch.float32, device=x0.device)
-
-
-def _log_weights(w: Tensor | np.ndarray | None, n: int, name: str, like: Tensor) -> Tensor:
-    wn = _as_weights(w, n, name)
-    if wn is None:
-        return torch.full((n,), -np.log(n), dtype=like.dtype, device=like.device)
-    return torch.as_tensor(wn, dtype=like.dtype, device=like.device).log()
-
-
-def _sinkhorn_inputs(
-    x0: Tensor,
-    x1: Tensor,
-    a: Tensor | np.ndarray | None,
-    b: Tensor | np.ndarray | None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Squared Euclidean cost (float64) and log source / target weights of a Sinkhorn solve."""
-    cost = _sq_cost(x0.double(), x1.double())
-    n, m = cost.shape[-2:]
-    return cost, _log_weights(a, n, "a", cost), _log_weights(b, m, "b", cost)
-
-
-def entropic_ot_plan(
-    x0: Tensor,
-    x1: Tensor,
-    reg: float,
-    *,
-    n_iter: int = 2000,
-    tol: float = 1e-6,
-    a: Tensor | np.ndarray | None = None,
-    b: Tensor | np.ndarray | None = None,
-) -> Tensor:
-    """Entropic OT plan by log-domain Sinkhorn in torch, on ``x0``'s device.
-
-    ``reg`` is the entropic regularisation in units of the squared Euclidean cost. ``a`` / ``b``
-    are optional source / target weights (default uniform; normalised to sum 1). Batched:
-    ``x0`` ``(..., n, d)`` and ``x1`` ``(..., m, d)`` give ``(..., n, m)`` plans, solved together
-    (the weights are shared by every batch).
-    """
-    if reg <= 0:
-        raise ValueError(f"Entropic regularisation must be positive, got {reg}.")
-    cost, log_a, log_b = _sinkhorn_inputs(x0, x1, a, b)
-    n = len(log_a)
-    f = torch.zeros_like(log_a)
-    g = torch.zeros_like(log_b)
-    k = -cost / reg
-    for it in range(n_iter):
-        f = reg * (log_a - torch.logsumexp(k + g[..., None, :] / reg, dim=-1))
-        g = reg * (log_b - torch.logsumexp(k + f[..., :, None] / reg, dim=-2))
-        if it % 20 == 0:
-            row = torch.logsumexp(k + (f[..., :, None] + g[..., None, :]) / reg, dim=-1).exp()
-            if torch.max(torch.abs(row - log_a.exp())) < tol / n:
-                break
-    plan = torch.exp(k + (f[..., :, None] + g[..., None, :]) / reg)
-    return plan.float()
-
-
-def unbalanced_ot_plan(
-    x0: Tensor,
-    x1: Tensor,
-    reg: float,
-    reg_m: float,
-    *,
-    a: Tensor | np.ndarray | None = None,
-    b: Tensor | np.ndarray | None = None,
-    n_iter: int = 3000,
-    tol: float = 1e-4,
-) -> Tensor:
-    """Unbalanced entropic OT plan by log-domain Sinkhorn in torch, on ``x0``'s device.
-
-    Minimises ``<P, C> + reg KL(P | a b^T) + reg_m KL(P 1 | a) + reg_m KL(P^T 1 | b)`` for the
-    squared Euclidean cost ``C``: the objective of POT's
-    ``ot.unbalanced.sinkhorn_unbalanced(a, b, C, reg, reg_m)`` (``reg_type="kl"``), solved in
-    the log domain so that small ``reg`` does not underflow, with epsilon scaling (the
-    regularisation is halved from the largest cost down to ``reg``, warm-starting the potentials)
-    so that small ``reg`` converges in a few hundred iterations. Each stage stops when the
-    potentials move by less than ``tol * reg`` over an iteration, or after ``n_iter`` iterations.
-
-    ``reg_m`` is the mass-relaxation parameter, in units of the cost: large values enforce the
-    marginals (``reg_m -> inf`` is balanced entropic OT); small values let the plan create and
-    destroy mass where moving it would cost more than about ``reg_m``.
-    ``a`` / ``b`` are optional source / target weights (default uniform; normalised to sum 1).
-    Batched like :func:`entropic_ot_plan`.
-    """
-    if not reg > 0:
-        raise ValueError(f"Entropic regularisation must be positive, got {reg}.")
-    if not reg_m > 0:
-        raise ValueError(f"The mass relaxation reg_m must be positive, got {reg_m}.")
-    cost, log_a, log_b = _sinkhorn_inputs(x0, x1, a, b)
-    f = torch.zeros_like(log_a)
-    g = torch.zeros_like(log_b)
-    eps = max(float(reg), float(cost.max()))
-    while True:
-        fi = 1.0 if np.isinf(reg_m) else reg_m / (reg_m + eps)
-        k = -cost / eps
-        for it in range(n_iter):
-            f_prev = f
-            f = -fi * eps * torch.logsumexp(k + (log_b + g / eps)[..., None, :], dim=-1)
-            g = -fi * eps * torch.logsumexp(k + (log_a + f / eps)[..., :, None], dim=-2)
-            if it % 10 == 0 and torch.max(torch.abs(f - f_prev)) < tol * eps:
-                break
-        if eps <= reg:
-            break
-        eps = max(float(reg), eps / 2)
-    plan = torch.exp(k + (log_a + f / eps)[..., :, None] + (log_b + g / eps)[..., None, :])
-    return plan.float()
 
 
 class IndependentCoupling:
@@ -222,8 +65,8 @@ class IndependentCoupling:
         target_weights: Tensor | np.ndarray | None = None,
     ):
         self.n_source, self.n_target, self.device = n_source, n_target, device
-        wa = _as_weights(source_weights, n_source, "source_weights")
-        wb = _as_weights(target_weights, n_target, "target_weights")
+        wa = as_weights(source_weights, n_source, "source_weights")
+        wb = as_weights(target_weights, n_target, "target_weights")
         self._wa = None if wa is None else torch.as_tensor(wa, device=device)
         self._wb = None if wb is None else torch.as_tensor(wb, device=device)
 
@@ -354,106 +197,6 @@ class MinibatchOTCoupling:
         return i[a], j[b]
 
 
-def resolve_strategy(
-    strategy: CouplingStrategy, n0: int, n1: int, max_full_entries: int = MAX_FULL_PLAN_ENTRIES
-) -> CouplingStrategy:
-    """What ``strategy="auto"`` means for populations of ``n0`` and ``n1`` cells."""
-    if strategy == "auto":
-        return "full" if n0 * n1 <= max_full_entries else "bank"
-    return strategy
-
-
-def build_coupling(
-    kind: CouplingKind,
-    x0: Tensor,
-    x1: Tensor,
-    *,
-    reg: float | None = None,
-    strategy: CouplingStrategy = "auto",
-    max_full_entries: int = MAX_FULL_PLAN_ENTRIES,
-    generator: torch.Generator | None = None,
-    reg_m: float | None = None,
-    source_weights: Tensor | np.ndarray | None = None,
-    target_weights: Tensor | np.ndarray | None = None,
-    stream_steps: int | None = None,
-) -> Coupling:
-    """Make the coupling of ``kind`` between ``x0`` and ``x1``.
-
-    ``strategy="auto"`` solves the full plan once when ``len(x0) * len(x1) <= max_full_entries``
-    and a bank of minibatch plans solved ahead above that
-    (:func:`~trajflow.core.bank.bank_coupling`, which needs ``generator``); ``"full"`` /
-    ``"bank"`` force one; ``"minibatch"`` solves a fresh plan on every minibatch at every step
-    (TorchCFM's way; a CPU solver in the training loop). With ``stream_steps`` a bank is a
-    :class:`~trajflow.core.bank.StreamingBank` instead, solved while training runs and complete
-    by that step (a :class:`~trajflow.core.objectives.PairwiseObjective` starts it at its first
-    step).
-
-    ``reg_m`` (default ``None``: balanced) makes the OT coupling unbalanced with mass relaxation
-    ``reg_m`` (see :func:`unbalanced_ot_plan`); ``kind="exact"`` then uses the small entropic
-    regularisation :data:`UNBALANCED_EXACT_REG`, ``kind="entropic"`` its own ``reg``.
-    ``source_weights`` / ``target_weights`` (one non-negative weight per cell, e.g. growth
-    weights; default uniform) set the marginals the plan targets, or the sampling weights of
-    the independent coupling.
-    """
-    if reg_m is not None and (
-        isinstance(reg_m, bool) or not isinstance(reg_m, int | float) or not reg_m > 0
-    ):
-        raise ValueError(f"reg_m must be a positive number or None (balanced), got {reg_m!r}.")
-    if kind == "independent":
-        if reg_m is not None:
-            raise ValueError(
-                "reg_m (unbalanced OT) needs an OT coupling ('exact' or 'entropic'); the "
-                "independent coupling has no transport plan to relax."
-            )
-        return IndependentCoupling(
-            len(x0),
-            len(x1),
-            x0.device,
-            source_weights=source_weights,
-            target_weights=target_weights,
-        )
-    if kind not in ("exact", "entropic"):
-        raise ValueError(
-            f"Unknown coupling kind {kind!r}; use 'independent', 'exact' or 'entropic'."
-        )
-    if kind == "entropic" and (reg is None or reg <= 0):
-        raise ValueError(f"The entropic coupling needs a positive reg, got {reg!r}.")
-    if strategy not in COUPLINGS:
-        raise ValueError(
-            f"Unknown coupling strategy {strategy!r}; use 'auto', 'full', 'bank' or 'minibatch'."
-        )
-    strategy = resolve_strategy(strategy, len(x0), len(x1), max_full_entries)
-    if strategy == "bank":
-        from .bank import StreamingBank, bank_coupling  # the bank builds on this module
-
-        if generator is None:
-            raise ValueError("The bank coupling draws its minibatches: pass a generator.")
-        make = bank_coupling if stream_steps is None else StreamingBank
-        extra = {} if stream_steps is None else {"ramp_steps": stream_steps}
-        return make(
-            kind, x0, x1, generator=generator, reg=reg, reg_m=reg_m,
-            source_weights=source_weights, target_weights=target_weights, **extra,
-        )  # fmt: skip
-    if strategy == "minibatch":
-        return MinibatchOTCoupling(
-            x0,
-            x1,
-            kind,
-            reg,
-            reg_m=reg_m,
-            source_weights=source_weights,
-            target_weights=target_weights,
-        )
-    if reg_m is not None:
-        ureg = UNBALANCED_EXACT_REG if kind == "exact" else float(reg)
-        plan = unbalanced_ot_plan(x0, x1, ureg, float(reg_m), a=source_weights, b=target_weights)
-    elif kind == "exact":
-        plan = exact_ot_plan(x0, x1, a=source_weights, b=target_weights)
-    else:
-        plan = entropic_ot_plan(x0, x1, float(reg), a=source_weights, b=target_weights)
-    return PlanCoupling(plan)
-
-
 class ChainSampler:
     """Draws chains of cell indices, one per population, along consecutive OT plans
     (multi-marginal flow matching).
@@ -491,28 +234,3 @@ class ChainSampler:
         """Population indices ``(i, j)`` of every support pair of plan ``k``."""
         rows, cols = self._links[k].support_pairs()
         return self._subsets[k][rows], self._subsets[k + 1][cols]
-
-
-def build_chain_sampler(
-    populations: Sequence[Tensor],
-    *,
-    generator: torch.Generator,
-    max_full_entries: int = MAX_FULL_PLAN_ENTRIES,
-) -> ChainSampler:
-    """Couple consecutive populations exactly and return a :class:`ChainSampler` over every cell.
-
-    Each link is the full exact plan when ``n_k * n_{k+1} <= max_full_entries``, else a bank
-    plan (:func:`bank_coupling`, drawn with ``generator``), in which every cell has partners.
-    """
-    links = [
-        build_coupling(
-            "exact",
-            populations[k],
-            populations[k + 1],
-            max_full_entries=max_full_entries,
-            generator=generator,
-        )
-        for k in range(len(populations) - 1)
-    ]
-    subsets = [torch.arange(len(p), device=p.device) for p in populations]
-    return ChainSampler(links, subsets)

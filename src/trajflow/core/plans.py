@@ -1,0 +1,183 @@
+"""Optimal-transport plans between two weighted point sets: exact, entropic and unbalanced.
+
+The one place trajflow solves OT: the squared Euclidean cost, per-cell weights, POT's network
+simplex for exact plans (:func:`exact_ot_plan`, :func:`exact_ot_cost`) and log-domain Sinkhorn
+in torch for entropic and unbalanced ones (batched, on any device). The couplings
+(:mod:`.couplings`), the bank (:mod:`.bank`), exact OT interpolation, the clock and the metrics
+all solve through here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import ot
+import torch
+from torch import Tensor
+
+#: Iteration cap of POT's network simplex for every exact solve (its default of 100,000 stops
+#: short on a few thousand cells per side and returns a non-optimal plan with a warning).
+MAX_ITER = 10_000_000
+
+
+def exact_ot_cost(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> float:
+    """The exact OT cost ``min <P, cost>`` between weights ``a`` and ``b`` (numpy in, float out)."""
+    return float(ot.emd2(a, b, cost, numItermax=MAX_ITER))
+
+
+def exact_plan_np(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """The exact OT plan between weights ``a`` and ``b`` for ``cost`` (numpy in and out)."""
+    return ot.emd(a, b, cost, numItermax=MAX_ITER)
+
+
+def sq_cost(x0: Tensor, x1: Tensor) -> Tensor:
+    return torch.cdist(x0, x1).pow(2)
+
+
+#: Entropic regularisation used for ``kind="exact"`` with ``reg_m`` (unbalanced OT has no fast
+#: exact solver); small next to typical squared distances between standardised cells.
+UNBALANCED_EXACT_REG = 0.1
+
+
+def as_weights(w: Tensor | np.ndarray | None, n: int, name: str) -> np.ndarray | None:
+    """Validate per-cell weights and normalise them to sum to one (``None`` stays ``None``)."""
+    if w is None:
+        return None
+    w = w.detach().cpu().numpy() if isinstance(w, Tensor) else np.asarray(w)
+    w = w.astype(np.float64).ravel()
+    if w.shape != (n,):
+        raise ValueError(f"{name} must have one weight per cell ({n}), got shape {w.shape}.")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(f"{name} must be finite, non-negative and not all zero.")
+    return w / w.sum()
+
+
+def exact_ot_plan(
+    x0: Tensor,
+    x1: Tensor,
+    *,
+    num_iter_max: int = MAX_ITER,
+    a: Tensor | np.ndarray | None = None,
+    b: Tensor | np.ndarray | None = None,
+) -> Tensor:
+    """Exact OT plan (squared Euclidean cost), solved by POT's network simplex.
+
+    ``a`` / ``b`` are optional source / target weights (default uniform; normalised to sum 1).
+    The solver runs on the CPU in float64; the plan is returned on ``x0``'s device.
+    """
+    p = x0.detach().double().cpu().numpy()
+    q = x1.detach().double().cpu().numpy()
+    cost = ot.dist(p, q)  # squared Euclidean
+    wa = as_weights(a, len(p), "a")
+    wb = as_weights(b, len(q), "b")
+    plan = ot.emd(
+        ot.unif(len(p)) if wa is None else wa,
+        ot.unif(len(q)) if wb is None else wb,
+        cost,
+        numItermax=num_iter_max,
+    )
+    return torch.as_tensor(plan, dtype=torch.float32, device=x0.device)
+
+
+def _log_weights(w: Tensor | np.ndarray | None, n: int, name: str, like: Tensor) -> Tensor:
+    wn = as_weights(w, n, name)
+    if wn is None:
+        return torch.full((n,), -np.log(n), dtype=like.dtype, device=like.device)
+    return torch.as_tensor(wn, dtype=like.dtype, device=like.device).log()
+
+
+def _sinkhorn_inputs(
+    x0: Tensor,
+    x1: Tensor,
+    a: Tensor | np.ndarray | None,
+    b: Tensor | np.ndarray | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Squared Euclidean cost (float64) and log source / target weights of a Sinkhorn solve."""
+    cost = sq_cost(x0.double(), x1.double())
+    n, m = cost.shape[-2:]
+    return cost, _log_weights(a, n, "a", cost), _log_weights(b, m, "b", cost)
+
+
+def entropic_ot_plan(
+    x0: Tensor,
+    x1: Tensor,
+    reg: float,
+    *,
+    n_iter: int = 2000,
+    tol: float = 1e-6,
+    a: Tensor | np.ndarray | None = None,
+    b: Tensor | np.ndarray | None = None,
+) -> Tensor:
+    """Entropic OT plan by log-domain Sinkhorn in torch, on ``x0``'s device.
+
+    ``reg`` is the entropic regularisation in units of the squared Euclidean cost. ``a`` / ``b``
+    are optional source / target weights (default uniform; normalised to sum 1). Batched:
+    ``x0`` ``(..., n, d)`` and ``x1`` ``(..., m, d)`` give ``(..., n, m)`` plans, solved together
+    (the weights are shared by every batch).
+    """
+    if reg <= 0:
+        raise ValueError(f"Entropic regularisation must be positive, got {reg}.")
+    cost, log_a, log_b = _sinkhorn_inputs(x0, x1, a, b)
+    n = len(log_a)
+    f = torch.zeros_like(log_a)
+    g = torch.zeros_like(log_b)
+    k = -cost / reg
+    for it in range(n_iter):
+        f = reg * (log_a - torch.logsumexp(k + g[..., None, :] / reg, dim=-1))
+        g = reg * (log_b - torch.logsumexp(k + f[..., :, None] / reg, dim=-2))
+        if it % 20 == 0:
+            row = torch.logsumexp(k + (f[..., :, None] + g[..., None, :]) / reg, dim=-1).exp()
+            if torch.max(torch.abs(row - log_a.exp())) < tol / n:
+                break
+    plan = torch.exp(k + (f[..., :, None] + g[..., None, :]) / reg)
+    return plan.float()
+
+
+def unbalanced_ot_plan(
+    x0: Tensor,
+    x1: Tensor,
+    reg: float,
+    reg_m: float,
+    *,
+    a: Tensor | np.ndarray | None = None,
+    b: Tensor | np.ndarray | None = None,
+    n_iter: int = 3000,
+    tol: float = 1e-4,
+) -> Tensor:
+    """Unbalanced entropic OT plan by log-domain Sinkhorn in torch, on ``x0``'s device.
+
+    Minimises ``<P, C> + reg KL(P | a b^T) + reg_m KL(P 1 | a) + reg_m KL(P^T 1 | b)`` for the
+    squared Euclidean cost ``C``: the objective of POT's
+    ``ot.unbalanced.sinkhorn_unbalanced(a, b, C, reg, reg_m)`` (``reg_type="kl"``), solved in
+    the log domain so that small ``reg`` does not underflow, with epsilon scaling (the
+    regularisation is halved from the largest cost down to ``reg``, warm-starting the potentials)
+    so that small ``reg`` converges in a few hundred iterations. Each stage stops when the
+    potentials move by less than ``tol * reg`` over an iteration, or after ``n_iter`` iterations.
+
+    ``reg_m`` is the mass-relaxation parameter, in units of the cost: large values enforce the
+    marginals (``reg_m -> inf`` is balanced entropic OT); small values let the plan create and
+    destroy mass where moving it would cost more than about ``reg_m``.
+    ``a`` / ``b`` are optional source / target weights (default uniform; normalised to sum 1).
+    Batched like :func:`entropic_ot_plan`.
+    """
+    if not reg > 0:
+        raise ValueError(f"Entropic regularisation must be positive, got {reg}.")
+    if not reg_m > 0:
+        raise ValueError(f"The mass relaxation reg_m must be positive, got {reg_m}.")
+    cost, log_a, log_b = _sinkhorn_inputs(x0, x1, a, b)
+    f = torch.zeros_like(log_a)
+    g = torch.zeros_like(log_b)
+    eps = max(float(reg), float(cost.max()))
+    while True:
+        fi = 1.0 if np.isinf(reg_m) else reg_m / (reg_m + eps)
+        k = -cost / eps
+        for it in range(n_iter):
+            f_prev = f
+            f = -fi * eps * torch.logsumexp(k + (log_b + g / eps)[..., None, :], dim=-1)
+            g = -fi * eps * torch.logsumexp(k + (log_a + f / eps)[..., :, None], dim=-2)
+            if it % 10 == 0 and torch.max(torch.abs(f - f_prev)) < tol * eps:
+                break
+        if eps <= reg:
+            break
+        eps = max(float(reg), eps / 2)
+    plan = torch.exp(k + (log_a + f / eps)[..., :, None] + (log_b + g / eps)[..., None, :])
+    return plan.float()
