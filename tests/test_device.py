@@ -74,3 +74,17 @@ def test_graphed_gpu_fit_matches_the_eager_one():
         np.testing.assert_allclose(graphed.history["loss"], eager.history["loss"], rtol=1e-4)
         a, b = graphed.predict(2.0, seed=0), eager.predict(2.0, seed=0)
         np.testing.assert_allclose(a.obsm["X_pca"], b.obsm["X_pca"], atol=1e-3)
+
+
+def test_placement_is_decided_once():
+    from trajflow.core.placement import place
+
+    small = place("cpu", hidden=64, batch_size=128, threads="auto")
+    assert (small.device, small.threads, small.parallel, small.reason) == (
+        torch.device("cpu"), 1, None, None,
+    )  # fmt: skip
+    assert (small.world_size, small.rank) == (1, 0)
+    big = place("cpu", hidden=SMALL_STEP_WORK, batch_size=2, threads="auto")
+    assert big.threads is None  # torch's own setting for large networks
+    assert place("cpu", hidden=64, batch_size=128, threads=3).threads == 3
+    assert place("cpu", hidden=64, batch_size=128, threads=None).threads is None

@@ -44,10 +44,11 @@ from .core import (
     VelocityNet,
     optimise,
 )
-from .core.device import auto_threads, cpu_threads, training_device
-from .core.distributed import data_parallel, init_distributed, process_device
+from .core.device import cpu_threads
+from .core.distributed import data_parallel
 from .core.integrate import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS
 from .core.network import ACTIVATIONS
+from .core.placement import place
 
 logger = logging.getLogger("trajflow")
 
@@ -264,17 +265,15 @@ def fit_trajectories(
     sigma = check_method_options(
         method, sigma=sigma, coupling=coupling, unbalanced=unbalanced, growth=growth_key is not None
     )
-    # ---- devices: under torchrun, join the process group, one device per process
-    dev, why_cpu = training_device(device, hidden=hidden, batch_size=batch_size)
-    if why_cpu:
-        logger.info(why_cpu)
-    parallel = init_distributed(dev)
-    dev = process_device(dev, parallel)
-    world, rank = (parallel.world_size, parallel.rank) if parallel else (1, 0)
+    # ---- where to train, decided once: device, threads, data-parallel under torchrun
+    placement = place(device, hidden=hidden, batch_size=batch_size, threads=threads)
+    if placement.reason:
+        logger.info(placement.reason)
+    dev, parallel = placement.device, placement.parallel
+    world, rank = placement.world_size, placement.rank
     progress = progress and rank == 0
 
-    n_threads = auto_threads(dev, hidden, batch_size) if threads == "auto" else threads
-    with cpu_threads(n_threads):  # scoped: the caller's setting is back after the fit
+    with cpu_threads(placement.threads):  # scoped: the caller's setting is back after the fit
         # ---- AnnData layer -> time course -> training populations, standardised
         course, growth = time_course(
             adata, time_key=time_key, use_rep=use_rep, n_dims=n_dims, growth_key=growth_key

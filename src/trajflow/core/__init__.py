@@ -14,7 +14,8 @@ Everything here runs on any torch device.
 - :mod:`.bends`: the metric flow matching corrections that bend paths toward the cells;
 - :mod:`.objectives`: one training step's loss (pairwise or multi-marginal);
 - :mod:`.trainer`: the optimisation loop; :mod:`.network`, :mod:`.integrate`,
-  :mod:`.distributed`, :mod:`.device`.
+  :mod:`.distributed`, :mod:`.device`; :mod:`.placement`: where a fit trains (device, threads,
+  data-parallel, and why), decided once.
 """
 
 from __future__ import annotations
