@@ -17,6 +17,7 @@ from __future__ import annotations
 import platform
 import time as _time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
@@ -59,11 +60,52 @@ __all__ = [
 #: and static OT interpolation between the two neighbours along the exact plan and along the
 #: entropic plan moscot's temporal problem solves.
 BASELINES = ("previous", "ot-interpolation", "entropic-interpolation")
-#: Benchmark protocols (see the module docstring); the user's representation as stored, or the
-#: paper's.
-PROTOCOLS = ("user", "paper")
 #: The paper protocol's dimensions (the first 5 PCs).
 PAPER_N_DIMS = 5
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What a benchmark protocol implies, decoded once (:func:`get_protocol`).
+
+    Attributes
+    ----------
+    name
+        ``"user"`` or ``"paper"``.
+    n_dims
+        Its dimensions (``None``: the representation's default, all up to 50).
+    scaling
+        The fit's ``scaling`` unless ``fit_kwargs`` sets one (``None``: the fit's default).
+    standardised
+        Whether predictions are scored standardised over every cell (else in own units).
+    """
+
+    name: str
+    n_dims: int | None
+    scaling: str | None
+    standardised: bool
+
+    @property
+    def units(self) -> str:
+        """How scores are expressed, for tables and titles."""
+        return "standardised" if self.standardised else "own units"
+
+
+_PROTOCOLS = {
+    "user": Protocol("user", n_dims=None, scaling=None, standardised=False),
+    "paper": Protocol("paper", n_dims=PAPER_N_DIMS, scaling="per-dimension", standardised=True),
+}
+#: Benchmark protocols (see the module docstring); the user's representation as stored, or the
+#: paper's.
+PROTOCOLS = tuple(_PROTOCOLS)
+
+
+def get_protocol(protocol: str) -> Protocol:
+    """The checked :class:`Protocol` named ``protocol`` (one of :data:`PROTOCOLS`)."""
+    check_choice("protocol", protocol, PROTOCOLS)
+    return _PROTOCOLS[protocol]
+
+
 #: What every prediction is scored with (columns of :func:`.leave_one_out`'s table).
 METRICS = ("w1", "w2", "mmd", "energy")
 _METRIC_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
@@ -220,9 +262,9 @@ def scoring_space(
     ValueError
         When ``protocol`` is not one of :data:`PROTOCOLS`.
     """
-    check_choice("protocol", protocol, PROTOCOLS)
+    spec = get_protocol(protocol)
     reference = np.asarray(reference, dtype=np.float64)
-    if protocol == "paper":
+    if spec.standardised:
         return Standardizer.fit(reference)
     d = reference.shape[1]
     return Standardizer(mean=np.zeros(d), scale=np.ones(d))
@@ -393,7 +435,7 @@ def leave_one_out(
     for m in methods:
         get_method(m)
     seeds = check_seeds(seeds)
-    check_choice("protocol", protocol, PROTOCOLS)
+    spec = get_protocol(protocol)
     n_dims = check_optional_int("n_dims", n_dims)
     baselines, progress = check_bool("baselines", baselines), check_bool("progress", progress)
     fit_kwargs = dict(fit_kwargs or {})
@@ -402,15 +444,15 @@ def leave_one_out(
         raise ValueError(
             f"fit_kwargs may not set {sorted(clash & fit_kwargs.keys())}; use the arguments."
         )
-    if protocol == "paper":
-        fit_kwargs.setdefault("scaling", "per-dimension")
+    if spec.scaling is not None:
+        fit_kwargs.setdefault("scaling", spec.scaling)
     if use_rep not in adata.obsm and use_rep != "X":
         adata = adata.copy()  # a computed PCA must not land in the caller's object
     times = parse_times(adata, time_key)
     if n_dims is not None:
         rep = get_representation(adata, use_rep, n_dims)
-    elif protocol == "paper":  # the first 5 dims, or all of a narrower representation
-        rep = get_representation(adata, use_rep, None)[:, :PAPER_N_DIMS]
+    elif spec.n_dims is not None:  # the first 5 dims, or all of a narrower representation
+        rep = get_representation(adata, use_rep, None)[:, : spec.n_dims]
     else:
         rep = default_representation(adata, use_rep, stacklevel=3)  # leave_one_out's caller
     n_dims = rep.shape[1]

@@ -238,7 +238,7 @@ def _fit_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _benchmark(args: argparse.Namespace) -> int:
-    from .benchmark import leave_one_out, summarize
+    from .benchmark import get_protocol, leave_one_out, summarize
 
     out = Path(args.out)
     # The CSV is replaced silently (as always), but a directory or a bad parent fails up front.
@@ -261,7 +261,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     import pandas as pd
 
     with pd.option_context("display.width", 160, "display.max_columns", 20):
-        units = "own units" if args.protocol == "user" else "standardised"
+        units = get_protocol(args.protocol).units
         print(
             f"W1 (mean ± std over seeds {list(args.seeds)}), {args.protocol} protocol, "
             f"{results.attrs['n_dims']} dims ({units}), {args.data}:"

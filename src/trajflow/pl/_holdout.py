@@ -19,7 +19,7 @@ from scipy.stats import gaussian_kde, wasserstein_distance
 from .._anndata import get_representation, parse_times
 from .._outputs import SOURCE_TIME_KEY
 from .._timecourse import same_time
-from ..benchmark import score_prediction, scoring_space
+from ..benchmark import get_protocol, score_prediction, scoring_space
 from ..tl._utils import adata_first
 from ._utils import (
     BACKGROUND_COLOR,
@@ -442,7 +442,7 @@ def holdout(
     nrows = math.ceil(len(dims) / ncols)
     axes = np.atleast_1d(right.subplots(nrows, ncols)).ravel()
     prefix = basis_label(use_rep)
-    space_note = " (standardised)" if protocol == "paper" else ""
+    space_note = " (standardised)" if get_protocol(protocol).standardised else ""
     for a, d in zip(axes, dims, strict=False):
         o, p = z_obs[:, d], z_pred[:, d]
         lo, hi = np.percentile(np.concatenate([o, p]), [0.5, 99.5])
@@ -486,7 +486,8 @@ def holdout(
             else f"held-out {time_key} {format_time(time)}"
         )
         status = " (not held out: used in training)" if in_training else ""
-        dims_note = f"{n_dims} standardised dims" if protocol == "paper" else f"{n_dims} dims"
+        standardised = get_protocol(protocol).standardised
+        dims_note = f"{n_dims} standardised dims" if standardised else f"{n_dims} dims"
         title = f"{what}: predicted vs observed, W1 = {w1:.3f} ({dims_note}){status}"
     fig.suptitle(title)
     return finish(fig, show=show, save=save)
