@@ -337,3 +337,18 @@ def test_no_import_cycle_among_trajflow_modules():
     for name in sorted(graph):
         if name not in state:
             visit(name)
+
+
+def test_pl_uses_tl_only_through_its_public_face():
+    from pathlib import Path
+
+    src = Path(trajflow.__file__).parent
+    for path in (src / "pl").glob("*.py"):
+        for level, module, _names in _imports(path):
+            assert not (level == 2 and module.startswith("tl._")), (
+                f"pl/{path.name} imports tl's private {module}; use trajflow._consumers or tl's "
+                "public functions"
+            )
+    for level, module, names in _imports(src / "_consumers.py"):
+        reached = {module.split(".")[0]} if module else set(names)
+        assert not (level == 1 and reached & {"tl", "pl"}), f"_consumers imports {module}"

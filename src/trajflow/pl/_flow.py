@@ -14,8 +14,8 @@ from matplotlib.colors import Colormap
 from matplotlib.lines import Line2D
 
 from .._anndata import parse_times
+from .._consumers import adata_first
 from .._timecourse import same_time
-from ..tl._utils import adata_first
 from ._utils import (
     FADED_ALPHA,
     FADED_COLOR,

@@ -17,10 +17,10 @@ from matplotlib.lines import Line2D
 from scipy.stats import gaussian_kde, wasserstein_distance
 
 from .._anndata import get_representation, parse_times
+from .._consumers import adata_first
 from .._outputs import SOURCE_TIME_KEY
 from .._timecourse import same_time
 from ..benchmark import get_protocol, score_prediction, scoring_space
-from ..tl._utils import adata_first
 from ._utils import (
     BACKGROUND_COLOR,
     FADED_COLOR,

@@ -15,9 +15,9 @@ from matplotlib.patches import PathPatch, Rectangle
 from matplotlib.path import Path
 
 from .._anndata import group_labels, parse_times
+from .._consumers import adata_first, check_model, observed_time
 from .._timecourse import same_time
-from ..tl._transitions import cell_transition
-from ..tl._utils import adata_first, check_model, observed_time
+from ..tl import cell_transition
 from ._utils import category_colors, finish, format_time, new_axes
 
 if TYPE_CHECKING:

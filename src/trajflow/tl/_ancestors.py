@@ -12,8 +12,15 @@ from scipy.spatial.distance import cdist
 from sklearn.neighbors import NearestNeighbors
 
 from .._anndata import check_anndata, parse_times, select_cells
+from .._consumers import (
+    adata_first,
+    check_key,
+    check_model,
+    check_neighbors,
+    log_written,
+    observed_time,
+)
 from .._timecourse import same_time
-from ._utils import adata_first, check_key, check_model, check_neighbors, log_written, observed_time
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel

@@ -13,9 +13,7 @@ from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
 
 from .._anndata import _looks_like_counts, check_anndata, parse_times
-from .._outputs import PREDICTION_KEY, SOURCE_CELL_KEY, SOURCE_TIME_KEY
-from .._timecourse import same_time
-from ._utils import (
+from .._consumers import (
     adata_first,
     as_time_array,
     check_key,
@@ -25,6 +23,8 @@ from ._utils import (
     logger,
     observed_time,
 )
+from .._outputs import PREDICTION_KEY, SOURCE_CELL_KEY, SOURCE_TIME_KEY
+from .._timecourse import same_time
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel

@@ -10,9 +10,7 @@ import pandas as pd
 from anndata import AnnData
 
 from .._anndata import check_anndata, group_labels, parse_times
-from .._timecourse import same_time
-from ._transitions import _check_samples, _group_matrix, _ordered_groups, flow_transitions
-from ._utils import (
+from .._consumers import (
     adata_first,
     as_time_array,
     check_key,
@@ -21,6 +19,8 @@ from ._utils import (
     log_written,
     observed_time,
 )
+from .._timecourse import same_time
+from ._transitions import _check_samples, _group_matrix, _ordered_groups, flow_transitions
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel

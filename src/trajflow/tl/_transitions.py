@@ -18,8 +18,8 @@ from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
 
 from .._anndata import check_anndata, group_labels, parse_times
+from .._consumers import adata_first, check_key, check_model, check_neighbors, observed_time
 from .._timecourse import same_time
-from ._utils import adata_first, check_key, check_model, check_neighbors, observed_time
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel

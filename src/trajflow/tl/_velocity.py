@@ -8,7 +8,7 @@ import numpy as np
 from anndata import AnnData
 
 from .._anndata import check_anndata, parse_times
-from ._utils import adata_first, check_key, check_model, log_written
+from .._consumers import adata_first, check_key, check_model, log_written
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel

@@ -1,4 +1,8 @@
-"""Shared plumbing of :mod:`trajflow.tl`: argument and time checks, logging."""
+"""What tl and pl share at their doors: the model and AnnData-first checks, observed times,
+``key_added``, ``n_neighbors`` and the log line of what was written.
+
+A neutral module, so pl never reaches into tl's private modules.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +14,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from anndata import AnnData
 
-from .._outputs import is_prediction
-from .._timecourse import match_time
+from ._outputs import is_prediction
+from ._timecourse import match_time
 
 if TYPE_CHECKING:
-    from .._model import TrajectoryModel
+    from ._model import TrajectoryModel
 
 logger = logging.getLogger("trajflow")
 
 
 def check_model(model: object) -> TrajectoryModel:
-    from .._model import TrajectoryModel
+    from ._model import TrajectoryModel
 
     if not isinstance(model, TrajectoryModel):
         raise TypeError(
@@ -42,7 +46,7 @@ def adata_first(first: Any, second: Any, func: str, *, prediction: bool = False)
     FutureWarning that names the new call. With ``prediction=True`` the second
     argument may also be the AnnData that ``model.predict`` returned.
     """
-    from .._model import TrajectoryModel
+    from ._model import TrajectoryModel
 
     swapped = isinstance(first, TrajectoryModel) and isinstance(second, AnnData)
     if prediction and not swapped:
