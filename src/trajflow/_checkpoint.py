@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ._config import RESUME_MUST_MATCH as _RESUME_MUST_MATCH
 from ._model import TrajectoryModel
 from .core import TrainResult, VelocityNet
 
@@ -26,27 +27,11 @@ logger = logging.getLogger("trajflow")
 TRAINER_STATE_FILE = "trainer_state.pt"
 
 #: Settings a checkpoint must share with the fit that resumes it: everything that changes the
-#: model, its training data or the pairs it draws (the seed builds the coupling banks). The
-#: rest are the resuming call's: n_steps, lr, weight_decay, lr_schedule (the optimisation) and
-#: solver, solver_steps (how predictions integrate), plus device, threads and progress.
-RESUME_MUST_MATCH = (
-    "method",
-    "time_key",
-    "use_rep",
-    "n_dims",
-    "scaling",
-    "clock",
-    "holdout",
-    "sigma",
-    "batch_size",
-    "hidden",
-    "n_layers",
-    "activation",
-    "coupling",
-    "growth_key",
-    "unbalanced",
-    "seed",
-)
+#: model, its training data or the pairs it draws (derived from the roles of
+#: :class:`~trajflow._config.FitConfig`'s fields). The rest are the resuming call's:
+#: :data:`~trajflow._config.THIS_CALL` (the optimisation, how predictions integrate), plus
+#: device, threads, progress and the checkpoint options.
+RESUME_MUST_MATCH = _RESUME_MUST_MATCH
 #: What a checkpoint written before a setting existed was fitted with.
 _LEGACY = {"scaling": "per-dimension"}
 

@@ -13,6 +13,7 @@ import logging
 import os
 import time as _time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
@@ -22,6 +23,7 @@ from anndata import AnnData
 from ._anndata import Standardizer, check_anndata, time_course
 from ._checkpoint import checkpointer, load_checkpoint, with_history
 from ._clock import CLOCKS, auto_clock_reason, fit_clock
+from ._config import FitConfig
 from ._methods import build_objective, check_method_options, get_method
 from ._model import TrajectoryModel
 from ._settings import settings
@@ -234,60 +236,35 @@ def fit_trajectories(
     >>> model = trajflow.fit_trajectories(adata, time_key="day")
     >>> pred = model.predict(3.0)  # AnnData of predicted cells at day 3
     """
-    # ---- the door: every argument checked and made a plain Python value, once
+    # The call's options as one record: the signature's parameters are FitConfig's fields, with
+    # its defaults (tests/test_config.py), so they are gathered rather than restated.
+    given = FitConfig(**{name: value for name, value in locals().items() if name != "adata"})
     check_anndata(adata)
-    for name, value in (("time_key", time_key), ("use_rep", use_rep)):
-        if not isinstance(value, str):
-            raise TypeError(f"{name} must be a string, got {value!r}.")
-    spec = get_method(method)
-    check_choice("clock", clock, CLOCKS)
-    n_dims = check_optional_int("n_dims", n_dims)
-    check_choice("scaling", scaling, SCALINGS)
-    holdout = check_times("holdout", holdout)
-    sigma = None if sigma is None else check_float("sigma", sigma, minimum=0)
-    n_steps, batch_size = check_int("n_steps", n_steps), check_int("batch_size", batch_size)
-    lr = check_float("lr", lr, minimum=0, strict=True)
-    weight_decay = check_float("weight_decay", weight_decay, minimum=0)
-    check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
-    hidden, n_layers = check_int("hidden", hidden), check_int("n_layers", n_layers)
-    check_choice("activation", activation, ACTIVATIONS)
-    check_choice("coupling", coupling, COUPLINGS)
-    if growth_key is not None and not isinstance(growth_key, str):
-        raise TypeError(f"growth_key must be an obs column name or None, got {growth_key!r}.")
-    if unbalanced is not None:
-        unbalanced = check_float("unbalanced", unbalanced, minimum=0, strict=True)
-    check_choice("solver", solver, FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS)
-    solver_steps = check_int("solver_steps", solver_steps)
-    seed, progress = check_seed(seed), check_bool("progress", progress)
-    checkpoint_every = check_int("checkpoint_every", checkpoint_every)
-    if threads != "auto" and threads is not None:
-        threads = check_int("threads", threads)
-    sigma = check_method_options(
-        method, sigma=sigma, coupling=coupling, unbalanced=unbalanced, growth=growth_key is not None
-    )
+    opt = _checked(given)
+    spec = get_method(opt.method)
     # ---- where to train, decided once: device, threads, data-parallel under torchrun
-    placement = place(device, hidden=hidden, batch_size=batch_size, threads=threads)
+    placement = place(opt.device, hidden=opt.hidden, batch_size=opt.batch_size, threads=opt.threads)
     if placement.reason:
         logger.info(placement.reason)
     dev, parallel = placement.device, placement.parallel
     world, rank = placement.world_size, placement.rank
-    progress = progress and rank == 0
+    progress = opt.progress and rank == 0
 
     with cpu_threads(placement.threads):  # scoped: the caller's setting is back after the fit
         # ---- AnnData layer -> time course -> training populations, standardised
         course, growth = time_course(
-            adata, time_key=time_key, use_rep=use_rep, n_dims=n_dims, growth_key=growth_key
-        )
-        holdout = [match_time(t, course.times, what="holdout time") for t in holdout]
+            adata, time_key=opt.time_key, use_rep=opt.use_rep, n_dims=opt.n_dims,
+            growth_key=opt.growth_key,
+        )  # fmt: skip
+        holdout = [match_time(t, course.times, what="holdout time") for t in opt.holdout]
         train = course.without(holdout)
         if growth is not None:
             growth = [g for t, g in zip(course.times, growth, strict=True) if t in train.times]
-        scaler = Standardizer.fit(
-            np.concatenate(train.populations), per_dimension=scaling == "per-dimension"
-        )
+        per_dimension = opt.scaling == "per-dimension"
+        scaler = Standardizer.fit(np.concatenate(train.populations), per_dimension=per_dimension)
         logger.info(
-            "training on %d dimensions of %s, %s", course.n_dims, use_rep,
-            "each whitened (scaling='per-dimension')" if scaling == "per-dimension"
+            "training on %d dimensions of %s, %s", course.n_dims, opt.use_rep,
+            "each whitened (scaling='per-dimension')" if per_dimension
             else f"one global scale {scaler.scale[0]:.3g} (scaling='global')",
         )  # fmt: skip
         z_pops = [scaler.transform(p).astype(np.float32) for p in train.populations]
@@ -296,9 +273,9 @@ def fit_trajectories(
         # ---- the clock: one unit of flow time = the mean spacing of all observed time points
         # (held-out included), so sigma means the same for every leave-one-out split
         unit = (course.times[-1] - course.times[0]) / (len(course.times) - 1)
-        model_clock = fit_clock(clock, train.times, z_pops, origin=course.times[0], unit=unit)
+        model_clock = fit_clock(opt.clock, train.times, z_pops, origin=course.times[0], unit=unit)
         taus = [float(x) for x in model_clock(train.times)]
-        if clock == "auto":
+        if opt.clock == "auto":
             logger.info(
                 "clock='auto' chose %r (%s)", model_clock.kind, auto_clock_reason(model_clock)
             )
@@ -306,27 +283,20 @@ def fit_trajectories(
         # ---- the method's recipe: couplings / chains, bends, the step loss
         t0 = _time.perf_counter()
         objective = build_objective(
-            spec, z_pops, taus, train.times, sigma=sigma,
-            batch_size=-(-batch_size // world),  # each process draws its share of the batch
-            coupling=coupling, unbalanced=unbalanced, growth=growth, seed=seed, device=dev,
-            n_steps=n_steps,
+            spec, z_pops, taus, train.times, sigma=opt.sigma,
+            batch_size=-(-opt.batch_size // world),  # each process draws its share of the batch
+            coupling=opt.coupling, unbalanced=opt.unbalanced, growth=growth, seed=opt.seed,
+            device=dev, n_steps=opt.n_steps,
         )  # fmt: skip
+        net_size = (course.n_dims, opt.hidden, opt.n_layers, opt.activation)
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(seed)
-            vnet = VelocityNet(course.n_dims, hidden, n_layers, activation).to(dev)
-            snet = None
-            if spec.learns_score:
-                snet = VelocityNet(course.n_dims, hidden, n_layers, activation).to(dev)
-        generator = torch.Generator(device=dev).manual_seed(seed + rank)
+            torch.manual_seed(opt.seed)
+            vnet = VelocityNet(*net_size).to(dev)
+            snet = VelocityNet(*net_size).to(dev) if spec.learns_score else None
+        generator = torch.Generator(device=dev).manual_seed(opt.seed + rank)
 
-        config = {
-            "method": method, "clock": clock, "time_key": time_key, "use_rep": use_rep,
-            "n_dims": course.n_dims, "scaling": scaling, "holdout": holdout, "sigma": sigma, "n_steps": n_steps,
-            "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-            "lr_schedule": lr_schedule, "hidden": hidden, "n_layers": n_layers,
-            "activation": activation, "coupling": coupling, "growth_key": growth_key,
-            "unbalanced": unbalanced, "solver": solver, "solver_steps": solver_steps, "seed": seed,
-        }  # fmt: skip
+        # What the model records: the saved options, with n_dims and holdout as resolved
+        config = replace(opt, n_dims=course.n_dims, holdout=holdout).saved()
 
         def make_model(result: TrainResult) -> TrajectoryModel:
             """The model as it stands after ``result`` (also for checkpoints and failures)."""
@@ -343,17 +313,18 @@ def fit_trajectories(
 
         # ---- optimise, resumable; a diverged fit still hands back its last finite model
         resume = load_checkpoint(
-            resume_from, config, velocity_net=vnet, score_net=snet, generator=generator
+            opt.resume_from, config, velocity_net=vnet, score_net=snet, generator=generator
         )
         on_check = None
-        if checkpoint_dir is not None and rank == 0:
+        if opt.checkpoint_dir is not None and rank == 0:
             on_check = checkpointer(
-                checkpoint_dir, checkpoint_every, n_steps=n_steps, resume=resume,
+                opt.checkpoint_dir, opt.checkpoint_every, n_steps=opt.n_steps, resume=resume,
                 generator=generator, make_model=make_model,
             )  # fmt: skip
         train_config = TrainConfig(
-            n_steps=n_steps, lr=lr, weight_decay=weight_decay, lr_schedule=lr_schedule, ema=spec.ema
-        )
+            n_steps=opt.n_steps, lr=opt.lr, weight_decay=opt.weight_decay,
+            lr_schedule=opt.lr_schedule, ema=spec.ema,
+        )  # fmt: skip
         try:
             result = optimise(
                 objective,
@@ -372,6 +343,51 @@ def fit_trajectories(
         model = make_model(with_history(result, resume))
         logger.info(
             "Fitted %s on %d time points (%d cells) in %.1f s",
-            method, len(train.times), sum(len(p) for p in z_pops), model.history["fit_seconds"],
+            opt.method, len(train.times), sum(len(p) for p in z_pops), model.history["fit_seconds"],
         )  # fmt: skip
         return model
+
+
+def _checked(given: FitConfig) -> FitConfig:
+    """The door: every option checked and made a plain Python value, once (``sigma`` resolved
+    for the method). Raises ``TypeError`` / ``ValueError`` naming the option."""
+    for name in ("time_key", "use_rep"):
+        if not isinstance(getattr(given, name), str):
+            raise TypeError(f"{name} must be a string, got {getattr(given, name)!r}.")
+    get_method(given.method)
+    check_choice("clock", given.clock, CLOCKS)
+    n_dims = check_optional_int("n_dims", given.n_dims)
+    check_choice("scaling", given.scaling, SCALINGS)
+    holdout = check_times("holdout", given.holdout)
+    sigma = None if given.sigma is None else check_float("sigma", given.sigma, minimum=0)
+    n_steps = check_int("n_steps", given.n_steps)
+    batch_size = check_int("batch_size", given.batch_size)
+    lr = check_float("lr", given.lr, minimum=0, strict=True)
+    weight_decay = check_float("weight_decay", given.weight_decay, minimum=0)
+    check_choice("lr_schedule", given.lr_schedule, LR_SCHEDULES)
+    hidden, n_layers = check_int("hidden", given.hidden), check_int("n_layers", given.n_layers)
+    check_choice("activation", given.activation, ACTIVATIONS)
+    check_choice("coupling", given.coupling, COUPLINGS)
+    growth_key = given.growth_key
+    if growth_key is not None and not isinstance(growth_key, str):
+        raise TypeError(f"growth_key must be an obs column name or None, got {growth_key!r}.")
+    unbalanced = given.unbalanced
+    if unbalanced is not None:
+        unbalanced = check_float("unbalanced", unbalanced, minimum=0, strict=True)
+    check_choice("solver", given.solver, FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS)
+    solver_steps = check_int("solver_steps", given.solver_steps)
+    seed, progress = check_seed(given.seed), check_bool("progress", given.progress)
+    checkpoint_every = check_int("checkpoint_every", given.checkpoint_every)
+    threads = given.threads
+    if threads != "auto" and threads is not None:
+        threads = check_int("threads", threads)
+    sigma = check_method_options(
+        given.method, sigma=sigma, coupling=given.coupling, unbalanced=unbalanced,
+        growth=growth_key is not None,
+    )  # fmt: skip
+    return replace(
+        given, n_dims=n_dims, holdout=holdout, sigma=sigma, n_steps=n_steps,
+        batch_size=batch_size, lr=lr, weight_decay=weight_decay, hidden=hidden,
+        n_layers=n_layers, unbalanced=unbalanced, solver_steps=solver_steps, seed=seed,
+        progress=progress, checkpoint_every=checkpoint_every, threads=threads,
+    )  # fmt: skip

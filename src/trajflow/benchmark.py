@@ -34,6 +34,7 @@ from ._anndata import (
     get_representation,
     parse_times,
 )
+from ._config import check_option_names
 from ._fit import fit_trajectories
 from ._methods import get_method
 from ._ot import displacement_interpolation, entropic_plan, plan_partners
@@ -358,6 +359,12 @@ def _interior_times(times: Sequence[float]) -> list[float]:
     return list(times[1:-1])
 
 
+#: The options of fit_trajectories that leave_one_out sets itself (refused in ``fit_kwargs``).
+_OWN_FIT_OPTIONS = frozenset(
+    {"holdout", "time_key", "use_rep", "n_dims", "method", "seed", "device", "progress"}
+)
+
+
 def leave_one_out(
     adata: AnnData,
     *,
@@ -406,7 +413,8 @@ def leave_one_out(
         entropic plan, every previous cell pushed to a partner drawn from its plan row;
         :func:`entropic_interpolation`).
     fit_kwargs
-        Extra keyword arguments for every :func:`~trajflow.fit_trajectories` call.
+        Extra keyword arguments for every :func:`~trajflow.fit_trajectories` call; a name that
+        is not one of its options is refused up front (with the closest option).
     device, progress
         Device for training; progress bar over runs.
 
@@ -424,6 +432,8 @@ def leave_one_out(
     KeyError
         When ``obs[time_key]`` or ``obsm[use_rep]`` is missing (a missing ``X_pca`` is
         computed instead).
+    TypeError
+        For a ``fit_kwargs`` name that is not an option of :func:`~trajflow.fit_trajectories`.
     ValueError
         For an unknown method or protocol, ``fit_kwargs`` that set an argument of this
         function, a held-out time that is not an interior time point, or fewer than 3 time
@@ -439,11 +449,10 @@ def leave_one_out(
     n_dims = check_optional_int("n_dims", n_dims)
     baselines, progress = check_bool("baselines", baselines), check_bool("progress", progress)
     fit_kwargs = dict(fit_kwargs or {})
-    clash = {"holdout", "time_key", "use_rep", "n_dims", "method", "seed", "device", "progress"}
-    if clash & fit_kwargs.keys():
-        raise ValueError(
-            f"fit_kwargs may not set {sorted(clash & fit_kwargs.keys())}; use the arguments."
-        )
+    check_option_names(fit_kwargs, where="fit_kwargs")
+    clash = _OWN_FIT_OPTIONS & fit_kwargs.keys()
+    if clash:
+        raise ValueError(f"fit_kwargs may not set {sorted(clash)}; use the arguments.")
     if spec.scaling is not None:
         fit_kwargs.setdefault("scaling", spec.scaling)
     if use_rep not in adata.obsm and use_rep != "X":
