@@ -45,7 +45,8 @@ def test_benchmark_cli(small_h5ad, tmp_path, capsys, one_thread):
     printed = capsys.readouterr().out
     assert "ot-cfm" in printed and "previous" in printed and "±" in printed
     res = pd.read_csv(out)
-    assert len(res) == 2 * 2 * 4 and set(res["method"]) == {
+    assert len(res) == 2 * 2 * 5 and set(res["method"]) == {
+        "perfect-half",
         "ot-cfm",
         "previous",
         "ot-interpolation",
