@@ -8,16 +8,18 @@ import pytest
 
 from trajflow._anndata import Standardizer
 from trajflow._ot import displacement_interpolation, entropic_plan, plan_partners
+from trajflow._scoring import HalfSplits
 from trajflow.benchmark import (
     METRICS,
     entropic_interpolation,
+    held_out_table,
     leave_one_out,
     noise_floor,
     ot_interpolation,
     score_prediction,
     summarize,
 )
-from trajflow.metrics import energy_distance, mmd, wasserstein
+from trajflow.metrics import wasserstein
 
 from conftest import moving_gaussians
 
@@ -47,11 +49,16 @@ def test_score_prediction_user_protocol_scores_in_own_units():
     ref = rng.normal([10.0, -3.0], [5.0, 0.2], size=(300, 2))
     pred, obs = ref[:80] + [1.0, 0.1], ref[100:180]
     scores = score_prediction(pred, obs, reference=ref)
-    assert scores["w1"] == wasserstein(pred, obs, p=1)
-    assert scores["energy"] == energy_distance(pred, obs)
-    # own units: scaling the representation scales W1
+    assert tuple(scores) == METRICS
+    # calibrated: the prediction subsampled to half the observed cells, scored against the rest
+    splits = HalfSplits.draw(obs, min_candidate=len(pred), seed=0)
+    assert splits.n_half == 40 and splits.n_reference == 40
+    assert scores == splits.score(pred)[0]
+    # own units: scaling the representation scales W1 and the energy distance
     again = score_prediction(3 * pred - 7, 3 * obs - 7, reference=3 * ref - 7)
     assert again["w1"] == pytest.approx(3 * scores["w1"], rel=1e-9)
+    assert again["energy"] == pytest.approx(3 * scores["energy"], rel=1e-9)
+    assert again["mmd"] == pytest.approx(scores["mmd"], rel=1e-9)  # bandwidths follow the data
     with pytest.raises(ValueError, match="protocol"):
         score_prediction(pred, obs, reference=ref, protocol="mine")
 
@@ -61,15 +68,9 @@ def test_score_prediction_paper_protocol_standardises_over_the_reference():
     ref = rng.normal([10.0, -3.0], [5.0, 0.2], size=(300, 2))
     pred, obs = ref[:80] + [1.0, 0.1], ref[100:180]
     scores = score_prediction(pred, obs, reference=ref, protocol="paper")
-    assert tuple(scores) == METRICS
     space = Standardizer.fit(ref)
     zp, zo = space.transform(pred), space.transform(obs)
-    assert scores == {
-        "w1": wasserstein(zp, zo, p=1),
-        "w2": wasserstein(zp, zo, p=2),
-        "mmd": mmd(zp, zo),
-        "energy": energy_distance(zp, zo),
-    }
+    assert scores == pytest.approx(score_prediction(zp, zo, reference=zp), rel=1e-12)
     # the units of the representation do not matter
     again = score_prediction(3 * pred - 7, 3 * obs - 7, reference=3 * ref - 7, protocol="paper")
     assert again == pytest.approx(scores, rel=1e-9)
@@ -77,6 +78,30 @@ def test_score_prediction_paper_protocol_standardises_over_the_reference():
     assert one == {"w1": scores["w1"]}
     with pytest.raises(ValueError, match="Unknown metric"):
         score_prediction(pred, obs, reference=ref, metrics=("w3",))
+
+
+def test_calibrated_table_has_the_floor_and_does_not_reward_a_shrunk_prediction():
+    """A sample of the truth scores at the floor; a prediction shrunk toward the mean (tighter
+    than the truth) is worse in unbiased energy, though matched-size W1 prefers it."""
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(4000, 30))
+    observed = truth[:600]
+    sample = truth[600:1200]
+    shrunk = 0.8 * truth[1200:1800]
+    static = truth[1800:2400] + 0.15  # a static-OT stand-in: a little off
+    table = held_out_table(
+        {"sample": sample, "shrunk": shrunk, "ot-interpolation": static},
+        observed, reference=truth,
+    )  # fmt: skip
+    assert list(table.index) == ["perfect-half", "sample", "shrunk", "ot-interpolation"]
+    assert abs(table.loc["perfect-half", "energy"]) < 0.05
+    assert abs(table.loc["sample", "energy"]) < 0.05
+    assert table.loc["shrunk", "energy"] > 10 * abs(table.loc["sample", "energy"]) + 0.03
+    assert table.loc["shrunk", "w1"] < table.loc["sample", "w1"]  # W1's bias at 30 dims
+    assert table.loc["ot-interpolation", "closed"] == 0.0
+    assert table.loc["perfect-half", "closed"] == 1.0
+    assert table.loc["sample", "closed"] > 0.8 and table.loc["shrunk", "closed"] < 0
+    assert (table["n_scored"] == 300).all()
 
 
 def test_leave_one_out_rows_and_scores():
@@ -90,9 +115,10 @@ def test_leave_one_out_rows_and_scores():
         fit_kwargs={"n_steps": 300},
         progress=False,
     )
-    # 2 interior times x 2 seeds x (2 methods + 3 baselines)
-    assert len(res) == 20
+    # 2 interior times x 2 seeds x (2 methods + 3 baselines + the floor)
+    assert len(res) == 24
     assert res.attrs["protocol"] == "user" and res.attrs["n_dims"] == 2
+    assert res.attrs["headline"] == "energy"
     for col in (
         "method",
         "seed",
@@ -100,6 +126,9 @@ def test_leave_one_out_rows_and_scores():
         "w1",
         "w2",
         "mmd",
+        "energy",
+        "closed",
+        "n_scored",
         "fit_seconds",
         "trajflow_version",
         "torch_version",
@@ -112,9 +141,14 @@ def test_leave_one_out_rows_and_scores():
     assert mean["ot-interpolation"] < 0.5 * mean["previous"]
     assert mean["entropic-interpolation"] < 0.5 * mean["previous"]
     assert (res.loc[res.method == "ot-cfm", "fit_seconds"] > 0).all()
-    table = summarize(res)
+    closed = res.groupby("method")["closed"].mean()
+    assert closed["perfect-half"] == 1.0 and closed["ot-interpolation"] == 0.0
+    assert closed["previous"] < 0
+    assert (res["n_scored"] == 60).all()
+    table = summarize(res)  # the headline: unbiased energy
     assert list(table.columns[:2]) == ["t=1", "t=2"] and "mean" in table.columns
-    assert table.index[-1] == "previous"
+    assert table.index[0] == "perfect-half" and table.index[-1] == "previous"
+    assert table.loc["ot-interpolation", "closed"] == "0%"
     np.testing.assert_array_equal(adata.obsm["X_pca"], before.obsm["X_pca"])
     assert list(adata.obsm.keys()) == ["X_pca"] and not adata.uns
 
@@ -196,9 +230,10 @@ def test_leave_one_out_protocols():
     x = np.asarray(adata.obsm["X_pca"], dtype=float)
     t = adata.obs["time"].to_numpy()
     prev = {m: f.set_index("method").loc["previous", "w1"] for m, f in (("u", user), ("p", paper))}
-    assert prev["u"] == pytest.approx(wasserstein(x[t == 0], x[t == 1]))
+    assert prev["u"] == pytest.approx(score_prediction(x[t == 0], x[t == 1], reference=x)["w1"])
     z = Standardizer.fit(x[:, :5]).transform(x[:, :5])
-    assert prev["p"] == pytest.approx(wasserstein(z[t == 0], z[t == 1]))
+    assert prev["p"] == pytest.approx(score_prediction(z[t == 0], z[t == 1], reference=z)["w1"])
+    assert paper.attrs["headline"] == "w1"
     with pytest.raises(ValueError, match="protocol"):
         leave_one_out(adata, protocol="torchcfm", **kw)
     narrow = moving_gaussians(dim=2, times=(0.0, 1.0, 2.0), n_per_time=30)

@@ -45,7 +45,8 @@ def test_benchmark_cli(small_h5ad, tmp_path, capsys, one_thread):
     printed = capsys.readouterr().out
     assert "ot-cfm" in printed and "previous" in printed and "±" in printed
     res = pd.read_csv(out)
-    assert len(res) == 2 * 2 * 4 and set(res["method"]) == {
+    assert len(res) == 2 * 2 * 5 and set(res["method"]) == {
+        "perfect-half",
         "ot-cfm",
         "previous",
         "ot-interpolation",
@@ -324,23 +325,23 @@ def test_cli_debug_shows_the_traceback(not_h5ad, tmp_path):
     ],
 )
 def test_cli_any_exception_is_one_line(small_h5ad, tmp_path, capsys, monkeypatch, error, expected):
-    import trajflow.cli
+    import trajflow.cli._io
 
     def fail(path):
         raise error
 
-    monkeypatch.setattr(trajflow.cli, "_read", fail)
+    monkeypatch.setattr(trajflow.cli._io, "read", fail)
     assert main(["fit", str(small_h5ad), "--out", str(tmp_path / "m")]) == 2
     assert _one_error_line(capsys) == expected
 
 
 def test_cli_keyboard_interrupt(small_h5ad, tmp_path, capsys, monkeypatch):
-    import trajflow.cli
+    import trajflow.cli._io
 
     def interrupt(path):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trajflow.cli, "_read", interrupt)
+    monkeypatch.setattr(trajflow.cli._io, "read", interrupt)
     assert main(["fit", str(small_h5ad), "--out", str(tmp_path / "m")]) == 130
     assert capsys.readouterr().err == "trajflow: interrupted\n"
 
@@ -567,10 +568,10 @@ def test_cli_data_set_names(tmp_path, capsys, monkeypatch):
 def test_cli_data_set_names_without_loaders(monkeypatch):
     """Before trajflow.datasets.LOADERS exists, 'eb' is still a name."""
     import trajflow.datasets
-    from trajflow.cli import _loaders
+    from trajflow.cli._io import loaders
 
     monkeypatch.delattr(trajflow.datasets, "LOADERS", raising=False)
-    assert _loaders() == {"eb": trajflow.datasets.eb}
+    assert loaders() == {"eb": trajflow.datasets.eb}
 
 
 # --- predict ---------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import pooch
 import pytest
 
 from trajflow import datasets
+from trajflow.datasets import _convert, _registry
 
 from conftest import shared_file
 
@@ -212,12 +213,12 @@ def test_object_npy_unpickles_arrays_only(tmp_path):
 def test_pca_orientation_does_not_depend_on_svd_signs():
     rng = np.random.default_rng(5)
     x = rng.normal(size=(40, 6)) * np.arange(6, 0, -1)
-    scores, ratio = datasets._pca(x, 4)
+    scores, ratio = _convert._pca(x, 4)
     centred = x - x.mean(axis=0)
     loadings = np.linalg.lstsq(centred, scores, rcond=None)[0]  # (6, 4)
     biggest = loadings[np.abs(loadings).argmax(axis=0), np.arange(4)]
     assert (biggest > 0).all() and ratio.shape == (4,) and (np.diff(ratio) < 0).all()
-    flipped, _ = datasets._pca(x, 4, signs=(-1, 1))
+    flipped, _ = _convert._pca(x, 4, signs=(-1, 1))
     np.testing.assert_allclose(flipped, scores * [-1, 1, 1, 1])
 
 
@@ -319,7 +320,7 @@ def test_lookup_order(key, tmp_path, monkeypatch):
     adata = loader()
     assert calls == [s.url for s in sources] and adata.n_obs == N_CELLS[key]
     assert sorted(p.name for p in cache.iterdir()) == sorted(s.fname for s in sources)
-    expected = datasets._CONVERTERS[key](*(folder / s.name for s in sources))
+    expected = _registry._CONVERTERS[key](*(folder / s.name for s in sources))
     np.testing.assert_array_equal(adata.obsm["X_pca"], expected.obsm["X_pca"])
     assert adata.obs.equals(expected.obs)
 
@@ -341,7 +342,7 @@ def test_lookup_order(key, tmp_path, monkeypatch):
     # path comes first: a .h5ad, or a folder holding the source files by their own names
     assert loader(_tiny_h5ad(tmp_path / "mine.h5ad", 2)).n_obs == 2
     assert loader(folder).n_obs == N_CELLS[key]
-    with pytest.raises(FileNotFoundError, match=f"No {datasets._TITLES[key]} data at"):
+    with pytest.raises(FileNotFoundError, match=f"No {_registry._TITLES[key]} data at"):
         loader(tmp_path / "missing.h5ad")
     with pytest.raises(FileNotFoundError, match=sources[0].name):
         loader(tmp_path)  # a folder without the source files

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -17,7 +19,9 @@ def test_point_masses():
     a, b = np.array([[0.0, 0.0]]), np.array([[3.0, 4.0]])
     assert wasserstein(a, b) == pytest.approx(5.0)
     assert wasserstein(a, b, p=2) == pytest.approx(5.0)
-    assert energy_distance(a, b) == pytest.approx(10.0)
+    assert energy_distance(a, b, unbiased=False) == pytest.approx(10.0)
+    with pytest.raises(ValueError, match="at least 2 points per side.*unbiased=False"):
+        energy_distance(a, b)
 
 
 def test_shifted_samples_1d():
@@ -34,9 +38,39 @@ def test_w1_matches_scipy_on_unequal_sizes():
 
 def test_identical_samples_are_zero_and_distinct_positive():
     x = np.random.default_rng(2).normal(size=(50, 3))
-    for f in (wasserstein, mmd, energy_distance):
+    for f in (wasserstein, partial(mmd, unbiased=False), partial(energy_distance, unbiased=False)):
         assert f(x, x) == pytest.approx(0.0, abs=1e-9)
         assert f(x, x + 1.0) > 0.1
+    for f in (mmd, energy_distance):
+        assert f(x, x + 1.0) > 0.1
+
+
+@pytest.mark.parametrize("f", [energy_distance, mmd])
+def test_unbiased_estimators_are_zero_in_expectation_and_do_not_reward_shrinking(f):
+    """Two independent samples of one distribution: the U-statistic averages ~0 while the
+    V-statistic sits clearly above 0; a sample shrunk toward its mean is not rewarded."""
+    rng = np.random.default_rng(0)
+    u, v, shrunk = [], [], []
+    for _ in range(30):
+        a, b = rng.normal(size=(40, 20)), rng.normal(size=(40, 20))
+        u.append(f(a, b))
+        v.append(f(a, b, unbiased=False))
+        shrunk.append(f(0.85 * a, b))
+    u, v, shrunk = np.array(u), np.array(v), np.array(shrunk)
+    assert abs(u.mean()) < 3 * u.std() / np.sqrt(len(u))
+    assert v.mean() > 5 * abs(u.mean()) and v.mean() > 0
+    assert shrunk.mean() > u.mean() + 3 * u.std() / np.sqrt(len(u))
+    # the V-statistic's bias is of the size of the shrinkage's penalty: it cannot tell them apart
+    assert np.mean(u < 0) > 0.2  # unbiased: negative about as often as a sampling error says
+
+
+def test_unbiased_energy_is_the_u_statistic():
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(7, 3)), rng.normal(size=(9, 3)) + 0.3
+    from scipy.spatial.distance import cdist, pdist
+
+    expected = 2 * cdist(a, b).mean() - pdist(a).mean() - pdist(b).mean()
+    assert energy_distance(a, b) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("f", [wasserstein, mmd, energy_distance])

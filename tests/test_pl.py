@@ -20,7 +20,7 @@ from matplotlib.quiver import Quiver
 
 import trajflow
 from trajflow import pl
-from trajflow.benchmark import leave_one_out, score_prediction
+from trajflow.benchmark import held_out_table, leave_one_out, ot_interpolation, score_prediction
 
 from conftest import moving_gaussians
 
@@ -214,7 +214,7 @@ def test_holdout_from_model_and_from_prediction(held_model, adata, tmp_path):
     assert isinstance(fig, Figure)
     _assert_png(out)
     title = fig._suptitle.get_text()
-    assert "W1 =" in title and "held-out time 1" in title
+    assert "energy =" in title and "held-out time 1" in title
     overlay = fig.axes[0]
     assert (overlay.get_xlabel(), overlay.get_ylabel()) == ("PC1", "PC2")
     marginals = [a for a in fig.axes[1:] if a.get_xlabel()]
@@ -222,28 +222,40 @@ def test_holdout_from_model_and_from_prediction(held_model, adata, tmp_path):
     legend = _legend_text(overlay)
     assert "observed (n=80)" in legend and "predicted from 0" in legend
 
-    # W1 in the title is the benchmark's score: by default in the representation's own units
-    # (the user protocol), with protocol="paper" standardised over all cells; exact W1 both.
-    from trajflow._anndata import Standardizer
-    from trajflow.metrics import wasserstein
-
+    # The title quotes the benchmark's calibrated headline score beside the floor, static OT and
+    # the unmoved previous cells, and says in words how they compare: unbiased energy in the
+    # representation's own units (the user protocol), W1 standardised with protocol="paper".
     pred = held_model.predict(1.0)
     rep = adata.obsm["X_pca"][:, :3]
-    observed = rep[adata.obs["time"].to_numpy() == 1.0]
-    w1 = wasserstein(pred.obsm["X_pca"], observed)
-    assert f"W1 = {w1:.3f} (3 dims)" in title
-    scorer = Standardizer.fit(rep)
-    w1_paper = wasserstein(scorer.transform(pred.obsm["X_pca"]), scorer.transform(observed))
+    t_obs = adata.obs["time"].to_numpy()
+    cands = {
+        "prediction": pred.obsm["X_pca"],
+        "previous": rep[t_obs == 0.0],
+        "ot-interpolation": ot_interpolation(rep[t_obs == 0.0], rep[t_obs == 2.0], 0.5, seed=0),
+    }
+    user = held_out_table(cands, rep[t_obs == 1.0], reference=rep)
+    e = user["energy"]
+    assert (
+        f"energy = {e['prediction']:.3f} (perfect {e['perfect-half']:.3f}, static OT "
+        f"{e['ot-interpolation']:.3f}, unmoved {e['previous']:.3f}; 3 dims)"
+    ) in title
+    second = title.splitlines()[1]
+    assert second.startswith(("closes", "worse than static OT", "no better than leaving"))
+    paper = held_out_table(cands, rep[t_obs == 1.0], reference=rep, protocol="paper")
     fig2 = pl.holdout(adata, pred, basis="umap", protocol="paper")
-    assert f"W1 = {w1_paper:.3f} (3 standardised dims)" in fig2._suptitle.get_text()
+    w = paper["w1"]
+    assert (
+        f"W1 = {w['prediction']:.3f} (perfect {w['perfect-half']:.3f}" in fig2._suptitle.get_text()
+    )
+    assert "3 standardised dims" in fig2._suptitle.get_text()
     assert fig2.axes[0].get_xlabel() == "UMAP1"
     marginals = [a for a in fig2.axes[1:] if a.get_xlabel()]
     assert [a.get_xlabel() for a in marginals] == [f"PC{d} (standardised)" for d in (1, 2, 3)]
     _assert_unchanged(adata, snap)
 
 
-def test_holdout_title_is_the_benchmark_w1(held_model, adata):
-    """pl.holdout quotes the benchmark's score: the W1 in its title is leave_one_out's W1 for
+def test_holdout_title_is_the_benchmark_score(held_model, adata):
+    """pl.holdout quotes the benchmark's score: the energy in its title is leave_one_out's for
     the same model (the fit leave_one_out makes is held_model's: same data, settings and seed)
     and held-out time."""
     table = leave_one_out(
@@ -257,13 +269,13 @@ def test_holdout_title_is_the_benchmark_w1(held_model, adata):
         device="cpu",
         progress=False,
     )
-    w1 = float(table.loc[0, "w1"])
+    energy = float(table.set_index("method").loc["ot-cfm", "energy"])
     rep = adata.obsm["X_pca"][:, : held_model.n_dims]
     observed = rep[adata.obs["time"].to_numpy() == 1.0]
     predicted = held_model.predict(1.0).obsm["X_pca"]
-    assert score_prediction(predicted, observed, reference=rep)["w1"] == w1
+    assert score_prediction(predicted, observed, reference=rep)["energy"] == energy
     title = pl.holdout(adata, held_model, time=1.0)._suptitle.get_text()
-    assert re.search(r"W1 = ([0-9.]+)", title).group(1) == f"{w1:.3f}"
+    assert re.search(r"energy = (-?[0-9.]+)", title).group(1) == f"{energy:.3f}"
 
 
 def test_scatter_background_is_shared_plumbing(adata):
@@ -364,9 +376,10 @@ def test_benchmark_on_real_results_and_bad_input(gaussians):
     )
     ax = pl.benchmark(results)
     # every model-free baseline of leave_one_out is a reference line, never a competing bar
-    assert [p.get_label() for p in ax.patches] == ["ot-cfm"]
+    assert [p.get_label() for p in ax.patches] == ["ot-cfm"]  # the floor is a line too
     lines = {str(c.get_label()) for c in ax.collections}
-    assert "baseline: entropic OT interpolation" in lines and len(lines) == 3
+    assert "baseline: entropic OT interpolation" in lines and len(lines) == 4
+    assert "baseline: perfect prediction (half of the observed cells)" in lines
     assert "1 seed (no error bars)" in ax.get_title()
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1"]
     with pytest.raises(KeyError, match="holdout_time"):

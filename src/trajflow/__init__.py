@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import benchmark, datasets, metrics, pl, tl
 from ._fit import fit_trajectories
+from ._folders import DiskFullError
 from ._methods import METHODS, MethodSpec, register_method
 from ._model import ExtrapolationWarning, TrajectoryModel
 from ._settings import settings
@@ -20,6 +21,7 @@ from .core import TrainingDivergedError
 __all__ = [
     "METHODS",
     "DamagedModelError",
+    "DiskFullError",
     "ExtrapolationWarning",
     "MethodSpec",
     "TrainingDivergedError",

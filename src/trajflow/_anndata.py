@@ -18,7 +18,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from ._timecourse import TimeCourse
+from ._timecourse import TimeCourse, merge_noisy_times
 
 logger = logging.getLogger("trajflow")
 
@@ -54,11 +54,13 @@ def obs_column(adata: AnnData, key: Any, argument: str, hint: str) -> pd.Series:
     return adata.obs[key]
 
 
-def parse_times(adata: AnnData, time_key: str) -> np.ndarray:
-    """Return ``adata.obs[time_key]`` as a float array.
+def parse_times(adata: AnnData, time_key: str, *, log_merged: bool = False) -> np.ndarray:
+    """Return ``adata.obs[time_key]`` as a float array, one value per time point.
 
     Categorical or string labels are accepted when every label parses as a number
-    (``"2"``, ``"4.5"``, ``"day 7"`` does not).
+    (``"2"``, ``"4.5"``, ``"day 7"`` does not). Labels that differ only by float noise
+    (``0.1 + 0.2`` and ``0.3``; see :func:`~trajflow._timecourse.merge_noisy_times`) are
+    returned as one value, logged when ``log_merged``.
     """
     col = obs_column(
         adata,
@@ -94,6 +96,15 @@ def parse_times(adata: AnnData, time_key: str) -> np.ndarray:
             f"adata.obs[{time_key!r}] has {n_bad} missing or infinite time values. Drop those "
             f"cells (adata = adata[np.isfinite(pd.to_numeric(adata.obs[{time_key!r}].astype(str), "
             "errors='coerce'))].copy()) or fill them in."
+        )
+    values, merged = merge_noisy_times(values)
+    if merged and log_merged:
+        detail = "; ".join(f"{labels} -> {kept!r}" for kept, labels in merged)
+        logger.warning(
+            "obs[%r]: labels that differ only by float noise were taken as one time point "
+            "(%s); adata.obs is unchanged.",
+            time_key,
+            detail,
         )
     return values
 
@@ -378,6 +389,15 @@ def _stored_representation(
     )
 
 
+def representation_width(adata: AnnData, use_rep: str) -> int:
+    """How many columns ``adata``'s representation ``use_rep`` has (nothing is copied)."""
+    rep = _stored_representation(adata, use_rep, None, allow_pca=False)
+    shape = getattr(rep, "shape", np.shape(rep))
+    if len(shape) != 2:
+        raise ValueError(f"The representation {use_rep!r} must be 2-D, got shape {shape}.")
+    return int(shape[1])
+
+
 def get_representation(
     adata: AnnData, use_rep: str, n_dims: int | None, *, allow_pca: bool = True
 ) -> np.ndarray:
@@ -505,7 +525,7 @@ def time_course(
     """The cells of ``adata`` as a :class:`~trajflow._timecourse.TimeCourse` of its
     representation (first ``n_dims`` columns; by default :func:`default_representation`), and
     the growth factors of ``obs[growth_key]`` grouped the same way (``None`` without a key)."""
-    times = parse_times(adata, time_key)
+    times = parse_times(adata, time_key, log_merged=True)
     growth = None if growth_key is None else growth_weights(adata, growth_key)
     if n_dims is None:
         rep = default_representation(adata, use_rep, stacklevel=4)  # the fit's caller

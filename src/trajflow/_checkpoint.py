@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from ._config import RESUME_MUST_MATCH as _RESUME_MUST_MATCH
+from ._folders import check_writable, is_model_folder
 from ._model import TrajectoryModel
 from .core import TrainResult, VelocityNet
 
@@ -34,6 +36,28 @@ TRAINER_STATE_FILE = "trainer_state.pt"
 RESUME_MUST_MATCH = _RESUME_MUST_MATCH
 #: What a checkpoint written before a setting existed was fitted with.
 _LEGACY = {"scaling": "per-dimension"}
+
+
+def check_checkpoint_dir(path: str | os.PathLike) -> None:
+    """Refuse, before training starts, a ``checkpoint_dir`` that cannot be written or that holds
+    files other than a trajflow checkpoint (saving would replace them)."""
+    path = Path(path)
+    check_writable(path, argument="checkpoint_dir")
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise FileExistsError(
+            f"checkpoint_dir={str(path)!r} is a file, not a folder. Pass a new or empty folder, or "
+            "the folder of an earlier fit's checkpoint."
+        )
+    if any(path.iterdir()) and not (
+        is_model_folder(path) and (path / TRAINER_STATE_FILE).is_file()
+    ):
+        raise FileExistsError(
+            f"checkpoint_dir={str(path)!r} holds files that are not a trajflow checkpoint, and "
+            "checkpoints replace the folder. Pass a new or empty folder (your files are left "
+            "as they are)."
+        )
 
 
 def load_checkpoint(
@@ -103,10 +127,10 @@ def checkpointer(
     """The ``on_check`` callback of :func:`~trajflow.core.trainer.optimise` that saves a
     checkpoint to ``directory`` about every ``every`` steps and at the last step, replacing the
     previous one (atomically: :meth:`TrajectoryModel.save`)."""
-    last_saved = [resume["step"] if resume else 0]
+    last_saved: list[float] = [resume["step"] if resume else 0]
 
     def on_check(step: int, state: dict[str, Any]) -> None:
-        if step - last_saved[0] < every and step != n_steps:
+        if last_saved[0] == float("inf") or (step - last_saved[0] < every and step != n_steps):
             return
         so_far = with_history(state["result"], resume)
         trainer_state = {
@@ -118,9 +142,21 @@ def checkpointer(
             "loss_steps": so_far.loss_steps,
             "initial_loss": so_far.initial_loss,
         }
-        make_model(so_far).save(
-            directory, overwrite=True, extra={TRAINER_STATE_FILE: trainer_state}
-        )
+        try:
+            make_model(so_far).save(
+                directory, overwrite=True, extra={TRAINER_STATE_FILE: trainer_state}
+            )
+        except OSError as err:
+            # the model in memory is worth more than its checkpoints: train on without them
+            warnings.warn(
+                f"Could not write the checkpoint at step {step} ({err}); training goes on "
+                "without checkpoints and the fitted model is returned as usual. The last "
+                "checkpoint written, if any, is left as it was.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            last_saved[0] = float("inf")
+            return
         last_saved[0] = step
 
     return on_check

@@ -21,7 +21,7 @@ import torch
 from anndata import AnnData
 
 from ._anndata import Standardizer, check_anndata, time_course
-from ._checkpoint import checkpointer, load_checkpoint, with_history
+from ._checkpoint import check_checkpoint_dir, checkpointer, load_checkpoint, with_history
 from ._clock import CLOCKS, auto_clock_reason, fit_clock
 from ._config import FitConfig
 from ._methods import build_objective, check_method_options, get_method
@@ -204,6 +204,10 @@ def fit_trajectories(
     checkpoint_dir, checkpoint_every
         Save a resumable checkpoint (a loadable model plus optimiser and sampler state) to
         ``checkpoint_dir`` about every ``checkpoint_every`` steps, replacing the previous one.
+        The folder must be new, empty or an earlier checkpoint (a folder of other files is
+        refused before training, as is one that cannot be written). When a checkpoint cannot
+        be written during the fit (a full disk), a ``RuntimeWarning`` says so and training goes
+        on without checkpoints: the fitted model is still returned.
     resume_from
         A ``checkpoint_dir`` written by an earlier call with the same data and settings: training
         continues from its step, and ends with the same model as an uninterrupted fit (on CPU).
@@ -378,6 +382,8 @@ def _checked(given: FitConfig) -> FitConfig:
     solver_steps = check_int("solver_steps", given.solver_steps)
     seed, progress = check_seed(given.seed), check_bool("progress", given.progress)
     checkpoint_every = check_int("checkpoint_every", given.checkpoint_every)
+    if given.checkpoint_dir is not None:
+        check_checkpoint_dir(given.checkpoint_dir)
     threads = given.threads
     if threads != "auto" and threads is not None:
         threads = check_int("threads", threads)

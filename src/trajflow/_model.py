@@ -13,12 +13,12 @@ import numpy as np
 import torch
 from anndata import AnnData
 
-from ._anndata import Standardizer, get_representation
+from ._anndata import Standardizer, get_representation, representation_width
 from ._clock import Clock
 from ._integration import Integrator, check_forward, integrate_cells, integration_options
 from ._outputs import prediction_anndata
 from ._storage import ModelParts, model_state, read_model, write_model
-from ._timecourse import TimeCourse, match_time
+from ._timecourse import TimeCourse, match_time, same_time, time_tolerance
 from ._trajectories import Trajectories
 from ._validate import (
     check_int,
@@ -206,7 +206,8 @@ class TrajectoryModel:
         float
             A trained time point (one of :attr:`times`).
         """
-        earlier = [t for t in self.times if t < time]
+        tol = time_tolerance(self.times)
+        earlier = [t for t in self.times if t < time and not same_time(t, time, tol=tol)]
         return earlier[-1] if earlier else self.times[0]
 
     def _source_cells(
@@ -521,14 +522,15 @@ class TrajectoryModel:
                 f"This model was fitted on adata.obsm[{self.use_rep!r}], which this AnnData lacks "
                 f"(obsm keys: {list(adata.obsm.keys())}). Compute the same representation first."
             )
-        full = get_representation(adata, self.use_rep, None, allow_pca=False)
-        if full.shape[1] < self.n_dims:
+        width = representation_width(adata, self.use_rep)
+        if width < self.n_dims:
             raise ValueError(
                 f"This model was fitted on {self.n_dims} dimensions of {self.use_rep!r}, but this "
-                f"AnnData's {self.use_rep!r} has {full.shape[1]}. Use the AnnData the model was "
+                f"AnnData's {self.use_rep!r} has {width}. Use the AnnData the model was "
                 "fitted on, or one with the same representation."
             )
-        return full[:, : self.n_dims]
+        # only the columns the model uses are read and checked (NaN elsewhere is not its business)
+        return get_representation(adata, self.use_rep, self.n_dims, allow_pca=False)
 
     def velocity(self, x: np.ndarray | AnnData, time: float) -> np.ndarray:
         """The learned velocity ``dx/dt`` at positions ``x`` and ``time``.

@@ -104,8 +104,10 @@ class Settings:
     @verbosity.setter
     def verbosity(self, value: int | str) -> None:
         given = value
-        if isinstance(value, int) and not isinstance(value, bool) and value in _BY_NUMBER:
-            value = _BY_NUMBER[value]
+        if isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_):
+            value = _BY_NUMBER.get(int(value), value)  # numpy numbers too, as everywhere
+        if isinstance(value, np.str_):
+            value = str(value)
         if not isinstance(value, str) or value.lower() not in LEVELS:
             raise ValueError(
                 f"verbosity must be one of {list(LEVELS)} or 0-3, got {given!r}; e.g. "

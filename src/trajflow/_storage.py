@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +29,15 @@ import torch
 
 from ._anndata import Standardizer
 from ._clock import Clock, time_clock
+from ._folders import (
+    backup_path,
+    check_replaceable,
+    finish_save_folder,
+    new_save_folder,
+    recoverable,
+    recovery_hint,
+    writing,
+)
 from ._methods import METHODS
 from ._timecourse import TimeCourse
 from ._validate import is_int, is_real
@@ -43,6 +52,8 @@ CONFIG_FILE, WEIGHTS_FILE, CELLS_FILE = "config.json", "weights.pt", "cells.npz"
 INTEGRITY_KEY = "integrity"
 _MODEL_FILES = (CONFIG_FILE, WEIGHTS_FILE, CELLS_FILE)
 _CHUNK = 1 << 20
+
+logger = logging.getLogger("trajflow")
 
 
 class DamagedModelError(ValueError):
@@ -248,15 +259,16 @@ def write_model(
     Raises
     ------
     FileExistsError
-        When ``path`` exists and ``overwrite`` is false.
+        When ``path`` exists and ``overwrite`` is false, or is not a trajflow model folder
+        (a file, or a folder of other files: refused even with ``overwrite=True``).
+    DiskFullError
+        When the disk fills during the write (an :class:`OSError`; a model already at ``path``
+        is unchanged).
     ValueError
         When an ``extra`` name is not a plain file name or collides with a model file.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{path} already exists; pass overwrite=True to replace it or choose another path."
-        )
+    check_replaceable(path, overwrite=overwrite)
     extra = dict(extra or {})
     for name in extra:
         if not name or name in _MODEL_FILES or Path(name).name != name or name.startswith("."):
@@ -273,33 +285,48 @@ def write_model(
     for k in range(len(parts.cells.times)):
         arrays[f"cells_{k}"] = parts.cells.populations[k].astype(np.float32)
         arrays[f"names_{k}"] = parts.cells.cell_names[k].astype(str)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        torch.save(weights, tmp / WEIGHTS_FILE)
-        np.savez_compressed(tmp / CELLS_FILE, **arrays)
-        for name, obj in extra.items():
-            torch.save(obj, tmp / name)
-        files = {}
-        for name in (WEIGHTS_FILE, CELLS_FILE, *extra):
-            _fsync(tmp / name)
-            files[name] = _file_record(tmp / name)
-        # Written last: it holds the checksums of the files above and of its own contents.
-        config[INTEGRITY_KEY] = {"files": files}
-        config[INTEGRITY_KEY]["config_sha256"] = _config_digest(config)
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-        _fsync(tmp / CONFIG_FILE)
-        if path.exists():
-            backup = path.with_name(f".{path.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            path.rename(backup)
-            tmp.rename(path)
-            shutil.rmtree(backup, ignore_errors=True)
+    with writing(path, path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        left_behind = recoverable(path)
+        tmp = new_save_folder(path)
+        try:
+            torch.save(weights, tmp / WEIGHTS_FILE)
+            np.savez_compressed(tmp / CELLS_FILE, **arrays)
+            for name, obj in extra.items():
+                torch.save(obj, tmp / name)
+            files = {}
+            for name in (WEIGHTS_FILE, CELLS_FILE, *extra):
+                _fsync(tmp / name)
+                files[name] = _file_record(tmp / name)
+            # Written last: it holds the checksums of the files above and of its own contents.
+            config[INTEGRITY_KEY] = {"files": files}
+            config[INTEGRITY_KEY]["config_sha256"] = _config_digest(config)
+            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+            _fsync(tmp / CONFIG_FILE)
+            finish_save_folder(tmp)
+            backup = backup_path(path)
+            if path.exists():
+                shutil.rmtree(backup, ignore_errors=True)
+                path.rename(backup)
+                tmp.rename(path)
+                shutil.rmtree(backup, ignore_errors=True)
+            else:
+                tmp.rename(path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    if left_behind is not None:
+        if overwrite:
+            # the interrupted save was replacing that model; this one finished the job
+            shutil.rmtree(left_behind, ignore_errors=True)
+            logger.warning(
+                "removed %s, the model an interrupted save to %s replaced", left_behind, path
+            )
         else:
-            tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            logger.warning(
+                "%s holds the model an earlier, interrupted save to %s was replacing; it is "
+                "kept (delete it when it is not needed)", left_behind, path,
+            )  # fmt: skip
     return path
 
 
@@ -341,7 +368,9 @@ def read_model(path: str | os.PathLike) -> ModelParts:
     """
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"No saved trajflow model at {path} (not a directory).")
+        raise FileNotFoundError(
+            f"No saved trajflow model at {path} (not a directory).{recovery_hint(path)}"
+        )
     missing = [f for f in _MODEL_FILES if not (path / f).is_file()]
     if missing:
         raise FileNotFoundError(
@@ -538,7 +567,9 @@ def _layer_sizes(tensors: Mapping[str, torch.Tensor]) -> str:
 
 
 def _network(path: Path, spec: _NetworkSpec, tensors: Any, which: str) -> VelocityNet:
-    with reading(path, CONFIG_FILE, "network.activation"):
+    # the weights are overwritten below: their random initialisation must not move the
+    # caller's global torch stream (loading, like fitting, leaves it as it was)
+    with reading(path, CONFIG_FILE, "network.activation"), torch.random.fork_rng(devices=[]):
         net = VelocityNet(spec.dim, spec.hidden, spec.n_layers, spec.activation)
     if not isinstance(tensors, dict) or not all(
         isinstance(t, torch.Tensor) for t in tensors.values()

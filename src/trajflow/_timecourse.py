@@ -7,14 +7,56 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Two times are the same time point when they agree to this relative / absolute tolerance
-#: (float noise from parsing or arithmetic, never a real difference between time points).
-TIME_RTOL = TIME_ATOL = 1e-9
+#: Two times are the same time point when they differ by at most this fraction of the span of
+#: the observed time points (never a real difference: float noise from parsing, arithmetic or
+#: float32 storage). Relative to the spacing, not to a value's size, so epoch seconds
+#: (1e9 + 0, 1, 2) stay distinct and float32 thirds still match ``1 / 3``.
+TIME_RTOL = 1e-6
+#: ... and always when they are this many float64 steps apart (a course of one time point).
+_TIME_ULPS = 16
 
 
-def same_time(a: float | np.ndarray, b: float | np.ndarray) -> np.ndarray:
-    """Elementwise: is ``a`` the same time point as ``b`` (see :data:`TIME_RTOL`)?"""
-    return np.isclose(a, b, rtol=TIME_RTOL, atol=TIME_ATOL)
+def time_tolerance(times: Sequence[float] | np.ndarray) -> float:
+    """How far apart two times may be and still be one time point, for a course observed at
+    ``times`` (see :data:`TIME_RTOL`)."""
+    arr = np.asarray(times, dtype=float).ravel()
+    if arr.size == 0:
+        return 0.0
+    span = float(arr.max() - arr.min())
+    return TIME_RTOL * span + _TIME_ULPS * float(np.spacing(np.abs(arr).max()))
+
+
+def same_time(
+    a: float | np.ndarray, b: float | np.ndarray, *, tol: float | None = None
+) -> np.ndarray:
+    """Elementwise: is ``a`` the same time point as ``b``? The tolerance is
+    :func:`time_tolerance` of every value given (pass ``tol`` to fix it)."""
+    a_arr, b_arr = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if tol is None:
+        tol = time_tolerance(np.concatenate([a_arr.ravel(), b_arr.ravel()]))
+    return np.abs(a_arr - b_arr) <= tol
+
+
+def merge_noisy_times(values: np.ndarray) -> tuple[np.ndarray, list[tuple[float, list[float]]]]:
+    """``values`` with the labels of each time point made one: values within
+    :func:`time_tolerance` of a neighbour are chained into a group and replaced by the group's
+    most common value. Returns the values and, per merged group, ``(kept, [merged labels])``."""
+    values = np.asarray(values, dtype=float)
+    labels, counts = np.unique(values, return_counts=True)
+    if labels.size < 2:
+        return values, []
+    tol = time_tolerance(labels)
+    starts = np.flatnonzero(np.r_[True, np.diff(labels) > tol])
+    if starts.size == labels.size:
+        return values, []
+    group = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, labels.size]))
+    kept = np.array([labels[g == group][np.argmax(counts[g == group])] for g in range(starts.size)])
+    merged = [
+        (float(kept[g]), [float(v) for v in labels[group == g]])
+        for g in range(starts.size)
+        if (group == g).sum() > 1
+    ]
+    return kept[group[np.searchsorted(labels, values)]], merged
 
 
 def subsample_indices(n: int, max_n: int, rng: np.random.Generator) -> np.ndarray:
@@ -26,14 +68,19 @@ def subsample_indices(n: int, max_n: int, rng: np.random.Generator) -> np.ndarra
 
 
 def match_time(t: float, available: Sequence[float], *, what: str) -> float:
-    """Return the entry of ``available`` equal to ``t`` (up to float noise) or raise."""
+    """Return the entry of ``available`` that is the same time point as ``t`` or raise.
+
+    The nearest entry, and only when it lies within :func:`time_tolerance` of ``available``:
+    a time is never matched to a time point that another is closer to.
+    """
     arr = np.asarray(available, dtype=float)
-    hits = np.flatnonzero(same_time(arr, float(t)))
-    if hits.size == 0:
-        raise ValueError(
-            f"{what} {t!r} is not one of the observed time points {[float(a) for a in arr]}."
-        )
-    return float(arr[hits[0]])
+    if arr.size:
+        k = int(np.argmin(np.abs(arr - float(t))))
+        if abs(arr[k] - float(t)) <= time_tolerance(arr):
+            return float(arr[k])
+    raise ValueError(
+        f"{what} {t!r} is not one of the observed time points {[float(a) for a in arr]}."
+    )
 
 
 @dataclass
@@ -65,6 +112,7 @@ class TimeCourse:
     ) -> TimeCourse:
         if names is None:
             names = np.arange(len(x)).astype(str)
+        t, _ = merge_noisy_times(t)
         times = sorted(float(v) for v in np.unique(t))
         if len(times) < 2:
             raise ValueError(

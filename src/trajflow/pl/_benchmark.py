@@ -12,6 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from .._scoring import FLOOR
 from ..benchmark import BASELINES
 from ._utils import finish, format_time, new_axes
 
@@ -24,6 +25,11 @@ METHOD_COLORS = {
 }
 #: Line styles of the model-free baselines.
 BASELINE_STYLES = {
+    FLOOR: {
+        "color": "#000000",
+        "linestyle": "solid",
+        "label": "perfect prediction (half of the observed cells)",
+    },
     "previous": {
         "color": "#444444",
         "linestyle": (0, (5, 2)),
@@ -56,9 +62,9 @@ def _mean_std(values: pd.Series) -> tuple[float, float]:
 def benchmark(
     results: pd.DataFrame,
     *,
-    metric: str = "w1",
+    metric: str | None = None,
     methods: Sequence[str] | None = None,
-    baselines: Sequence[str] = BASELINES,
+    baselines: Sequence[str] = (FLOOR, *BASELINES),
     include_mean: bool = True,
     show_seeds: bool = True,
     time_key: str | None = None,
@@ -73,7 +79,8 @@ def benchmark(
 
     Bars are the mean over seeds with ± one standard deviation (ddof=1) as error bars; single
     seeds are the small dots. The model-free baselines are horizontal reference lines across
-    each group: ``previous`` (the previous time point, not moved; a method should beat it) and
+    each group: ``perfect-half`` (the floor: a random half of the observed cells scored like a
+    prediction; nothing can be expected to beat it), ``previous`` (the previous time point, not moved; a method should beat it) and
     ``ot-interpolation`` and ``entropic-interpolation`` (displacement interpolation along the
     exact or the entropic OT plan between the two neighbouring time points, as moscot computes
     it; strong references that need both neighbours). The last group,
@@ -86,7 +93,9 @@ def benchmark(
         The DataFrame of :func:`trajflow.benchmark.leave_one_out` (or its CSV read back): columns
         ``method``, ``seed``, ``holdout_time`` and ``metric``.
     metric
-        Column to plot: ``"w1"`` (default), ``"w2"``, ``"mmd"`` or ``"energy"``.
+        Column to plot: ``"energy"``, ``"mmd"``, ``"w1"`` or ``"w2"``. Default: the protocol's
+        headline (``results.attrs["headline"]``: energy for the user protocol, W1 for the
+        paper's; W1 for a table without it).
     methods
         Flow methods to show, in this order. Default: every non-baseline method in ``results``,
         best (lowest mean) first.
@@ -111,6 +120,8 @@ def benchmark(
         The Axes drawn into. Bars are :class:`~matplotlib.patches.Rectangle` patches labelled
         with their method.
     """
+    if metric is None:
+        metric = results.attrs.get("headline", "w1")
     needed = {"method", "seed", "holdout_time", metric}
     missing = needed - set(results.columns)
     if missing:

@@ -19,8 +19,9 @@ from scipy.stats import gaussian_kde, wasserstein_distance
 from .._anndata import get_representation, parse_times
 from .._consumers import adata_first
 from .._outputs import SOURCE_TIME_KEY
+from .._scoring import METRIC_LABELS, METRICS, STATIC_OT, verdict
 from .._timecourse import same_time
-from ..benchmark import get_protocol, score_prediction, scoring_space
+from ..benchmark import get_protocol, held_out_table, ot_interpolation, scoring_space
 from ._utils import (
     BACKGROUND_COLOR,
     FADED_COLOR,
@@ -247,6 +248,31 @@ def prediction(
     return finish(ax, show=show, save=save)
 
 
+#: The references a held-out title quotes beside the prediction, with their labels.
+_REFERENCES = {STATIC_OT: "static OT", "previous": "unmoved"}
+
+
+def _scores_with_references(
+    x_pred: np.ndarray, rep: np.ndarray, times: np.ndarray, time: float, protocol: str
+) -> dict[str, dict[str, float]]:
+    """``{metric: {candidate: score}}`` of the prediction, the floor, the previous observed
+    cells unmoved and static OT between the observed neighbours (where they exist), as
+    :func:`trajflow.benchmark.held_out_table` scores them."""
+    hit = same_time(times, time)
+    observed_times = np.unique(times[~hit])
+    before, after = observed_times[observed_times < time], observed_times[observed_times > time]
+    candidates = {"prediction": x_pred}
+    if before.size:
+        prev = rep[same_time(times, before[-1])]
+        candidates["previous"] = prev
+        if after.size:
+            nxt = rep[same_time(times, after[0])]
+            frac = (time - before[-1]) / (after[0] - before[-1])
+            candidates[STATIC_OT] = ot_interpolation(prev, nxt, frac, seed=0)
+    table = held_out_table(candidates, rep[hit], reference=rep, protocol=protocol)
+    return {m: table[m].to_dict() for m in METRICS}
+
+
 def holdout(
     adata: AnnData,
     model_or_prediction: TrajectoryModel | AnnData,
@@ -272,12 +298,15 @@ def holdout(
 
     Left: a 2-D overlay of the observed cells at ``time`` and the predicted ones (all other cells
     light grey for context). Right: per-dimension marginal densities (Gaussian KDE), observed
-    filled, predicted as a line, each with its 1-D W1. The title gives W1 between the predicted
-    and observed populations, scored by :func:`trajflow.benchmark.score_prediction` (what
-    :func:`trajflow.benchmark.leave_one_out` scores with): exact W1 (Euclidean ground cost) on
-    the model's ``n_dims`` dimensions in the ``protocol``'s space (own units, or standardised
-    over all of ``adata``'s cells for ``"paper"``), so it matches the benchmark table; the
-    marginals are drawn in that space.
+    filled, predicted as a line, each with its 1-D W1. The title gives the protocol's headline
+    score (unbiased energy distance for ``"user"``, W1 for ``"paper"``) of the prediction,
+    scored calibrated as :func:`trajflow.benchmark.leave_one_out` scores
+    (:func:`trajflow.benchmark.held_out_table`: matched size against half of the observed
+    cells, on the model's ``n_dims`` dimensions in the ``protocol``'s space), beside the floor
+    a perfect prediction reaches, static OT interpolation between the observed neighbours and
+    the previous cells unmoved, and a second line says in words how the prediction compares
+    (e.g. "closes 5% of static OT's distance to a perfect prediction", or "no better than
+    leaving the previous cells unmoved"). The marginals are drawn in the same space.
 
     Parameters
     ----------
@@ -313,7 +342,7 @@ def holdout(
     figsize
         Size of a new figure.
     title, show, save
-        Suptitle (default: time and W1), ``plt.show()``, path to save to.
+        Suptitle (default: time, scores and the verdict), ``plt.show()``, path to save to.
 
     Returns
     -------
@@ -345,9 +374,8 @@ def holdout(
             "predicted cells at an unmeasured time."
         )
     rep = get_representation(adata, use_rep, n_dims, allow_pca=False)
-    # The benchmark's own score (and space, for the marginals), so the title matches its table.
-    w1 = score_prediction(x_pred, rep[hit], reference=rep, protocol=protocol, metrics=("w1",))
-    w1 = w1["w1"]
+    # The benchmark's own scores (and space, for the marginals), so the title matches its table.
+    scores = _scores_with_references(x_pred, rep, times, time, protocol)
     space = scoring_space(rep, protocol=protocol)
     z_obs, z_pred = space.transform(rep[hit]), space.transform(x_pred)
     dims = list(range(min(n_dims, 6))) if dims is None else [int(d) for d in dims]
@@ -486,8 +514,19 @@ def holdout(
             else f"held-out {time_key} {format_time(time)}"
         )
         status = " (not held out: used in training)" if in_training else ""
-        standardised = get_protocol(protocol).standardised
-        dims_note = f"{n_dims} standardised dims" if standardised else f"{n_dims} dims"
-        title = f"{what}: predicted vs observed, W1 = {w1:.3f} ({dims_note}){status}"
+        spec = get_protocol(protocol)
+        dims_note = f"{n_dims} standardised dims" if spec.standardised else f"{n_dims} dims"
+        head = spec.headline
+        got = scores[head]
+        refs = [f"perfect {got['perfect-half']:.3f}"]
+        refs += [f"{label} {got[k]:.3f}" for k, label in _REFERENCES.items() if k in got]
+        title = (
+            f"{what}: predicted vs observed, {METRIC_LABELS[head]} = {got['prediction']:.3f} "
+            f"({', '.join(refs)}; {dims_note}){status}\n"
+            + verdict(
+                got["prediction"], floor=got["perfect-half"], static_ot=got.get(STATIC_OT),
+                previous=got.get("previous"),
+            )
+        )  # fmt: skip
     fig.suptitle(title)
     return finish(fig, show=show, save=save)
