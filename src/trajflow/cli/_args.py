@@ -1,10 +1,10 @@
-"""What the subcommands share: argument types, the help formatter, the fit defaults (read from
-:func:`~trajflow.fit_trajectories`' signature) and the argument groups."""
+"""What the subcommands share: argument types, the help formatter, the fit defaults (from
+``FitConfig``, the one source of :func:`~trajflow.fit_trajectories`' options) and the argument
+groups."""
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -106,11 +106,11 @@ class Formatter(argparse.HelpFormatter):
 
 
 def fit_defaults() -> dict[str, Any]:
-    """The defaults of :func:`~trajflow.fit_trajectories`, which the flags show and pass on."""
-    from .. import _fit
+    """The defaults of :func:`~trajflow.fit_trajectories` (its one source, ``FitConfig``), which
+    the flags show and pass on."""
+    from .._config import fit_defaults as defaults
 
-    parameters = inspect.signature(_fit.fit_trajectories).parameters
-    return {name: param.default for name, param in parameters.items()}
+    return defaults()
 
 
 def one_of(names: Sequence[str]) -> str:
