@@ -53,7 +53,7 @@ def _mixture(forward: np.ndarray, backward: np.ndarray, w_back: float, seed: int
     """``len(forward)`` cells: a share ``w_back`` drawn from ``backward``, the rest forward."""
     rng = np.random.default_rng(seed)
     n = len(forward)
-    k = int(round(w_back * n))
+    k = round(w_back * n)
     back = backward[rng.choice(len(backward), k, replace=k > len(backward))]
     fwd = forward[rng.choice(n, n - k, replace=False)]
     return np.concatenate([fwd, back])
