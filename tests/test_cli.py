@@ -710,3 +710,14 @@ def test_cli_help_documents_everything(capsys):
         assert flag in fit_help
     predict_help = _subparser(parser, "predict").format_help()
     assert "--time TIME [TIME ...]" in predict_help and "--source-time" in predict_help
+
+
+def test_benchmark_cli_can_skip_baselines(small_h5ad, tmp_path, capsys, one_thread):
+    out = tmp_path / "res.csv"
+    argv = ["benchmark", str(small_h5ad), "--methods", "ot-cfm", "--seeds", "0", "--n-dims", "2"]
+    argv += ["--n-steps", "20", "--out", str(out), "--no-baselines", "--no-figure", "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("energy (mean ± std over seeds [0]; perfect-half is the floor)")
+    res = pd.read_csv(out)
+    assert set(res["method"]) == {"perfect-half", "ot-cfm"} and res["closed"].isna().all()
