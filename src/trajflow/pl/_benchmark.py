@@ -13,7 +13,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..benchmark import BASELINES
-from ._utils import finish, format_time, new_axes
+from ._axes import finish, new_axes
+from ._colors import format_time
 
 #: Fixed colours so a method looks the same in every figure.
 METHOD_COLORS = {
