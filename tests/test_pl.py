@@ -96,7 +96,7 @@ def _colorbar_labels(fig: Figure) -> list[str]:
 def _legends(ax: Axes) -> dict[str, list[str]]:
     """Every legend drawn on ``ax``: title -> entry texts (untitled legends under '')."""
     out: dict[str, list[str]] = {}
-    for leg in pl._utils.legends(ax):
+    for leg in pl._colors.legends(ax):
         out.setdefault(leg.get_title().get_text(), []).extend(t.get_text() for t in leg.texts)
     return out
 
@@ -279,7 +279,9 @@ def test_holdout_title_is_the_benchmark_score(held_model, adata):
 
 
 def test_scatter_background_is_shared_plumbing(adata):
-    from trajflow.pl._utils import EmbeddingMap, TimeColors, scatter_background
+    from trajflow.pl._background import scatter_background
+    from trajflow.pl._colors import TimeColors
+    from trajflow.pl._embedding import EmbeddingMap
 
     emap = EmbeddingMap.fit(adata, use_rep="X_pca", n_dims=3)
     times = adata.obs["time"].to_numpy(dtype=float)
@@ -554,7 +556,7 @@ def test_velocity_leaves_out_arrows_the_umap_cannot_place(model, torn_adata):
 
 
 def test_discrete_time_legend_or_colour_bar():
-    from trajflow.pl._utils import TimeColors
+    from trajflow.pl._colors import TimeColors
 
     _, ax = plt.subplots()
     few = TimeColors.make([0, 2, 4, 7], "day")
@@ -562,7 +564,7 @@ def test_discrete_time_legend_or_colour_bar():
     assert few.discrete and [t.get_text() for t in key.texts] == ["0", "2", "4", "7"]
     assert key.get_title().get_text() == "day"
     # Legend colours are the drawn (lightened) cell colours, one per time point.
-    from trajflow.pl._utils import lighten
+    from trajflow.pl._colors import lighten
 
     for handle, t in zip(key.legend_handles, few.times, strict=True):
         np.testing.assert_allclose(
@@ -581,7 +583,7 @@ def test_background_colours_match_their_legend(model, adata):
     ax = pl.prediction(adata, model, time=1.5, lightness=0.6)
     cells = ax.collections[0]  # the background, drawn first
     drawn = {tuple(np.round(c, 6)) for c in cells.get_facecolors()}
-    leg = next(lg for lg in pl._utils.legends(ax) if lg.get_title().get_text() == "time")
+    leg = next(lg for lg in pl._colors.legends(ax) if lg.get_title().get_text() == "time")
     shown = {
         tuple(np.round(matplotlib.colors.to_rgba(h.get_color()), 6)) for h in leg.legend_handles
     }
@@ -601,13 +603,13 @@ def test_categorical_and_path_legends_are_all_drawn(model, adata, tmp_path):
     fig = ax.figure
     fig.canvas.draw()
     box = fig.get_tightbbox(fig.canvas.get_renderer())
-    for leg in pl._utils.legends(ax):
+    for leg in pl._colors.legends(ax):
         assert leg.get_visible() and (leg.get_clip_path() is None or not leg.get_clip_on())
         ext = leg.get_window_extent().transformed(fig.dpi_scale_trans.inverted())
         assert box.x0 - 1e-6 <= ext.x0 and ext.x1 <= box.x1 + 1e-6  # inside what is saved
     # Background cells keep the category colours of the legend (blended as drawn).
     cells = ax.collections[0]
-    leg = next(lg for lg in pl._utils.legends(ax) if lg.get_title().get_text() == "half")
+    leg = next(lg for lg in pl._colors.legends(ax) if lg.get_title().get_text() == "half")
     shown = {
         tuple(np.round(matplotlib.colors.to_rgba(h.get_color()), 6)) for h in leg.legend_handles
     }

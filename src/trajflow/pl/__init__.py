@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from ._benchmark import benchmark
 from ._clock import clock
-from ._flow import trajectories, velocity
+from ._embedding import EmbeddingMap
+from ._flow import trajectories
 from ._holdout import holdout, prediction
 from ._sankey import sankey
-from ._utils import EmbeddingMap
+from ._velocity import velocity
 
 __all__ = [
     "EmbeddingMap",

@@ -14,7 +14,8 @@ from matplotlib.patches import Patch
 
 from .._scoring import FLOOR
 from ..benchmark import BASELINES
-from ._utils import finish, format_time, new_axes
+from ._axes import finish, new_axes
+from ._colors import format_time
 
 #: Fixed colours so a method looks the same in every figure.
 METHOD_COLORS = {

@@ -19,19 +19,17 @@ from matplotlib.lines import Line2D
 
 from .._anndata import group_labels, parse_times
 from .._timecourse import same_time
-from ._utils import (
+from ._axes import finish, point_size, style_embedding_axes
+from ._colors import (
     BACKGROUND_COLOR,
     FADED_COLOR,
     OBSERVED_COLOR,
     PREDICTED_COLOR,
-    EmbeddingMap,
     add_legend,
     faded_handle,
-    finish,
     format_time,
-    point_size,
-    style_embedding_axes,
 )
+from ._embedding import EmbeddingMap
 
 
 def _result(adata: AnnData, key: str, tool: str, slot: str = "uns") -> dict[str, Any]:

@@ -9,7 +9,8 @@ import numpy as np
 from matplotlib.axes import Axes
 
 from .._clock import AUTO_MARGIN
-from ._utils import OBSERVED_COLOR, PREDICTED_COLOR, add_legend, finish, format_time, new_axes
+from ._axes import finish, new_axes
+from ._colors import OBSERVED_COLOR, PREDICTED_COLOR, add_legend, format_time
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel

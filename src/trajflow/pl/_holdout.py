@@ -22,26 +22,20 @@ from .._outputs import SOURCE_TIME_KEY
 from .._scoring import METRIC_LABELS, METRICS, STATIC_OT, verdict
 from .._timecourse import same_time
 from ..benchmark import get_protocol, held_out_table, ot_interpolation, scoring_space
-from ._utils import (
+from ._arguments import check_unplaceable, model_or_prediction, prediction_keys
+from ._axes import finish, new_axes, point_size, style_embedding_axes
+from ._background import scatter_background
+from ._colors import (
     BACKGROUND_COLOR,
     FADED_COLOR,
     OBSERVED_COLOR,
     PREDICTED_COLOR,
-    EmbeddingMap,
     TimeColors,
     add_legend,
-    basis_label,
-    check_unplaceable,
     faded_handle,
-    finish,
     format_time,
-    model_or_prediction,
-    new_axes,
-    point_size,
-    prediction_keys,
-    scatter_background,
-    style_embedding_axes,
 )
+from ._embedding import EmbeddingMap, basis_label
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel

@@ -18,7 +18,8 @@ from .._anndata import group_labels, parse_times
 from .._consumers import adata_first, check_model, observed_time
 from .._timecourse import same_time
 from ..tl import cell_transition
-from ._utils import category_colors, finish, format_time, new_axes
+from ._axes import finish, new_axes
+from ._colors import category_colors, format_time
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel
