@@ -163,7 +163,7 @@ def closed_share(score: float, static_ot: float, floor: float) -> float:
 
 
 #: How each metric is named in titles and verdicts.
-METRIC_LABELS = {"energy": "energy", "mmd": "MMD", "w1": "W1", "w2": "W2"}
+METRIC_LABELS = {"energy": "energy", "mmd": "MMD", "w1": "W1", "w2": "W2", "w1_all": "W1"}
 
 
 def verdict(

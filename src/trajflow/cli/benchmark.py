@@ -12,8 +12,9 @@ Leave-one-timepoint-out benchmark: for every interior time point (or --holdout-t
 method and every seed, fit without that time point, predict it, and score the prediction \
 against the held-out cells, beside model-free baselines and the floor a perfect prediction \
 reaches (half of the held-out cells against the other half; every candidate is scored at that \
-size). Scores: unbiased energy distance (the user protocol's headline), unbiased MMD, W1 (the \
-paper protocol's headline) and W2; "closed" is the share of static OT's distance to the floor \
+size). Scores: unbiased energy distance (the user protocol's headline), unbiased MMD, W1 and \
+W2 at matched size, and w1_all, W1 against every held-out cell as published (the paper \
+protocol's headline); "closed" is the share of static OT's distance to the floor \
 a method closes. Writes one row per run to a CSV (replaced if it exists), prints the summary, \
 and draws a figure next to the CSV.
 """

@@ -264,7 +264,7 @@ def _scores_with_references(
             frac = (time - before[-1]) / (after[0] - before[-1])
             candidates[STATIC_OT] = ot_interpolation(prev, nxt, frac, seed=0)
     table = held_out_table(candidates, rep[hit], reference=rep, protocol=protocol)
-    return {m: table[m].to_dict() for m in METRICS}
+    return {m: table[m].to_dict() for m in (*METRICS, "w1_all")}
 
 
 def holdout(
@@ -510,16 +510,15 @@ def holdout(
         status = " (not held out: used in training)" if in_training else ""
         spec = get_protocol(protocol)
         dims_note = f"{n_dims} standardised dims" if spec.standardised else f"{n_dims} dims"
-        head = spec.headline
-        got = scores[head]
-        refs = [f"perfect {got['perfect-half']:.3f}"]
-        refs += [f"{label} {got[k]:.3f}" for k, label in _REFERENCES.items() if k in got]
+        head, gap = scores[spec.headline], scores[spec.gap_metric]
+        refs = [] if spec.headline == "w1_all" else [f"perfect {head['perfect-half']:.3f}"]
+        refs += [f"{label} {head[k]:.3f}" for k, label in _REFERENCES.items() if k in head]
         title = (
-            f"{what}: predicted vs observed, {METRIC_LABELS[head]} = {got['prediction']:.3f} "
-            f"({', '.join(refs)}; {dims_note}){status}\n"
+            f"{what}: predicted vs observed, {METRIC_LABELS[spec.headline]} = "
+            f"{head['prediction']:.3f} ({', '.join(refs)}; {dims_note}){status}\n"
             + verdict(
-                got["prediction"], floor=got["perfect-half"], static_ot=got.get(STATIC_OT),
-                previous=got.get("previous"),
+                gap["prediction"], floor=gap["perfect-half"], static_ot=gap.get(STATIC_OT),
+                previous=gap.get("previous"),
             )
         )  # fmt: skip
     fig.suptitle(title)
