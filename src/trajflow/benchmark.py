@@ -23,7 +23,6 @@ from __future__ import annotations
 import platform
 import time as _time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
@@ -40,10 +39,12 @@ from ._anndata import (
     get_representation,
     parse_times,
 )
+from ._baselines import MAX_ENTROPIC_ENTRIES, entropic_interpolation, ot_interpolation
 from ._config import check_option_names
 from ._fit import fit_trajectories
 from ._methods import get_method
-from ._ot import displacement_interpolation, entropic_plan, plan_partners
+from ._ot import entropic_plan
+from ._protocol import PROTOCOLS, get_protocol
 from ._scoring import (
     FLOOR,
     METRICS,
@@ -53,8 +54,8 @@ from ._scoring import (
     closed_share,
 )
 from ._scoring import scoring_space as _scoring_space
-from ._timecourse import TimeCourse, match_time, subsample_indices
-from ._validate import check_bool, check_choice, check_optional_int, check_seeds, check_times
+from ._timecourse import TimeCourse, match_time
+from ._validate import check_bool, check_optional_int, check_seeds, check_times
 from ._version import __version__
 from .core import resolve_device
 from .metrics import wasserstein
@@ -77,190 +78,6 @@ __all__ = [
 #: and static OT interpolation between the two neighbours along the exact plan and along the
 #: entropic plan moscot's temporal problem solves.
 BASELINES = ("previous", "ot-interpolation", "entropic-interpolation")
-#: The paper protocol's dimensions (the first 5 PCs).
-PAPER_N_DIMS = 5
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """What a benchmark protocol implies, decoded once (:func:`get_protocol`).
-
-    Attributes
-    ----------
-    name
-        ``"user"`` or ``"paper"``.
-    n_dims
-        Its dimensions (``None``: the representation's default, all up to 50).
-    scaling
-        The fit's ``scaling`` unless ``fit_kwargs`` sets one (``None``: the fit's default).
-    standardised
-        Whether predictions are scored standardised over every cell (else in own units).
-    headline
-        The column its tables lead with: unbiased energy for ``"user"`` (W1 at 10-50 dims
-        rewards under-dispersed predictions); for ``"paper"`` ``w1_all``, W1 against every
-        held-out cell, computed as the literature does, so it compares with published numbers.
-    gap_metric
-        The calibrated metric the closed share is measured in (energy for ``"user"``,
-        matched-size W1 for ``"paper"``).
-    """
-
-    name: str
-    n_dims: int | None
-    scaling: str | None
-    standardised: bool
-    headline: str
-    gap_metric: str
-
-    @property
-    def units(self) -> str:
-        """How scores are expressed, for tables and titles."""
-        return "standardised" if self.standardised else "own units"
-
-
-_PROTOCOLS = {
-    "user": Protocol(
-        "user",
-        n_dims=None,
-        scaling=None,
-        standardised=False,
-        headline="energy",
-        gap_metric="energy",
-    ),
-    "paper": Protocol(
-        "paper",
-        n_dims=PAPER_N_DIMS,
-        scaling="per-dimension",
-        standardised=True,
-        headline="w1_all",
-        gap_metric="w1",
-    ),
-}
-#: Benchmark protocols (see the module docstring); the user's representation as stored, or the
-#: paper's.
-PROTOCOLS = tuple(_PROTOCOLS)
-
-
-def get_protocol(protocol: str) -> Protocol:
-    """The checked :class:`Protocol` named ``protocol`` (one of :data:`PROTOCOLS`)."""
-    check_choice("protocol", protocol, PROTOCOLS)
-    return _PROTOCOLS[protocol]
-
-
-def ot_interpolation(
-    x_prev: np.ndarray,
-    x_next: np.ndarray,
-    fraction: float,
-    *,
-    n_cells: int | None = None,
-    seed: int = 0,
-) -> np.ndarray:
-    """Displacement (McCann) interpolation along the exact OT plan between two populations.
-
-    Pairs ``(i, j)`` are drawn from the plan (squared Euclidean cost, uniform weights) in
-    proportion to their mass and placed at ``(1 - fraction) x_prev[i] + fraction x_next[j]``.
-
-    Parameters
-    ----------
-    x_prev, x_next
-        The two populations, shapes ``(n, d)`` and ``(m, d)``, in any common units.
-    fraction
-        Where between them, in ``[0, 1]``: 0 gives ``x_prev``'s points, 1 ``x_next``'s (for a
-        held-out time ``t`` between ``t_prev`` and ``t_next``: ``(t - t_prev) / (t_next -
-        t_prev)``).
-    n_cells
-        Number of points to draw. Default: as many as ``x_prev``.
-    seed
-        Seed of the draw of pairs.
-
-    Returns
-    -------
-    numpy.ndarray
-        The interpolated points, shape ``(n_cells, d)``, in the units of the input.
-
-    Raises
-    ------
-    ValueError
-        When ``fraction`` is outside ``[0, 1]``.
-    """
-    if not 0 <= fraction <= 1:
-        raise ValueError(f"fraction must be in [0, 1], got {fraction}.")
-    points, weights = displacement_interpolation(x_prev, x_next, fraction)
-    rng = np.random.default_rng(seed)
-    k = rng.choice(len(points), size=n_cells or len(x_prev), p=weights)
-    return points[k]
-
-
-#: Largest entropic plan the baseline solves (entries); larger populations are subsampled.
-MAX_ENTROPIC_ENTRIES = 4_000_000
-
-
-def entropic_interpolation(
-    x_prev: np.ndarray,
-    x_next: np.ndarray,
-    fraction: float,
-    *,
-    epsilon: float = 1e-3,
-    seed: int = 0,
-    plan: np.ndarray | None = None,
-) -> np.ndarray:
-    """Static interpolation along an entropic OT plan, as moscot's temporal problem gives it.
-
-    The plan (squared Euclidean cost over its mean, regularisation ``epsilon``, balanced,
-    uniform weights; moscot's ``solve()`` defaults; solved by POT's epsilon-scaling Sinkhorn)
-    is solved between the two populations; every cell of ``x_prev`` is used once, its partner
-    drawn from its plan row, and placed at ``(1 - fraction) x_prev[i] + fraction x_next[j]``.
-    Above 4,000,000 plan entries (``MAX_ENTROPIC_ENTRIES``), both populations are subsampled
-    (``seed``) to at most 2,000 cells each, so fewer points come back: Sinkhorn at this epsilon
-    needs thousands of passes over the plan (Weinreb's 1,429 x 5,788 plan did not converge in
-    minutes with POT's epsilon scaling).
-
-    Parameters
-    ----------
-    x_prev, x_next
-        The two populations, shapes ``(n, d)`` and ``(m, d)``, in any common units.
-    fraction
-        Where between them, in ``[0, 1]``: 0 gives ``x_prev``'s points, 1 their partners in
-        ``x_next``.
-    epsilon
-        Entropic regularisation, relative to the mean cost (moscot's default ``1e-3``).
-    seed
-        Seed of the subsamples and of the draw of partners.
-    plan
-        The plan of these two populations, already solved (``len(x_prev) x len(x_next)``,
-        below the subsampling limit): reused instead of solving it again, with the same
-        result (:func:`leave_one_out` solves it once per held-out time, not once per seed).
-
-    Returns
-    -------
-    numpy.ndarray
-        One interpolated point per cell of ``x_prev`` (of its subsample, when subsampled),
-        shape ``(n, d)``, in the units of the input.
-
-    Raises
-    ------
-    ValueError
-        When ``fraction`` is outside ``[0, 1]`` or ``epsilon`` is not positive.
-    """
-    if not 0 <= fraction <= 1:
-        raise ValueError(f"fraction must be in [0, 1], got {fraction}.")
-    rng = np.random.default_rng(seed)
-    if len(x_prev) * len(x_next) > MAX_ENTROPIC_ENTRIES:
-        if plan is not None:
-            raise ValueError(
-                f"plan= cannot be reused above {MAX_ENTROPIC_ENTRIES} entries, where the "
-                "populations are subsampled per seed; leave plan=None."
-            )
-        x_prev = x_prev[subsample_indices(len(x_prev), 2000, rng)]
-        x_next = x_next[subsample_indices(len(x_next), 2000, rng)]
-    if plan is None:
-        plan = entropic_plan(x_prev, x_next, epsilon=epsilon)
-    elif plan.shape != (len(x_prev), len(x_next)):
-        raise ValueError(
-            f"plan has shape {plan.shape}, expected {(len(x_prev), len(x_next))} "
-            "(x_prev cells x x_next cells)."
-        )
-    partners = plan_partners(plan, rng)
-    return (1 - fraction) * x_prev + fraction * x_next[partners]
 
 
 def scoring_space(
