@@ -257,3 +257,28 @@ def test_settings_take_numpy_numbers():
             trajflow.settings.verbosity = np.int64(7)
     finally:
         trajflow.settings.verbosity = old
+
+
+# ------------------------------------------------------------- outputs that cannot mislead
+def test_extrapolation_warning_points_at_the_users_line(model):
+    with pytest.warns(trajflow.ExtrapolationWarning) as record:
+        model.predict(10.0, n_cells=5)  # this line
+    assert record[0].filename == __file__
+    with pytest.warns(trajflow.ExtrapolationWarning) as record:
+        model.push(np.zeros((3, 2)), source_time=0, times=9.0)
+    assert record[0].filename == __file__
+
+
+def test_pl_prediction_of_several_times_draws_only_the_asked_one(model):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    adata = moving_gaussians(n_per_time=40)
+    pred = model.predict([1.5, 2.5], n_cells=30)
+    ax = trajflow.pl.prediction(adata, pred, time=2.5, show=False)
+    legend = " ".join(
+        t.get_text() for lg in ax.figure.legends + [ax.get_legend()] if lg for t in lg.get_texts()
+    )
+    assert "(n=30)" in legend and "(n=60)" not in legend
+    with pytest.raises(ValueError, match="holds no cells at time=7"):
+        trajflow.pl.prediction(adata, pred, time=7.0, show=False)

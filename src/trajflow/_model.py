@@ -17,6 +17,7 @@ from ._anndata import Standardizer, get_representation, representation_width
 from ._clock import Clock
 from ._integration import Integrator, check_forward, integrate_cells, integration_options
 from ._outputs import prediction_anndata
+from ._settings import user_stacklevel
 from ._storage import ModelParts, model_state, read_model, write_model
 from ._timecourse import TimeCourse, match_time, same_time, time_tolerance
 from ._trajectories import Trajectories
@@ -181,7 +182,7 @@ class TrajectoryModel:
                 f"{what}={time:g} is outside the trained range [{lo:g}, {hi:g}]: the flow is "
                 "extrapolated and may be unreliable.",
                 ExtrapolationWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),  # the user's line, from predict, push, tl, pl
             )
 
     def _time(self, time: Any, what: str) -> float:

@@ -12,10 +12,25 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import numpy as np
 
 logger = logging.getLogger("trajflow")
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent) + "/"
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` for ``warnings.warn`` that points at the first frame outside trajflow
+    (the user's line), however deep inside trajflow the warning is raised."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(
+        _PACKAGE_DIR
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
+
 
 #: Verbosity names, scanpy's order: 0 errors, 1 warnings, 2 info (default), 3 debug.
 LEVELS: dict[str, int] = {

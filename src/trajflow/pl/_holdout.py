@@ -73,12 +73,20 @@ def _resolve_prediction(
     time_key, use_rep = prediction_keys(pred, time_key, use_rep)
     if use_rep not in pred.obsm:
         raise KeyError(f"The prediction has no obsm[{use_rep!r}].")
+    pred_times = np.asarray(pred.obs[time_key], dtype=float)
+    values = np.unique(pred_times)
     if time is None:
-        values = np.unique(np.asarray(pred.obs[time_key], dtype=float))
         if len(values) != 1:
             raise ValueError(f"The prediction holds several times {values.tolist()}; pass time=.")
         time = float(values[0])
-    return pred, float(time), time_key, use_rep, None, None
+    at = same_time(pred_times, float(time))
+    if not at.any():
+        raise ValueError(
+            f"The prediction holds no cells at {time_key}={format_time(float(time))} (it holds "
+            f"{[format_time(v) for v in values]}); pass one of those as time=."
+        )
+    # only the cells predicted at that time: a prediction of several times is not one population
+    return pred[at], float(time), time_key, use_rep, None, None
 
 
 def prediction(
