@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from . import benchmark, datasets, metrics, pl, tl
+from . import benchmark, datasets, metrics, tl
 from ._fit import fit_trajectories
 from ._folders import DiskFullError
 from ._methods import METHODS, MethodSpec, register_method
@@ -37,3 +37,13 @@ __all__ = [
     "settings",
     "tl",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # trajflow.pl (matplotlib, scikit-learn's neighbours: ~1.5 s) is imported on first use, so
+    # `import trajflow` stays quick for fitting, loading and the CLI
+    if name == "pl":
+        import importlib
+
+        return importlib.import_module(".pl", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,13 +22,12 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
-import ot
 from scipy.interpolate import PchipInterpolator
 
 from ._ot import displacement_interpolation, exact_plan_support, plan_w2, w2
 from ._timecourse import subsample_indices
 from .core.parallel import parallel_map
-from .core.plans import exact_ot_cost
+from .core.plans import exact_ot_cost, pot
 
 #: ``clock=`` values of :func:`~trajflow.fit_trajectories`.
 CLOCKS = ("auto", "time", "distance")
@@ -178,8 +177,8 @@ def _scores(
             lo, mid, hi = clock([times[j - 1], times[j], times[j + 1]])
             s = float((mid - lo) / (hi - lo))
             points, weights = displacement_interpolation(a, b, s, support=support)
-            cost = ot.dist(points, target, metric="euclidean")
-            w1 = exact_ot_cost(weights, ot.unif(len(target)), cost)
+            cost = pot().dist(points, target, metric="euclidean")
+            w1 = exact_ot_cost(weights, pot().unif(len(target)), cost)
             out[kind] = float(w1)
         return out
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import ot
 
-from .core.plans import exact_ot_cost, exact_plan_np
+from .core.plans import exact_ot_cost, exact_plan_np, pot
 
 #: Plan entries at or below this mass are solver round-off, not transported pairs.
 SUPPORT_THRESHOLD = 1e-12
@@ -24,8 +23,8 @@ MOSCOT_EPSILON = 1e-3
 
 def w2(a: np.ndarray, b: np.ndarray) -> float:
     """Exact 2-Wasserstein distance between the point clouds ``a`` and ``b`` (uniform weights)."""
-    cost = ot.dist(a, b)
-    return float(np.sqrt(exact_ot_cost(ot.unif(len(a)), ot.unif(len(b)), cost)))
+    cost = pot().dist(a, b)
+    return float(np.sqrt(exact_ot_cost(pot().unif(len(a)), pot().unif(len(b)), cost)))
 
 
 def exact_plan_support(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -41,7 +40,7 @@ def exact_plan_support(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.nda
     ``(i, j, weights)``: indices into ``a`` and ``b`` of every pair with mass, and that mass
     normalised to sum to 1.
     """
-    plan = exact_plan_np(ot.unif(len(a)), ot.unif(len(b)), ot.dist(a, b))
+    plan = exact_plan_np(pot().unif(len(a)), pot().unif(len(b)), pot().dist(a, b))
     i, j = np.nonzero(plan > SUPPORT_THRESHOLD)
     weights = plan[i, j] / plan[i, j].sum()
     return i, j, weights
@@ -97,14 +96,14 @@ def entropic_plan(a: np.ndarray, b: np.ndarray, *, epsilon: float = MOSCOT_EPSIL
     """
     if not epsilon > 0:
         raise ValueError(f"epsilon must be positive, got {epsilon!r}.")
-    cost = ot.dist(a, b)
+    cost = pot().dist(a, b)
     cost /= max(float(cost.mean()), np.finfo(float).tiny)
     with warnings.catch_warnings():
         # POT warns when an inner epsilon stage stops at its cap; the final marginals are what
         # matter, and they are met to ~1e-5 (L1) on the shared data sets.
         warnings.simplefilter("ignore", UserWarning)
-        return ot.bregman.sinkhorn_epsilon_scaling(
-            ot.unif(len(a)), ot.unif(len(b)), cost, epsilon, numItermax=100, epsilon0=1e-1,
+        return pot().bregman.sinkhorn_epsilon_scaling(
+            pot().unif(len(a)), pot().unif(len(b)), cost, epsilon, numItermax=100, epsilon0=1e-1,
             stopThr=1e-6,
         )  # fmt: skip
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import ot
 from scipy.spatial.distance import cdist
 
 from ._timecourse import subsample_indices
 from .core.parallel import parallel_map
-from .core.plans import exact_ot_cost
+from .core.plans import exact_ot_cost, pot
 
 __all__ = ["energy_distance", "mmd", "wasserstein"]
 
@@ -135,7 +134,7 @@ def wasserstein(
 def _exact_wasserstein(a: np.ndarray, b: np.ndarray, p: int) -> float:
     # scipy's direct cdist, not the |a|^2 + |b|^2 - 2ab expansion, which loses precision near 0.
     cost = cdist(a, b, "sqeuclidean" if p == 2 else "euclidean")
-    value = exact_ot_cost(ot.unif(len(a)), ot.unif(len(b)), cost)
+    value = exact_ot_cost(pot().unif(len(a)), pot().unif(len(b)), cost)
     return float(value) ** (1.0 / p)
 
 

@@ -9,8 +9,9 @@ all solve through here.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
-import ot
 import torch
 from torch import Tensor
 
@@ -19,14 +20,22 @@ from torch import Tensor
 MAX_ITER = 10_000_000
 
 
+def pot() -> ModuleType:
+    """The POT module, imported on the first solve: it imports scikit-learn, ~1.4 s of
+    ``import trajflow`` that a user who only loads a model or plots never needs."""
+    import ot
+
+    return ot
+
+
 def exact_ot_cost(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> float:
     """The exact OT cost ``min <P, cost>`` between weights ``a`` and ``b`` (numpy in, float out)."""
-    return float(ot.emd2(a, b, cost, numItermax=MAX_ITER))
+    return float(pot().emd2(a, b, cost, numItermax=MAX_ITER))
 
 
 def exact_plan_np(a: np.ndarray, b: np.ndarray, cost: np.ndarray) -> np.ndarray:
     """The exact OT plan between weights ``a`` and ``b`` for ``cost`` (numpy in and out)."""
-    return ot.emd(a, b, cost, numItermax=MAX_ITER)
+    return pot().emd(a, b, cost, numItermax=MAX_ITER)
 
 
 def sq_cost(x0: Tensor, x1: Tensor) -> Tensor:
@@ -66,12 +75,12 @@ def exact_ot_plan(
     """
     p = x0.detach().double().cpu().numpy()
     q = x1.detach().double().cpu().numpy()
-    cost = ot.dist(p, q)  # squared Euclidean
+    cost = pot().dist(p, q)  # squared Euclidean
     wa = as_weights(a, len(p), "a")
     wb = as_weights(b, len(q), "b")
-    plan = ot.emd(
-        ot.unif(len(p)) if wa is None else wa,
-        ot.unif(len(q)) if wb is None else wb,
+    plan = pot().emd(
+        pot().unif(len(p)) if wa is None else wa,
+        pot().unif(len(q)) if wb is None else wb,
         cost,
         numItermax=num_iter_max,
     )
