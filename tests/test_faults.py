@@ -282,3 +282,24 @@ def test_pl_prediction_of_several_times_draws_only_the_asked_one(model):
     assert "(n=30)" in legend and "(n=60)" not in legend
     with pytest.raises(ValueError, match="holds no cells at time=7"):
         trajflow.pl.prediction(adata, pred, time=7.0, show=False)
+
+
+def test_every_prediction_says_how_far_it_lies_from_the_observed_cells(model):
+    from trajflow._scoring import Support
+
+    pred = model.predict(2.0, source_time=1.0)
+    assert {"support_distance", "off_support"} <= set(pred.obs.columns)
+    assert pred.obs["off_support"].mean() < 0.05  # one trained gap: on the data
+    assert pred.uns["trajflow"]["off_support_share"] == pred.obs["off_support"].mean()
+    # the calibration: the observed cells themselves sit well inside the threshold
+    obs2 = moving_gaussians(n_per_time=40).obsm["X_pca"][80:120]
+    assert (model.support_for(2.0).distance(obs2) <= 1).mean() > 0.95
+    with pytest.warns(trajflow.ExtrapolationWarning):
+        far = model.predict(12.0, n_cells=20)
+    assert far.obs["off_support"].all()  # far past the last time point: flagged, not hidden
+    # several times: one share per time
+    both = model.predict([1.5, 12.0], n_cells=10)
+    assert both.uns["trajflow"]["off_support_share"][1] == 1.0
+    ref = np.random.default_rng(0).normal(size=(500, 3))
+    s = Support.fit(ref)
+    assert (s.distance(ref[:50]) == 0).all() and s.distance(ref[:1] + 100.0)[0] > 1

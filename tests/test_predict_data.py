@@ -75,8 +75,11 @@ def test_single_time_unchanged(model, data):
         "source_time": 1.0,
         "time": 1.5,
         "sde": False,
+        "off_support_share": pred.obs["off_support"].mean(),
     }
-    assert list(pred.obs.columns) == ["time", "source_time", "source_cell"]
+    assert list(pred.obs.columns) == [
+        "time", "source_time", "source_cell", "support_distance", "off_support"
+    ]  # fmt: skip
     assert list(pred.obs_names) == [f"{c}@t=1.5" for c in pred.obs["source_cell"]]
     # a one-element sequence and a 0-d array give the same cells as the number
     for same in ([1.5], np.array(1.5), np.float64(1.5)):

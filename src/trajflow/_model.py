@@ -17,6 +17,7 @@ from ._anndata import Standardizer, get_representation, representation_width
 from ._clock import Clock
 from ._integration import Integrator, check_forward, integrate_cells, integration_options
 from ._outputs import prediction_anndata
+from ._scoring import Support
 from ._settings import user_stacklevel
 from ._storage import ModelParts, model_state, read_model, write_model
 from ._timecourse import TimeCourse, match_time, same_time, time_tolerance
@@ -378,10 +379,18 @@ class TrajectoryModel:
                 The trained time point the cell was pushed from.
             ``source_cell``
                 Obs name (in the fitted AnnData) of the cell it was pushed from.
+            ``support_distance``
+                How far the cell lies from the observed cells of the nearest trained time
+                points (that time point, the two around the target time, or the nearest end
+                when extrapolating): its distance to the nearest of them over twice their own
+                99th-percentile nearest-neighbour distance (:meth:`support_for`).
+            ``off_support``
+                ``support_distance > 1``: the cell lies where no observed cell is. How many
+                are is logged (a warning above 5%).
 
-            ``uns['trajflow']`` records ``method``, ``sde``, ``time`` and ``source_time``: floats
-            for a single time, lists of floats (one entry per target time, in order) for a
-            sequence.
+            ``uns['trajflow']`` records ``method``, ``sde``, ``time``, ``source_time`` and
+            ``off_support_share``: floats for a single time, lists (one entry per target time,
+            in order) for a sequence.
 
         Raises
         ------
@@ -408,17 +417,48 @@ class TrajectoryModel:
         opts = self._integrator(sde, seed, solver, n_steps)
         sources = [self.source_time_for(t) if source_time is None else source_time for t in times]
         check_forward(opts.sde, list(zip(times, sources, strict=True)), what="time")
-        xs, srcs, names = [], [], []
+        xs, srcs, names, support = [], [], [], []
         for t in times:
             src, z0, cells = self._source_cells(source_time, t, n_cells, opts.seed)
             z = self._flow(z0, src, np.array([t]), opts)[0]
             xs.append(self.scaler.inverse_transform(z))
             srcs.append(src)
             names.append(cells)
+            support.append(self.support_for(t).distance(xs[-1]))
+        off = np.concatenate(support) > 1
+        if off.any():
+            (logger.warning if off.mean() > 0.05 else logger.info)(
+                "%d of %d predicted cells (%.1f%%) lie off the observed cells' support "
+                "(obs['off_support']; farther from every observed cell of the nearest time "
+                "points than twice their own 99th-percentile neighbour distance)",
+                int(off.sum()), len(off), 100 * off.mean(),
+            )  # fmt: skip
         return prediction_anndata(
             xs, times=times, sources=srcs, source_cells=names, time_key=self.time_key,
             use_rep=self.use_rep, method=self.method, sde=opts.sde, single=single,
+            support=support,
         )  # fmt: skip
+
+    def support_for(self, time: float) -> Support:
+        """The observed cells a prediction at ``time`` is measured against (the trained time
+        point itself, or the two around ``time``, or the nearest end outside the trained
+        range), with their calibrated threshold (:class:`trajflow._scoring.Support`)."""
+        tol = time_tolerance(self.times)
+        trained = np.asarray(self.times)
+        same = np.flatnonzero(np.abs(trained - time) <= tol)
+        if same.size:
+            ks = [int(same[0])]
+        elif time < trained[0] or time > trained[-1]:
+            ks = [0 if time < trained[0] else len(trained) - 1]
+        else:
+            after = int(np.searchsorted(trained, time))
+            ks = [after - 1, after]
+        key = tuple(ks)
+        cache = self.__dict__.setdefault("_supports", {})
+        if key not in cache:
+            cells = np.concatenate([self._cells.populations[k] for k in ks])
+            cache[key] = Support.fit(self.scaler.inverse_transform(cells))
+        return cache[key]
 
     def trajectories(
         self,

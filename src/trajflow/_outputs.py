@@ -20,6 +20,11 @@ PREDICTION_KEY = "trajflow"
 SOURCE_TIME_KEY = "source_time"
 #: ``obs`` column of a predicted cell: the obs name of the cell it was pushed from.
 SOURCE_CELL_KEY = "source_cell"
+#: ``obs`` column of a predicted cell: its distance to the nearest observed cell of the nearest
+#: trained time points, over the threshold calibrated on those cells (above 1: off the support).
+SUPPORT_DISTANCE_KEY = "support_distance"
+#: ``obs`` column of a predicted cell: ``support_distance > 1``.
+OFF_SUPPORT_KEY = "off_support"
 
 
 def time_labels(times: Sequence[float]) -> list[str]:
@@ -65,6 +70,7 @@ def prediction_anndata(
     method: str,
     sde: bool,
     single: bool,
+    support: Sequence[np.ndarray] | None = None,
 ) -> AnnData:
     """The AnnData of predicted cells, one block of ``positions`` per target time.
 
@@ -82,6 +88,9 @@ def prediction_anndata(
         Recorded in ``uns[PREDICTION_KEY]``.
     single
         One target time was asked for: ``uns`` records floats, not lists.
+    support
+        Per target time, each cell's support distance (:data:`SUPPORT_DISTANCE_KEY`); written
+        with :data:`OFF_SUPPORT_KEY` and, in ``uns``, the share off the support per time.
 
     Returns
     -------
@@ -101,12 +110,18 @@ def prediction_anndata(
         },
         index=pd.Index(labels),
     )
-    out = AnnData(obs=obs)
-    out.obsm[use_rep] = np.concatenate(positions)
-    out.uns[PREDICTION_KEY] = {
+    record: dict[str, Any] = {
         "method": method,
         SOURCE_TIME_KEY: sources[0] if single else list(sources),
         "time": times[0] if single else list(times),
         "sde": sde,
     }
+    if support is not None:
+        obs[SUPPORT_DISTANCE_KEY] = np.concatenate(support)
+        obs[OFF_SUPPORT_KEY] = obs[SUPPORT_DISTANCE_KEY].to_numpy() > 1
+        shares = [float(np.mean(d > 1)) if len(d) else 0.0 for d in support]
+        record["off_support_share"] = shares[0] if single else shares
+    out = AnnData(obs=obs)
+    out.obsm[use_rep] = np.concatenate(positions)
+    out.uns[PREDICTION_KEY] = record
     return out
