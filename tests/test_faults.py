@@ -298,7 +298,8 @@ def test_every_prediction_says_how_far_it_lies_from_the_observed_cells(model):
         far = model.predict(12.0, n_cells=20)
     assert far.obs["off_support"].all()  # far past the last time point: flagged, not hidden
     # several times: one share per time
-    both = model.predict([1.5, 12.0], n_cells=10)
+    with pytest.warns(trajflow.ExtrapolationWarning):
+        both = model.predict([1.5, 12.0], n_cells=10)
     assert both.uns["trajflow"]["off_support_share"][1] == 1.0
     ref = np.random.default_rng(0).normal(size=(500, 3))
     s = Support.fit(ref)
