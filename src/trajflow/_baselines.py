@@ -55,6 +55,8 @@ def ot_interpolation(
 
 #: Largest entropic plan the baseline solves (entries); larger populations are subsampled.
 MAX_ENTROPIC_ENTRIES = 4_000_000
+#: Cells per side the entropic baseline subsamples to above that.
+ENTROPIC_SUBSAMPLE = 2_000
 
 
 def entropic_interpolation(
@@ -113,8 +115,8 @@ def entropic_interpolation(
                 f"plan= cannot be reused above {MAX_ENTROPIC_ENTRIES} entries, where the "
                 "populations are subsampled per seed; leave plan=None."
             )
-        x_prev = x_prev[subsample_indices(len(x_prev), 2000, rng)]
-        x_next = x_next[subsample_indices(len(x_next), 2000, rng)]
+        x_prev = x_prev[subsample_indices(len(x_prev), ENTROPIC_SUBSAMPLE, rng)]
+        x_next = x_next[subsample_indices(len(x_next), ENTROPIC_SUBSAMPLE, rng)]
     if plan is None:
         plan = entropic_plan(x_prev, x_next, epsilon=epsilon)
     elif plan.shape != (len(x_prev), len(x_next)):

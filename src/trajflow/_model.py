@@ -97,6 +97,8 @@ class TrajectoryModel:
         self.clock = clock  # observed time -> the network's internal time
         self.history = history or {}
         self.device = resolve_device(device)
+        # observed cells + threshold per set of trained time points, built on first predict
+        self._supports: dict[tuple[int, ...], Support] = {}
         self.to(self.device)
 
     # ----------------------------------------------------------------- basic facts
@@ -443,9 +445,8 @@ class TrajectoryModel:
         """The observed cells a prediction at ``time`` is measured against (the trained time
         point itself, or the two around ``time``, or the nearest end outside the trained
         range), with their calibrated threshold (:class:`trajflow._scoring.Support`)."""
-        tol = time_tolerance(self.times)
         trained = np.asarray(self.times)
-        same = np.flatnonzero(np.abs(trained - time) <= tol)
+        same = np.flatnonzero(same_time(trained, time, tol=time_tolerance(trained)))
         if same.size:
             ks = [int(same[0])]
         elif time < trained[0] or time > trained[-1]:
@@ -454,11 +455,10 @@ class TrajectoryModel:
             after = int(np.searchsorted(trained, time))
             ks = [after - 1, after]
         key = tuple(ks)
-        cache = self.__dict__.setdefault("_supports", {})
-        if key not in cache:
+        if key not in self._supports:
             cells = np.concatenate([self._cells.populations[k] for k in ks])
-            cache[key] = Support.fit(self.scaler.inverse_transform(cells))
-        return cache[key]
+            self._supports[key] = Support.fit(self.scaler.inverse_transform(cells))
+        return self._supports[key]
 
     def trajectories(
         self,

@@ -54,10 +54,15 @@ def scoring_space(reference: np.ndarray, *, standardised: bool) -> Standardizer:
     return Standardizer(mean=np.zeros(d), scale=np.ones(d))
 
 
-def _metric_functions(observed: np.ndarray) -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
+def _mmd_bandwidths(observed: np.ndarray) -> list[float]:
     sample = observed[: min(len(observed), 2_000)]
     median = float(np.median(pdist(sample))) if len(sample) > 1 else 1.0
-    bandwidths = [f * (median if median > 0 else 1.0) for f in MMD_BANDWIDTH_FACTORS]
+    return [f * (median if median > 0 else 1.0) for f in MMD_BANDWIDTH_FACTORS]
+
+
+def _metric_functions(
+    bandwidths: Sequence[float],
+) -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
     return {
         "energy": energy_distance,
         "mmd": partial(mmd, bandwidths=bandwidths),
@@ -87,12 +92,15 @@ class HalfSplits:
         ``|A|``.
     seed
         Seed of the candidates' subsamples.
+    mmd_bandwidths
+        The MMD's kernel widths, from the first split's cells (one set for every candidate).
     """
 
     halves: list[np.ndarray]
     rests: list[np.ndarray]
     n_half: int
     seed: int
+    mmd_bandwidths: list[float]
 
     @classmethod
     def draw(
@@ -120,7 +128,8 @@ class HalfSplits:
             rest = observed[perm[n_half:]]
             halves.append(observed[perm[:n_half]])
             rests.append(rest[subsample_indices(len(rest), max(max_half, n_half), rng)])
-        return cls(halves=halves, rests=rests, n_half=n_half, seed=seed)
+        bandwidths = _mmd_bandwidths(np.concatenate([halves[0], rests[0]]))
+        return cls(halves=halves, rests=rests, n_half=n_half, seed=seed, mmd_bandwidths=bandwidths)
 
     @property
     def n_reference(self) -> int:
@@ -132,7 +141,7 @@ class HalfSplits:
         """Mean and standard deviation over the splits of each metric for ``cells``
         subsampled to ``|A|`` (``None``: the floor, ``A`` itself)."""
         metrics = check_metrics(metrics)
-        functions = _metric_functions(np.concatenate([self.halves[0], self.rests[0]]))
+        functions = _metric_functions(self.mmd_bandwidths)
         rng = np.random.default_rng([self.seed, 1])  # the same subsamples for any call order
         values: dict[str, list[float]] = {m: [] for m in metrics}
         for half, rest in zip(self.halves, self.rests, strict=True):

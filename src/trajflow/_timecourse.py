@@ -112,7 +112,7 @@ class TimeCourse:
     ) -> TimeCourse:
         if names is None:
             names = np.arange(len(x)).astype(str)
-        t, _ = merge_noisy_times(t)
+        # labels within float noise are merged once, by the AnnData layer (parse_times)
         times = sorted(float(v) for v in np.unique(t))
         if len(times) < 2:
             raise ValueError(

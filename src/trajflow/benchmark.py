@@ -39,7 +39,12 @@ from ._anndata import (
     get_representation,
     parse_times,
 )
-from ._baselines import MAX_ENTROPIC_ENTRIES, entropic_interpolation, ot_interpolation
+from ._baselines import (
+    ENTROPIC_SUBSAMPLE,
+    MAX_ENTROPIC_ENTRIES,
+    entropic_interpolation,
+    ot_interpolation,
+)
 from ._config import check_option_names
 from ._fit import fit_trajectories
 from ._methods import get_method
@@ -422,7 +427,7 @@ def leave_one_out(
             )
             for seed in seeds:
                 # one set of splits per held-out time and seed: every candidate scored alike
-                entropic_size = len(z_prev) if shared_plan is not None else 2_000
+                entropic_size = len(z_prev) if shared_plan is not None else ENTROPIC_SUBSAMPLE
                 splits = HalfSplits.draw(
                     z_obs, min_candidate=min(len(z_prev), entropic_size), seed=seed
                 )
