@@ -721,3 +721,25 @@ def test_benchmark_cli_can_skip_baselines(small_h5ad, tmp_path, capsys, one_thre
     assert printed.startswith("energy (mean ± std over seeds [0]; perfect-half is the floor)")
     res = pd.read_csv(out)
     assert set(res["method"]) == {"perfect-half", "ot-cfm"} and res["closed"].isna().all()
+
+
+def test_cli_time_labels_get_a_cli_fix(tmp_path, capsys, one_thread):
+    # issue 26: the hint was a Python snippet; the CLI names its own flag, and the flag works
+    adata = moving_gaussians(n_per_time=30)
+    adata.obs["day"] = [f"day {t:g}" for t in adata.obs["time"]]
+    data = tmp_path / "labels.h5ad"
+    adata.write_h5ad(data)
+    out = tmp_path / "m"
+    args = ["fit", str(data), "--time-key", "day", "--out", str(out), "--quiet"]
+    assert main(args) == 2
+    line = _one_error_line(capsys)
+    assert "--time-from-labels" in line and "'day 0'" in line
+    assert "adata.obs" not in line and "str.extract" not in line  # no Python to paste
+    assert not out.exists()
+    assert main([*args, "--time-from-labels", "--n-steps", "5", "--threads", "1"]) == 0
+    assert TrajectoryModel.load(out).times == [0.0, 1.0, 2.0, 3.0]
+    assert ad.read_h5ad(data).obs["day"].iloc[0] == "day 0"  # the file is not changed
+    adata.obs["day"] = ["control", *adata.obs["day"].iloc[1:]]
+    adata.write_h5ad(data)
+    assert main([*args, "--time-from-labels", "--overwrite"]) == 2
+    assert "'control'" in _one_error_line(capsys)

@@ -142,3 +142,50 @@ def test_threads_are_scoped_to_the_fit(monkeypatch):
     assert torch.get_num_threads() == 2  # restored after every fit
     with pytest.raises(ValueError, match="threads must be an integer >= 1"):
         trajflow.fit_trajectories(adata, threads=0, **FAST)
+
+
+@pytest.mark.parametrize("sparse_x", [False, True])
+def test_nan_in_x_with_the_automatic_pca_is_trajflows_error(sparse_x):
+    # issue 26: scikit-learn's raw message (HistGradientBoostingClassifier...) leaked through
+    from scipy import sparse
+
+    adata = moving_gaussians(n_per_time=30, dim=6)
+    del adata.obsm["X_pca"]
+    x = np.asarray(adata.X, dtype=np.float32)
+    x[3, 4] = np.nan
+    x[40, 0] = np.inf
+    adata.X = sparse.csr_matrix(x) if sparse_x else x
+    with pytest.raises(ValueError, match="adata.X has NaN or infinite values in 2 cells") as err:
+        trajflow.fit_trajectories(adata, **FAST)
+    assert "HistGradientBoosting" not in str(err.value) and "use_rep" in str(err.value)
+    assert "X_pca" not in adata.obsm and "trajflow_pca" not in adata.uns  # nothing written
+
+
+def test_tools_refuse_a_view_instead_of_turning_it_into_a_copy(model):
+    import warnings
+
+    adata = moving_gaussians(n_per_time=40)
+    adata.obs["group"] = np.where(adata.obsm["X_pca"][:, 1] > 0, "up", "down")
+    view = adata[adata.obs["time"] <= 2]
+    calls = {
+        "velocity": lambda: trajflow.tl.velocity(view, model),
+        "descendants": lambda: trajflow.tl.descendants(
+            view, model, cells=view.obs["time"] == 0, target_time=1
+        ),
+        "cell_transition": lambda: trajflow.tl.cell_transition(
+            view, model, source_time=0, target_time=1, groupby="group"
+        ),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ImplicitModificationWarning either
+        for name, call in calls.items():
+            with pytest.raises(ValueError, match=r"adata is a view .*adata\[mask\]\.copy\(\)"):
+                call()
+            assert view.is_view, name
+        # the ways out named in the messages work without writing into the view
+        out = trajflow.tl.velocity(view, model, copy=True)
+        assert "trajflow_velocity_pca" in out.obsm and view.is_view
+        table = trajflow.tl.cell_transition(
+            view, model, source_time=0, target_time=1, groupby="group", key_added=None
+        )
+        assert table.shape == (2, 2) and view.is_view

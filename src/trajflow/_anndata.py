@@ -54,6 +54,20 @@ def obs_column(adata: AnnData, key: Any, argument: str, hint: str) -> pd.Series:
     return adata.obs[key]
 
 
+#: The first unsigned number in a label (``'day 7'`` -> ``7``, ``'E7.5'`` -> ``7.5``): the
+#: recipe the not-a-number error suggests (and the CLI's ``--time-from-labels`` applies).
+TIME_IN_LABEL = r"([0-9]*[.]?[0-9]+)"
+
+
+class TimeLabelsError(ValueError):
+    """Time labels that are not numbers (a ValueError; the CLI gives its own fix)."""
+
+    def __init__(self, message: str, *, time_key: str, examples: list[str]) -> None:
+        super().__init__(message)
+        self.time_key = time_key
+        self.examples = examples
+
+
 def parse_times(adata: AnnData, time_key: str, *, log_merged: bool = False) -> np.ndarray:
     """Return ``adata.obs[time_key]`` as a float array, one value per time point.
 
@@ -80,14 +94,17 @@ def parse_times(adata: AnnData, time_key: str, *, log_merged: bool = False) -> n
         parsed = pd.to_numeric(text.where(~missing), errors="coerce")
         bad = col[parsed.isna().to_numpy() & ~missing]
         if len(bad):
-            examples = ", ".join(map(repr, pd.unique(bad.astype(str))[:3]))
-            raise ValueError(
+            shown = [str(b) for b in pd.unique(bad.astype(str))[:3]]
+            examples = ", ".join(map(repr, shown))
+            raise TimeLabelsError(
                 f"adata.obs[{time_key!r}] has labels that are not numbers ({examples}). "
                 "Time points must be numeric or strings that parse as numbers. Add a numeric "
                 "column and pass it, e.g. for labels with a number in them: "
                 f"adata.obs['time_num'] = adata.obs[{time_key!r}].astype(str)"
-                ".str.extract(r'([0-9]*[.]?[0-9]+)')[0].astype(float); "
-                "time_key='time_num'."
+                f".str.extract(r'{TIME_IN_LABEL}')[0].astype(float); "
+                "time_key='time_num'.",
+                time_key=time_key,
+                examples=shown,
             )
         values = parsed.to_numpy(dtype=float)
     if not np.all(np.isfinite(values)):
@@ -263,7 +280,8 @@ def ensure_pca(adata: AnnData, n_comps: int, *, key_added: str = PCA_KEY_ADDED) 
         If ``adata`` is a view (writing to it would silently turn it into a copy: use
         ``adata = adata.copy()``, or run ``sc.pp.pca`` before subsetting); if ``varm['PCs']`` or
         ``uns['pca']`` already exist (an earlier PCA whose coordinates are gone: trajflow does
-        not overwrite them; delete them or rerun ``sc.pp.pca``); if ``X`` is empty or backed;
+        not overwrite them; delete them or rerun ``sc.pp.pca``); if ``X`` is empty or backed, or
+        has NaN or infinite values;
         or if ``var['highly_variable']`` is not a usable boolean mask.
     """
     import scanpy as sc
@@ -304,6 +322,7 @@ def ensure_pca(adata: AnnData, n_comps: int, *, key_added: str = PCA_KEY_ADDED) 
         X=adata.X.copy() if sparse.issparse(adata.X) else np.array(adata.X, copy=True),
         var=pd.DataFrame(index=adata.var_names.copy()),
     )
+    _check_finite_x(tmp.X, key_obsm)
     counts = _looks_like_counts(tmp.X)
     if counts:
         sc.pp.normalize_total(tmp, target_sum=AUTO_PCA_TARGET_SUM)
@@ -362,6 +381,30 @@ def ensure_pca(adata: AnnData, n_comps: int, *, key_added: str = PCA_KEY_ADDED) 
         "adata.obsm[%r] was missing: computed a %d-component PCA of %s on %s: added %s",
         key_obsm, n_comps, prepared, on, ", ".join(written),
     )  # fmt: skip
+
+
+def _check_finite_x(x: Any, key_obsm: str) -> None:
+    """Refuse NaN / inf in ``X`` before the automatic PCA, which would fail deep in
+    scikit-learn with a message about estimators the user never called."""
+    keep = "np.isfinite(adata.X.toarray())" if sparse.issparse(x) else "np.isfinite(adata.X)"
+    if sparse.issparse(x):
+        x = x.tocsr()
+        bad_values = ~np.isfinite(x.data)
+        if not bad_values.any():
+            return
+        rows = np.unique(np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))[bad_values])
+    else:
+        bad = ~np.isfinite(np.asarray(x, dtype=float))
+        if not bad.any():
+            return
+        rows = np.flatnonzero(bad.any(axis=1))
+    raise ValueError(
+        f"adata.X has NaN or infinite values in {len(rows)} cells, so trajflow cannot compute "
+        f"the PCA that use_rep={key_obsm!r} asks for (adata.obsm has no {key_obsm!r}). Remove "
+        f"or impute those values first (e.g. keep the finite cells: adata = adata[{keep}"
+        ".all(axis=1)].copy()), or pass a representation you "
+        "computed yourself as use_rep."
+    )
 
 
 def _stored_representation(

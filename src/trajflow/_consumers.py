@@ -109,6 +109,22 @@ def check_key(key_added: str) -> str:
     return key_added
 
 
+def check_not_view(adata: AnnData, func: str, written: str, fix: str = "") -> None:
+    """Refuse to write ``written`` into a view: anndata would silently turn it into a copy
+    (``ImplicitModificationWarning``) and the user's object would not get the result.
+
+    ``fix`` names the tool's own way out (``"pass copy=True to get an annotated copy back"``).
+    """
+    if not adata.is_view:
+        return
+    fix = f", or {fix}" if fix else ""
+    raise ValueError(
+        f"adata is a view (a subset like adata[mask]): {func} would have to write {written} "
+        "into the view, which silently turns it into a copy. Make it a real AnnData first "
+        f"(adata = adata[mask].copy()){fix}."
+    )
+
+
 def log_written(what: str, slots: Sequence[str]) -> None:
     """Log the AnnData slots a tool wrote, as scanpy does."""
     logger.info("%s: added\n%s", what, "\n".join(f"    {s}" for s in slots))

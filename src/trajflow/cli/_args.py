@@ -184,6 +184,12 @@ def add_data_args(p: argparse.ArgumentParser, *, scaling_default: str | None) ->
         help="obs column with each cell's time point (numbers, or labels that parse as numbers)",
     )
     data.add_argument(
+        "--time-from-labels",
+        action="store_true",
+        help="read each time label's first number as its time point ('day 7' -> 7, 'E7.5' -> "
+        "7.5), for labels that are not numbers; the file is not changed",
+    )
+    data.add_argument(
         "--use-rep",
         default=defaults["use_rep"],
         metavar="KEY",

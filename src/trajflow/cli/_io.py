@@ -50,6 +50,41 @@ def read(path: str) -> ad.AnnData:
         raise CLIError(f"could not read {path} as an .h5ad file ({message(err)})") from err
 
 
+def read_times(adata: ad.AnnData, time_key: str, *, from_labels: bool) -> None:
+    """Check the time column before any work; with ``--time-from-labels``, replace it (in the
+    data read into memory, never in the file) by the first number of each label.
+
+    Raises
+    ------
+    CLIError
+        When the labels are not numbers: the fix is a flag of this command, not Python.
+    """
+    import pandas as pd
+
+    from .._anndata import TIME_IN_LABEL, TimeLabelsError, parse_times
+
+    if from_labels and time_key in adata.obs:
+        labels = adata.obs[time_key].astype(str)
+        numbers = pd.to_numeric(labels.str.extract(TIME_IN_LABEL)[0], errors="coerce")
+        missing = numbers.isna() & adata.obs[time_key].notna().to_numpy()
+        if missing.any():
+            shown = ", ".join(map(repr, pd.unique(labels[missing])[:3]))
+            raise CLIError(
+                f"--time-from-labels: the labels {shown} of obs[{time_key!r}] hold no number; "
+                "give those cells a time point in the file, or drop them"
+            )
+        adata.obs[time_key] = numbers.to_numpy(dtype=float)
+    try:
+        parse_times(adata, time_key)
+    except TimeLabelsError as err:
+        shown = ", ".join(map(repr, err.examples))
+        raise CLIError(
+            f"obs[{time_key!r}] has time labels that are not numbers ({shown}); rerun with "
+            "--time-from-labels to read the first number of each label (e.g. 'day 7' -> 7), "
+            "or pass --time-key COLUMN naming a numeric column"
+        ) from err
+
+
 def _check_parent(out: Path) -> None:
     """Refuse early when ``out`` cannot be created: an ancestor is a file, or not writable."""
     ancestor = out.absolute().parent

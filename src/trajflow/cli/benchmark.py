@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
     # The CSV is replaced silently (as always), but a directory or a bad parent fails up front.
     _io.check_out(out, overwrite=True, kind="file")
     adata = _io.read(args.data)
+    _io.read_times(adata, args.time_key, from_labels=args.time_from_labels)
     results = leave_one_out(
         adata,
         time_key=args.time_key,

@@ -188,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
     # Before reading and training: a taken --out would otherwise only fail after the fit.
     check_paths(args)
     adata = _io.read(args.data)
+    _io.read_times(adata, args.time_key, from_labels=args.time_from_labels)
     checkpoint_every = (
         {} if args.checkpoint_every is None else {"checkpoint_every": args.checkpoint_every}
     )

@@ -17,6 +17,7 @@ from .._consumers import (
     check_key,
     check_model,
     check_neighbors,
+    check_not_view,
     log_written,
     observed_time,
 )
@@ -94,7 +95,8 @@ def ancestors(
     ValueError
         When ``cells`` selects no cell, is a mask of the wrong length or spans several time
         points, ``target_time`` is not an observed time point earlier than theirs, or
-        ``n_neighbors`` or ``key_added`` is invalid.
+        ``n_neighbors`` or ``key_added`` is invalid, or ``adata`` is a view and
+        ``copy=False`` (writing would silently turn it into a copy).
 
     Examples
     --------
@@ -166,7 +168,8 @@ def descendants(
     ValueError
         When ``cells`` selects no cell, is a mask of the wrong length or spans several time
         points, ``target_time`` is not an observed time point later than theirs, or
-        ``n_neighbors`` or ``key_added`` is invalid.
+        ``n_neighbors`` or ``key_added`` is invalid, or ``adata`` is a view and
+        ``copy=False`` (writing would silently turn it into a copy).
 
     Examples
     --------
@@ -193,6 +196,10 @@ def _trace(
     model = check_model(model)
     check_anndata(adata)
     check_key(key_added)
+    if not copy:
+        check_not_view(
+            adata, func, f"obs[{key_added!r}]", "pass copy=True to get an annotated copy back"
+        )
     n_neighbors = check_neighbors(n_neighbors)
     mask = select_cells(adata, cells)
     obs_t = parse_times(adata, model.time_key)

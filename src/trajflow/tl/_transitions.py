@@ -18,7 +18,14 @@ from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
 
 from .._anndata import check_anndata, group_labels, parse_times
-from .._consumers import adata_first, check_key, check_model, check_neighbors, observed_time
+from .._consumers import (
+    adata_first,
+    check_key,
+    check_model,
+    check_neighbors,
+    check_not_view,
+    observed_time,
+)
 from .._timecourse import same_time
 
 if TYPE_CHECKING:
@@ -292,7 +299,8 @@ def realtime_kernel(
     KeyError
         As in :func:`couplings`.
     ValueError
-        As in :func:`couplings`, and for an empty ``key_added``.
+        As in :func:`couplings`, and for an empty ``key_added`` or a view whose time column
+        is numeric (writing the categorical copy would silently turn it into a copy).
 
     Examples
     --------
@@ -310,6 +318,14 @@ def realtime_kernel(
     adata, model = adata_first(adata, model, "trajflow.tl.realtime_kernel")
     model = check_model(model)
     check_key(key_added)
+    column = adata.obs.get(model.time_key)
+    if column is not None and not isinstance(column.dtype, pd.CategoricalDtype):
+        check_not_view(
+            adata,
+            "trajflow.tl.realtime_kernel",
+            f"obs[{key_added!r}] (a categorical copy of the time column for CellRank)",
+            "make the time column categorical before subsetting",
+        )
     cpl = couplings(
         adata, model, pairs=pairs, n_neighbors=n_neighbors, sde=sde, n_samples=n_samples, seed=seed
     )
@@ -424,7 +440,8 @@ def cell_transition(
     ValueError
         When a time is not an observed time point, ``target_time`` is not later than
         ``source_time``, no cell of a time point has a label, ``forward=False`` with the SDE,
-        or ``n_neighbors``, ``n_samples`` or ``key_added`` is invalid.
+        ``n_neighbors``, ``n_samples`` or ``key_added`` is invalid, or ``adata`` is a view and
+        ``key_added`` is not ``None`` (writing would silently turn it into a copy).
 
     Examples
     --------
@@ -436,6 +453,12 @@ def cell_transition(
     n_neighbors = check_neighbors(n_neighbors)
     if key_added is not None:
         check_key(key_added)
+        check_not_view(
+            adata,
+            "trajflow.tl.cell_transition",
+            f"uns[{key_added!r}]",
+            "pass key_added=None to only return the table",
+        )
     # Backwards is the ODE's job (the SDE runs forward only): the default follows the direction.
     sde = (model.learns_score and forward) if sde is None else bool(sde)
     n_samples = _check_samples(n_samples, sde)

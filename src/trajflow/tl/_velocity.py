@@ -8,7 +8,7 @@ import numpy as np
 from anndata import AnnData
 
 from .._anndata import check_anndata, parse_times
-from .._consumers import adata_first, check_key, check_model, log_written
+from .._consumers import adata_first, check_key, check_model, check_not_view, log_written
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel
@@ -66,8 +66,9 @@ def velocity(
     KeyError
         When ``adata`` lacks ``obs[time_key]`` or ``obsm[use_rep]``.
     ValueError
-        When ``key_added`` is empty, or the representation is narrower than ``n_dims`` or not
-        finite.
+        When ``key_added`` is empty, the representation is narrower than ``n_dims`` or not
+        finite, or ``adata`` is a view and ``copy=False`` (writing would silently turn it into
+        a copy).
 
     Examples
     --------
@@ -78,6 +79,14 @@ def velocity(
     model = check_model(model)
     check_anndata(adata)
     check_key(key_added)
+    key = f"{key_added}_{_basis_name(model.use_rep)}"
+    if not copy:
+        check_not_view(
+            adata,
+            "trajflow.tl.velocity",
+            f"obsm[{key!r}]",
+            "pass copy=True to get an annotated copy",
+        )
     obs_t = parse_times(adata, model.time_key)
     x_all = model.representation(adata)
     out = np.empty_like(x_all)
@@ -86,7 +95,6 @@ def velocity(
         out[at] = model.velocity(x_all[at], float(t))
     if copy:
         adata = adata.copy()
-    key = f"{key_added}_{_basis_name(model.use_rep)}"
     adata.obsm[key] = out
     adata.uns[key_added] = {
         "use_rep": model.use_rep,
