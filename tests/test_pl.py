@@ -721,3 +721,77 @@ def test_returns_sections_are_numpydoc(func):
     block = doc.split("Returns\n    -------\n", 1)[1].splitlines()
     assert re.fullmatch(r"    matplotlib\.[\w.]+( or matplotlib\.[\w.]+)?", block[0]), block[0]
     assert block[1].startswith("        ") and block[1].strip()
+
+
+# --- issue 26: plots that cannot mislead --------------------------------------------------
+
+
+def _hollow_points(ax: Axes) -> int:
+    """Points drawn as hollow markers (face 'none') in ``ax``."""
+    from matplotlib.collections import PathCollection
+
+    n = 0
+    for c in ax.collections:
+        if isinstance(c, PathCollection) and len(c.get_offsets()):
+            face = c.get_facecolors()
+            if len(face) == 0 or np.all(face[:, 3] == 0):
+                n += len(c.get_offsets())
+    return n
+
+
+def test_prediction_marks_extrapolation_off_support_and_shows_the_scale(model, adata):
+    with pytest.warns(trajflow.ExtrapolationWarning):
+        far = model.predict(12.0, n_cells=60)
+    n_off = int(far.obs["off_support"].sum())
+    assert n_off > 30  # the flow carried on for 9 time units past the data
+    ax = pl.prediction(adata, far)
+    title = ax.get_title()
+    assert "extrapolated: past the last observed time point (time 3)" in title
+    assert f"{round(100 * n_off / 60)}% of the predicted cells off the observed cells' support" in (
+        title
+    )
+    assert _hollow_points(ax) == n_off  # drawn hollow, not like cells on the data
+    assert f"hollow: {n_off} of the 60 predicted cells off" in _legend_text(ax)
+    # the representation's scale is shown: the far cells' coordinates can be read off
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert len(ax.get_xticks()) > 1 and any(labels)
+    assert ax.get_xlim()[1] >= far.obsm["X_pca"][:, 0].max()
+    # inside the data: no notes, and a UMAP (no units) keeps its bare axes
+    near = pl.prediction(adata, model, time=1.5, n_cells=40)
+    assert "\n" not in near.get_title() and _hollow_points(near) == 0
+    umap = pl.prediction(adata, model, time=1.5, n_cells=40, basis="umap")
+    assert len(umap.get_xticks()) == 0
+
+
+def test_trajectories_mark_paths_that_end_off_the_support(model, adata):
+    with pytest.warns(trajflow.ExtrapolationWarning):
+        ax = pl.trajectories(adata, model, source_times=[0.0], end_time=12.0, n_cells=10)
+    title = ax.get_title()
+    assert "extrapolated" in title and "paths end off the observed cells' support" in title
+    dotted = [
+        c
+        for c in ax.collections
+        if isinstance(c, LineCollection) and str(c.get_label()).startswith("off-support paths")
+    ]
+    assert dotted and len(dotted[0].get_segments()) > 0
+    assert "path end off the observed cells' support" in _legend_text(ax)
+    assert len(ax.get_yticks()) > 1
+    within = pl.trajectories(adata, model, n_cells=10)
+    assert "\n" not in within.get_title()
+
+
+def test_holdout_draws_off_support_cells_hollow(held_model, adata):
+    pred = held_model.predict(1.0)
+    # ten cells carried far from the data, measured by the model's own support
+    pred.obsm["X_pca"][:10] += 40.0
+    support = held_model.support_for(1.0)
+    pred.obs["off_support"] = support.distance(pred.obsm["X_pca"]) > 1
+    assert pred.obs["off_support"].sum() == 10
+    fig = pl.holdout(adata, pred)
+    overlay = fig.axes[0]
+    assert _hollow_points(overlay) == 10
+    assert "hollow: 10 of the 80 predicted cells off the observed cells' support" in (
+        _legend_text(overlay)
+    )
+    assert "12% of the predicted cells off the observed cells' support" in fig.get_suptitle()
+    assert len(overlay.get_xticks()) > 1  # the scale of the representation is shown

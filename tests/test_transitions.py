@@ -175,3 +175,30 @@ def test_fates_several_source_times_and_calibration(sim, sim_model):
     assert brier(probs, 4) < brier(probs, 0)
     with pytest.raises(ValueError, match="through must be"):
         tf.tl.fate_probabilities(adata, sim_model, groupby="fate", through="path")
+
+
+def test_cell_transition_gives_group_sizes(sim, sim_model, caplog):
+    # issue 26: a 1-cell group read 1.000 -> c4 with nothing saying it is one cell
+    adata = sim.copy()
+    at2 = np.flatnonzero(adata.obs["day"] == 2)
+    groups = np.where(adata.obs["fate"] == "up", "up", "down").astype(object)
+    groups[at2[0]] = "lonely"
+    adata.obs["group"] = pd.Categorical(groups)
+    with caplog.at_level("WARNING", logger="trajflow"):
+        fwd = tf.tl.cell_transition(
+            adata, sim_model, source_time=2, target_time=6, groupby="group", n_neighbors=10
+        )
+    assert fwd.loc["lonely"].max() > 0.5  # a whole row from one cell
+    sizes = fwd.attrs["row_sizes"]
+    assert sizes["lonely"] == 1 and sum(sizes.values()) == len(at2)
+    at6 = adata.obs["day"] == 6
+    assert fwd.attrs["column_sizes"] == {
+        g: int((adata.obs["group"][at6] == g).sum()) for g in fwd.columns
+    }
+    assert "lonely (1 cell)" in caplog.text
+    stored = adata.uns["cell_transition"]
+    assert dict(zip(stored["rows"], stored["row_sizes"].tolist(), strict=True)) == sizes
+    back = tf.tl.cell_transition(
+        adata, sim_model, source_time=2, target_time=6, groupby="group", forward=False
+    )
+    assert back.attrs["column_sizes"] == sizes  # the rows' time point is now the target's

@@ -24,12 +24,22 @@ def new_axes(ax: Axes | None, figsize: tuple[float, float] = (5.6, 4.6)) -> Axes
     return ax
 
 
-def style_embedding_axes(ax: Axes, labels: tuple[str, str], *, frameless: bool = True) -> None:
-    """Scanpy look: labelled axes, no tick labels (coordinates carry no units), light frame."""
+def style_embedding_axes(
+    ax: Axes, labels: tuple[str, str], *, frameless: bool = True, ticks: bool = False
+) -> None:
+    """Scanpy look: labelled axes, light frame; no tick labels unless ``ticks``.
+
+    A UMAP's coordinates carry no units, so they get no ticks. The model's representation (a
+    PCA) has a scale that matters: pass ``ticks=True`` there, so that a prediction far off the
+    data (PC2 at 1,400 where the cells reach 31) cannot pass for an ordinary panel.
+    """
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
-    ax.set_xticks([])
-    ax.set_yticks([])
+    if ticks:
+        ax.tick_params(labelsize="x-small", length=2.5, pad=1.5)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
     if frameless:
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)

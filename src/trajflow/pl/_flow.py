@@ -21,6 +21,13 @@ from ._axes import finish, new_axes, style_embedding_axes
 from ._background import scatter_background
 from ._colors import FADED_ALPHA, FADED_COLOR, TimeColors, add_legend, faded_handle, format_time
 from ._embedding import EmbeddingMap
+from ._support import (
+    OFF_SUPPORT,
+    extrapolation_note,
+    off_support_handle,
+    paths_off_support,
+    title_with_notes,
+)
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel
@@ -177,7 +184,7 @@ def trajectories(
         key=legend,
         key_paths=True,
     )
-    n_faded = n_total = 0
+    n_faded = n_total = n_off = n_ends_off = n_paths = 0
     for k, start in enumerate(starts):
         traj = model.trajectories(
             source_time=start,
@@ -194,12 +201,30 @@ def trajectories(
             ok[:] = True
         if not emap.linear:
             xy = _smooth_paths(xy, smooth, ok)
+        # Where the path itself has left the data (the model's own measure, in the
+        # representation): a segment is off when the point it reaches is.
+        off_pts = paths_off_support(model, traj.paths, traj.times)
+        off = ok & off_pts[:, 1:]
         n_faded += int((~ok).sum())
+        n_off += int(off.sum())
         n_total += ok.size
+        n_ends_off += int(off_pts[:, -1].sum())
+        n_paths += len(off_pts)
         segments = np.stack([xy[:, :-1], xy[:, 1:]], axis=2)  # (n_cells, n_points - 1, 2, 2)
         mid_t = 0.5 * (traj.times[:-1] + traj.times[1:])
         seg_colors = tc(np.broadcast_to(mid_t, ok.shape))
-        good, bad = segments[ok], segments[~ok]
+        good, bad = segments[ok & ~off], segments[~ok]
+        if off.any():
+            ax.add_collection(
+                LineCollection(
+                    segments[off],
+                    colors=seg_colors[off],
+                    linewidths=max(linewidth, 0.8),
+                    linestyles=(0, (1, 1.5)),
+                    zorder=2.5,
+                    label=f"off-support paths from {format_time(traj.source_time)}",
+                )
+            )
         # A thin dark casing keeps light (late) path colours readable over the pale background.
         ax.add_collection(
             LineCollection(
@@ -213,7 +238,7 @@ def trajectories(
         )
         lc = LineCollection(
             good,
-            colors=seg_colors[ok],
+            colors=seg_colors[ok & ~off],
             linewidths=linewidth,
             zorder=3,
             capstyle="round",
@@ -242,13 +267,23 @@ def trajectories(
             zorder=4,
         )
         end_ok = ok_pts[:, -1] | (unplaceable == "show")
-        ax.scatter(*xy[end_ok, -1].T, s=9, c="black", linewidths=0, zorder=5)
+        end_on = end_ok & ~off_pts[:, -1]
+        ax.scatter(*xy[end_on, -1].T, s=9, c="black", linewidths=0, zorder=5)
+        ax.scatter(
+            *xy[end_ok & ~end_on, -1].T,
+            s=18,
+            marker="D",
+            facecolors="white",
+            edgecolors="black",
+            linewidths=0.8,
+            zorder=5,
+        )
         if unplaceable == "fade" and (~end_ok).any():
             ax.scatter(
                 *xy[~end_ok, -1].T, s=9, c=FADED_COLOR, alpha=FADED_ALPHA + 0.2, linewidths=0
             )
     ax.autoscale_view()
-    style_embedding_axes(ax, emap.axis_labels)
+    style_embedding_axes(ax, emap.axis_labels, ticks=emap.linear)
     if legend:
         if color != time_key and not tc.discrete:
             tc.colorbar(ax, location="bottom", pad=0.08, fraction=0.04).set_label(
@@ -275,6 +310,23 @@ def trajectories(
                 label=f"path end ({time_key} {format_time(end)})",
             ),
         ]
+        if n_ends_off:
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    ls="",
+                    marker="D",
+                    markerfacecolor="white",
+                    markeredgecolor="black",
+                    markersize=4,
+                    label=f"path end {OFF_SUPPORT} ({n_ends_off} of {n_paths})",
+                )
+            )
+        if n_off:
+            handles.append(
+                off_support_handle("0.3", n_off, n_total, what="path segments", line=True)
+            )
         if n_faded:
             verb = "faded" if unplaceable == "fade" else "not drawn"
             share = f" ({100 * n_faded / n_total:.0f} % of path segments)"
@@ -290,8 +342,15 @@ def trajectories(
         add_legend(ax, handles, where="below", ncols=3 if len(handles) < 3 else 2)
     if title is None:
         where = "" if emap.linear else " (kNN-mapped)"
-        title = f"{model.method} trajectories{where}"
-    ax.set_title(title)
+        notes = [
+            extrapolation_note(end, model.times, time_key),
+            None
+            if not n_ends_off
+            else f"{n_ends_off} of {n_paths} paths end {OFF_SUPPORT} (hollow diamonds, dotted)",
+        ]
+        title_with_notes(ax, f"{model.method} trajectories{where}", notes)
+    else:
+        ax.set_title(title)
     return finish(ax, show=show, save=save)
 
 

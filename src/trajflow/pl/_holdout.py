@@ -36,6 +36,13 @@ from ._colors import (
     format_time,
 )
 from ._embedding import EmbeddingMap, basis_label
+from ._support import (
+    extrapolation_note,
+    off_support_handle,
+    off_support_title,
+    prediction_off_support,
+    title_with_notes,
+)
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel
@@ -200,15 +207,30 @@ def prediction(
     xy, ok = emap.place(x_pred)
     if unplaceable == "show":
         ok[:] = True
+    off = prediction_off_support(pred)
+    on = ok & ~off
     ax.scatter(
-        xy[ok, 0],
-        xy[ok, 1],
+        xy[on, 0],
+        xy[on, 1],
         s=point_size(len(xy), 0.45),
         c=color,
         edgecolors="black",
         linewidths=0.2,
         alpha=0.75,
         zorder=3,
+        rasterized=True,
+    )
+    # Off the support: hollow, in the prediction's colour (the map could place them; the
+    # model put them where no observed cell is).
+    ax.scatter(
+        xy[ok & off, 0],
+        xy[ok & off, 1],
+        s=point_size(len(xy), 0.45),
+        facecolors="none",
+        edgecolors=color,
+        linewidths=0.7,
+        alpha=0.9,
+        zorder=2.8,
         rasterized=True,
     )
     handles = [
@@ -224,6 +246,8 @@ def prediction(
             label=f"predicted, {time_key} {format_time(time)} (n={len(xy)})",
         )
     ]
+    if off.any():
+        handles.append(off_support_handle(color, int(off.sum()), len(off)))
     n_bad = int((~ok).sum())
     if n_bad:
         if unplaceable == "fade":
@@ -242,11 +266,15 @@ def prediction(
         share = f":\n{n_bad} of the {len(xy)} predicted cells"
         handles.append(faded_handle(emap, verb=verb, share=share))
     add_legend(ax, handles, where="below")
-    style_embedding_axes(ax, emap.axis_labels)
+    style_embedding_axes(ax, emap.axis_labels, ticks=emap.linear)
     if title is None:
         where = "" if emap.linear else " (kNN-mapped)"
-        title = f"predicted cells at {time_key} {format_time(time)}{where}"
-    ax.set_title(title)
+        notes = [extrapolation_note(time, np.unique(times), time_key)]
+        if off.any():
+            notes.append(off_support_title(int(off.sum()), len(off)) + " (hollow)")
+        title_with_notes(ax, f"predicted cells at {time_key} {format_time(time)}{where}", notes)
+    else:
+        ax.set_title(title)
     return finish(ax, show=show, save=save)
 
 
@@ -409,8 +437,10 @@ def holdout(
     xy_obs, (xy_pred, ok) = emap.coords[hit], emap.place(x_pred)
     if unplaceable == "show":
         ok[:] = True
-    both = np.concatenate([xy_obs, xy_pred[ok]])
-    cols = np.array([OBSERVED_COLOR] * len(xy_obs) + [PREDICTED_COLOR] * int(ok.sum()))
+    off = prediction_off_support(pred)
+    on = ok & ~off
+    both = np.concatenate([xy_obs, xy_pred[on]])
+    cols = np.array([OBSERVED_COLOR] * len(xy_obs) + [PREDICTED_COLOR] * int(on.sum()))
     order = np.random.default_rng(seed).permutation(len(both))  # neither hides the other
     s_pts = point_size(len(xy_obs) + len(xy_pred), 1.2)
     ax.scatter(
@@ -422,6 +452,16 @@ def holdout(
         alpha=0.55,
         rasterized=True,
         zorder=2,
+    )
+    ax.scatter(
+        *xy_pred[ok & off].T,
+        s=s_pts,
+        facecolors="none",
+        edgecolors=PREDICTED_COLOR,
+        linewidths=0.7,
+        alpha=0.9,
+        rasterized=True,
+        zorder=2.5,
     )
     src = pred.obs[SOURCE_TIME_KEY].iloc[0] if SOURCE_TIME_KEY in pred.obs else None
     from_txt = "" if src is None else f" from {format_time(src)}"
@@ -461,10 +501,15 @@ def holdout(
             )
         verb = "faded" if unplaceable == "fade" else "not drawn"
     add_legend(ax, handles[:3], where="inside")
+    below = []
+    if off.any():
+        below.append(off_support_handle(PREDICTED_COLOR, int(off.sum()), len(off)))
     if n_bad:
         share = f":\n{n_bad} of the {len(xy_pred)} predicted cells"
-        add_legend(ax, [faded_handle(emap, verb=verb, share=share)], where="below")
-    style_embedding_axes(ax, emap.axis_labels)
+        below.append(faded_handle(emap, verb=verb, share=share))
+    if below:
+        add_legend(ax, below, where="below")
+    style_embedding_axes(ax, emap.axis_labels, ticks=emap.linear)
     ax.set_title("kNN-mapped overlay" if not emap.linear else "overlay", fontsize="medium")
     ax.set_gid("overlay")
 
@@ -529,5 +574,7 @@ def holdout(
                 previous=gap.get("previous"),
             )
         )  # fmt: skip
+        if off.any():
+            title += f"\n{off_support_title(int(off.sum()), len(off))} (hollow in the overlay)"
     fig.suptitle(title)
     return finish(fig, show=show, save=save)

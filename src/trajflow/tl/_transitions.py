@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("trajflow")
 
+#: A row of :func:`cell_transition` about fewer cells than this is a fraction of very few cells:
+#: its size is logged as a warning (a 1-cell group reads 1.000 -> one group).
+FEW_CELLS = 10
+
 
 def _check_samples(n_samples: int | None, sde: bool) -> int:
     if n_samples is None:
@@ -424,10 +428,14 @@ def cell_transition(
     pandas.DataFrame
         The table: index the groups the rows are about, columns the other time point's groups,
         values fractions (rows sum to 1; ``NaN`` for a group whose mass all lands on
-        unlabelled cells); ``frame.attrs`` records the direction and times, and
+        unlabelled cells); ``frame.attrs`` records the direction and times and the group
+        sizes, ``row_sizes`` and ``column_sizes`` (``{group: number of labelled cells}`` at
+        the rows' and the columns' time point: a row of a 1-cell group reads 1.000 too; rows
+        of fewer than :data:`FEW_CELLS` cells are named in a logged warning), and
         ``frame.index.name``/``frame.columns.name`` say which time each axis is. Unless
         ``key_added=None``, also writes ``adata.uns[key_added]`` (``table``, ``rows``,
-        ``columns``, the ``attrs``, ``n_neighbors``, ``sde``, ``n_samples``).
+        ``columns``, ``row_sizes`` and ``column_sizes`` as integer arrays in the order of
+        ``rows`` / ``columns``, the other ``attrs``, ``n_neighbors``, ``sde``, ``n_samples``).
 
     Raises
     ------
@@ -497,6 +505,9 @@ def cell_transition(
         move = flow_transitions(model, x_all[at_tgt], tgt, x_all[at_src], src, **kw)
         rows, cols, row_groups, col_groups = lt, ls, groups_tgt, groups_src
     g_rows, g_cols = _group_matrix(rows, row_groups), _group_matrix(cols, col_groups)
+    # How many cells each fraction is about: a 1-cell group's 1.000 is not a 100% certainty.
+    row_sizes = np.asarray(g_rows.sum(axis=0), dtype=np.int64).ravel()
+    col_sizes = np.asarray(g_cols.sum(axis=0), dtype=np.int64).ravel()
     mass = np.asarray((g_rows.T @ move @ g_cols).todense())
     # Mass that lands on unlabelled cells is dropped; rows are renormalised over labelled ones.
     total = mass.sum(axis=1, keepdims=True)
@@ -518,6 +529,8 @@ def cell_transition(
             "target_time": tgt,
             "groupby": groupby,
             "target_groupby": target_groupby,
+            "row_sizes": dict(zip(row_groups, row_sizes.tolist(), strict=True)),
+            "column_sizes": dict(zip(col_groups, col_sizes.tolist(), strict=True)),
             "question": (
                 f"fraction of each {groupby} group at {src:g} that goes to each "
                 f"{target_groupby} group at {tgt:g}"
@@ -527,12 +540,25 @@ def cell_transition(
             ),
         }
     )
+    few = [
+        f"{g} ({n} cell{'s' if n != 1 else ''})"
+        for g, n in zip(row_groups, row_sizes, strict=True)
+        if n < FEW_CELLS
+    ]
+    if few:
+        logger.warning(
+            "cell_transition %g -> %g: the rows of %s are fractions of fewer than %d cells "
+            "(frame.attrs['row_sizes'] holds every group's size)",
+            src, tgt, ", ".join(few), FEW_CELLS,
+        )  # fmt: skip
     if key_added is not None:
         adata.uns[key_added] = {
             "table": frame.to_numpy(),
             "rows": np.asarray(row_groups, dtype=str),
             "columns": np.asarray(col_groups, dtype=str),
-            **{k: v for k, v in frame.attrs.items()},
+            **{k: v for k, v in frame.attrs.items() if not k.endswith("_sizes")},
+            "row_sizes": row_sizes,
+            "column_sizes": col_sizes,
             "n_neighbors": n_neighbors,
             "sde": sde,
             "n_samples": n_samples,
