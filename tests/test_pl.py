@@ -795,3 +795,23 @@ def test_holdout_draws_off_support_cells_hollow(held_model, adata):
     )
     assert "12% of the predicted cells off the observed cells' support" in fig.get_suptitle()
     assert len(overlay.get_xticks()) > 1  # the scale of the representation is shown
+
+
+def test_velocity_says_when_the_field_is_extrapolated(model, adata):
+    # issue 26: the field at the last time point was drawn like any other
+    inside = pl.velocity(adata, model, time=1.0)
+    assert "extrapolated" not in inside.get_title()
+    assert "extrapolated" not in _legend_text(inside)
+    last = pl.velocity(adata, model, time=3.0)
+    assert "extrapolated: at or past the last trained time point (time 3)" in last.get_title()
+    assert "arrows: extrapolated field" in _legend_text(last)
+    red = matplotlib.colors.to_rgba(pl._velocity.EXTRAPOLATED_COLOR)
+    streams = [c for c in last.collections if isinstance(c, LineCollection)]
+    assert streams and all(np.allclose(c.get_colors()[0], red) for c in streams)
+    # far past the data the cells the field is drawn over are carried off the support too
+    with pytest.warns(trajflow.ExtrapolationWarning):
+        far = pl.velocity(adata, model, time=9.0, kind="quiver")
+    assert "of the cells head off the observed cells' support" in far.get_title()
+    leaving = matplotlib.colors.to_rgba(pl._velocity.LEAVING_COLOR)
+    quivers = [c for c in far.collections if isinstance(c, Quiver)]
+    assert any(np.allclose(q.get_facecolor()[0], leaving) for q in quivers)

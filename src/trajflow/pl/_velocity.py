@@ -15,7 +15,7 @@ from matplotlib.lines import Line2D
 
 from .._anndata import parse_times
 from .._consumers import adata_first
-from .._timecourse import same_time
+from .._timecourse import same_time, time_tolerance
 from ._arguments import check_unplaceable
 from ._axes import finish, new_axes, point_size, style_embedding_axes
 from ._background import scatter_background
@@ -29,6 +29,12 @@ from ._colors import (
     lighten,
 )
 from ._embedding import EmbeddingMap
+from ._support import OFF_SUPPORT, share_text, title_with_notes
+
+#: Arrows of a field with no later trained time point (at or past the last one).
+EXTRAPOLATED_COLOR = "#b2182b"
+#: Arrows where most nearby cells are carried off the observed cells' support.
+LEAVING_COLOR = "#e08214"
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel
@@ -110,7 +116,7 @@ def velocity(
     cmap: str | Colormap | None = None,
     lightness: float = 0.7,
     size: float | None = None,
-    arrow_color: str = "black",
+    arrow_color: str | None = None,
     title: str | None = None,
     ax: Axes | None = None,
     show: bool | None = None,
@@ -124,6 +130,14 @@ def velocity(
     kernel; grid points with little nearby mass are left empty, so arrows only appear where
     there are cells. Those cells are drawn in their time colour over a pale background of the
     observed cells of all times.
+
+    Two things are marked, because arrows look equally sure everywhere. At or past the last
+    trained time point (or before the first) no later cells constrain where the field points:
+    it is extrapolated, and is drawn in dark red with a title line and a legend entry saying
+    so. And where most nearby cells are carried off the observed cells' support within
+    ``step`` times the mean spacing of the time points (the model's own measure,
+    :meth:`~trajflow.TrajectoryModel.support_for`), arrows are drawn in orange, with the
+    share of such cells in the title and the legend.
 
     The default basis is the model's representation (exact arrows). On a UMAP (or another
     non-linear embedding, through the kNN map :class:`~trajflow.pl.EmbeddingMap`) a cell's arrow
@@ -156,7 +170,8 @@ def velocity(
     density
         Streamline density (``matplotlib.pyplot.streamplot``).
     step
-        See ``basis``; only used for non-linear bases.
+        See ``basis`` (non-linear bases), and the horizon, in mean spacings of the time points,
+        over which cells heading off the support are marked.
     unplaceable
         Non-linear bases only: ``"fade"`` (default; see above), ``"hide"`` (no arrows where most
         nearby cells cannot be placed) or ``"show"`` (use every cell, placeable or not).
@@ -164,7 +179,8 @@ def velocity(
         Background colours (time colour map, blend towards white, marker area); the time
         legend shows the colours as drawn.
     arrow_color
-        Colour of streamlines or arrows.
+        Colour of streamlines or arrows. Default: black, or dark red
+        (:data:`EXTRAPOLATED_COLOR`) for an extrapolated field.
     title, ax, show, save
         As in :func:`trajflow.pl.trajectories`.
 
@@ -192,12 +208,20 @@ def velocity(
     x, observed = _support(model, adata, time)
     v = model.velocity(x, time)
     xy, good = emap.place(x)
+    obs_t = np.asarray(sorted(model.observed_times), dtype=float)
+    spacing = (obs_t[-1] - obs_t[0]) / max(len(obs_t) - 1, 1) or 1.0
+    h = step * spacing
+    # Past the last trained time point no later cells constrain the field: it is extrapolated.
+    trained = np.asarray(model.times, dtype=float)
+    tol = time_tolerance(trained)
+    extrapolated = bool(time >= trained[-1] - tol or time < trained[0] - tol)
+    # Cells the field carries off the data within h (the model's own support measure).
+    heading_off = model.support_for(time + h).distance(x + h * v) > 1
+    if arrow_color is None:
+        arrow_color = EXTRAPOLATED_COLOR if extrapolated else "black"
     if emap.linear:
         uv = v[:, list(emap.components)]
     else:
-        obs_t = np.asarray(sorted(model.observed_times), dtype=float)
-        spacing = (obs_t[-1] - obs_t[0]) / max(len(obs_t) - 1, 1) or 1.0
-        h = step * spacing
         ahead, ok_ahead = emap.place(x + h * v)
         uv = (ahead - xy) / h
         good &= ok_ahead & ~emap.jumps(x, x + h * v, xy, ahead)
@@ -240,15 +264,36 @@ def velocity(
             zorder=1.5,
             rasterized=True,
         )
-    lo = emap.coords.min(0)
-    hi = emap.coords.max(0)
+    # The observed cells and those the field is drawn over (a prediction may lie off the data).
+    shown_xy = np.concatenate([emap.coords, xy[shown]])
+    lo = shown_xy.min(0)
+    hi = shown_xy.max(0)
     pad = 0.02 * (hi - lo)
     n_grid = (40 if kind == "stream" else 20) if n_grid is None else int(n_grid)
     extent = np.array([lo - pad, hi + pad])
     xx, yy, u, w, bad_share = _grid_field(xy, uv, extent, n_grid, smooth, min_mass, good)
     unsure = bad_share > 0.5  # most of the cells nearby cannot be placed
+    leaving = np.zeros_like(unsure)
+    if heading_off.any():  # where most cells nearby are carried off the data
+        leaving = _grid_field(xy, uv, extent, n_grid, smooth, min_mass, ~heading_off)[4] > 0.5
     speed = np.hypot(u, w)
     if kind == "stream":
+        if leaving.any():
+            u_l = np.where(leaving & ~unsure, u, np.nan)
+            w_l = np.where(leaving & ~unsure, w, np.nan)
+            if np.isfinite(u_l).any():
+                ax.streamplot(
+                    xx,
+                    yy,
+                    np.ma.masked_invalid(u_l),
+                    np.ma.masked_invalid(w_l),
+                    density=density,
+                    color=LEAVING_COLOR,
+                    linewidth=1.0,
+                    arrowsize=1.0,
+                    zorder=3,
+                )
+        unsure = unsure | leaving
         u_s, w_s = np.where(unsure, np.nan, u), np.where(unsure, np.nan, w)
         speed_s = np.hypot(u_s, w_s)
         top = np.nanpercentile(speed_s, 95) if np.isfinite(speed_s).any() else 1.0
@@ -284,7 +329,11 @@ def velocity(
             "headlength": 4.5,
             "pivot": "middle",
         }
-        ax.quiver(xx[sure], yy[sure], u[sure], w[sure], color=arrow_color, **style)
+        sure_on = sure & ~leaving
+        ax.quiver(xx[sure_on], yy[sure_on], u[sure_on], w[sure_on], color=arrow_color, **style)
+        if (sure & leaving).any():
+            go = sure & leaving
+            ax.quiver(xx[go], yy[go], u[go], w[go], color=LEAVING_COLOR, **style)
         if unplaceable == "fade" and (ok & unsure).any():
             faded = ok & unsure
             cap = np.minimum(1.0, (top or 1.0) / np.maximum(speed[faded], 1e-300))
@@ -300,22 +349,67 @@ def velocity(
             )
     ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
     ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
-    style_embedding_axes(ax, emap.axis_labels)
+    style_embedding_axes(ax, emap.axis_labels, ticks=emap.linear)
+    below = []
+    if extrapolated:
+        below.append(
+            Line2D(
+                [],
+                [],
+                color=arrow_color,
+                lw=1.5,
+                label="arrows: extrapolated field (no later trained time point\n"
+                "constrains where it points)",
+            )
+        )
+    n_leaving = int(heading_off.sum())
+    if n_leaving:
+        below.append(
+            Line2D(
+                [],
+                [],
+                color=LEAVING_COLOR,
+                lw=1.5,
+                label=f"arrows where most cells head {OFF_SUPPORT} by {time_key} "
+                f"+{h:.3g}\n({n_leaving} of {len(heading_off)} cells, "
+                f"{share_text(n_leaving, len(heading_off))})",
+            )
+        )
     n_bad = int((~good).sum())
     if n_bad and unplaceable != "show":
         faded = kind == "quiver" and unplaceable == "fade"
         share = f"{n_bad} of {len(good)} cells ({100 * n_bad / len(good):.0f} %)"
         arrows = "faded" if faded else "not drawn"
-        handle = faded_handle(
-            emap, line=False, share=f":\n{share}; arrows {arrows} where they are most cells"
+        below.append(
+            faded_handle(
+                emap, line=False, share=f":\n{share}; arrows {arrows} where they are most cells"
+            )
         )
-        add_legend(ax, [handle], where="below")
+    if below:
+        add_legend(ax, below, where="below")
     if title is None:
         where = "" if emap.linear else ", kNN-mapped"
         cells = "observed" if observed else "predicted"
-        title = (
+        notes = [
+            None
+            if not extrapolated
+            else (
+                "extrapolated: at or past the last trained time point "
+                f"({time_key} {format_time(trained[-1])})"
+                if time >= trained[-1] - tol
+                else "extrapolated: before the first trained time point "
+                f"({time_key} {format_time(trained[0])})"
+            ),
+            None
+            if not n_leaving
+            else f"{share_text(n_leaving, len(heading_off))} of the cells head {OFF_SUPPORT}",
+        ]
+        title_with_notes(
+            ax,
             f"velocity at {time_key} {format_time(time)} ({model.method}{where})\n"
-            f"over the {cells} cells at {format_time(time)}"
+            f"over the {cells} cells at {format_time(time)}",
+            notes,
         )
-    ax.set_title(title)
+    else:
+        ax.set_title(title)
     return finish(ax, show=show, save=save)
