@@ -46,6 +46,31 @@ def _band(x0: float, y0: tuple[float, float], x1: float, y1: tuple[float, float]
     return Path(verts, codes)
 
 
+def _observed_note(model: TrajectoryModel, trained: Sequence[bool]) -> str:
+    """What the observed shares beside the predicted ones do and do not show."""
+    balanced = model.config.get("growth_key") is None and model.config.get("unbalanced") is None
+    lines = []
+    if any(trained):
+        how = (
+            "a balanced fit carries the cells onto the observed cells there, so the predicted "
+            "share matches the observed one largely by construction: not a validation"
+            if balanced
+            else "the fit was trained to reach the observed cells there (with growth), so "
+            "the shares are not an independent check"
+        )
+        lines.append(
+            f"'fitted to x%': the observed share at a time point the model was trained on; {how}."
+        )
+    if not all(trained):
+        lines.append(
+            "'held-out obs. x%': the observed share at a time point left out of training "
+            "(holdout=): an independent check."
+        )
+    elif balanced:
+        lines.append("For an independent check, fit with holdout= a time point and show it here.")
+    return "\n".join(lines)
+
+
 def sankey(
     adata: AnnData,
     model: TrajectoryModel,
@@ -69,9 +94,14 @@ def sankey(
     Each band carries a group's share forward with :func:`trajflow.tl.cell_transition`
     (``forward=True``: the fraction of the group's cells that the flow carries into each group
     of the next time point), so the later columns are the composition the flow *predicts*
-    from the first time point, and band widths add up. Each later group's label gives that
-    predicted share and, in brackets, the share *observed* at that time point, so a group the
-    flow over- or under-fills is visible.
+    from the first time point, and band widths add up. The first column's labels give each
+    group's number of cells. Each later group's label gives the predicted share and, in
+    brackets, the share *observed* at that time point. At a time point the model was trained
+    on (``fitted to x%``, column header "trained") the two agree largely by construction: a
+    balanced fit carries the earlier cells onto exactly those observed cells, so the match is
+    not a validation. Only at a time point held out of training (``holdout=``; ``held-out obs.
+    x%``, header "held out") is the comparison an independent check. A note under the diagram
+    says so.
 
     Parameters
     ----------
@@ -90,7 +120,8 @@ def sankey(
     min_flow
         Bands thinner than this share of all cells are not drawn (they are still counted).
     show_observed
-        Add the observed share to the labels of the later groups.
+        Add the observed share to the labels of the later groups (and the note on what it
+        shows).
     title
         Axes title. Default: names the direction and the grouping.
     ax, show, save
@@ -118,11 +149,14 @@ def sankey(
         raise ValueError(f"times must be two or more increasing observed time points, got {steps}.")
     labels = group_labels(adata, groupby).to_numpy()  # checks the column first
     names, colors = category_colors(adata, groupby)
-    observed = []
+    observed, counts = [], []
     for t in steps:
         at = labels[same_time(obs_t, t)]
-        share = pd.Series(at[pd.notna(at)]).value_counts(normalize=True)
-        observed.append(share.reindex(names, fill_value=0.0).to_numpy())
+        count = pd.Series(at[pd.notna(at)]).value_counts().reindex(names, fill_value=0)
+        counts.append(count.to_numpy())
+        observed.append(counts[-1] / max(int(count.sum()), 1))
+    # A time point the model was trained on is not a test: the fit carried the cells onto it.
+    trained = [bool(same_time(np.asarray(model.times), t).any()) for t in steps]
     tables = [
         cell_transition(
             adata,
@@ -169,8 +203,11 @@ def sankey(
             )
             ax.add_patch(node)
             text = f"{names[g]}: {m[g]:.0%}"
-            if show_observed and k > 0:
-                text += f" (obs. {observed[k][g]:.0%})"
+            if k == 0:
+                text += f" (n={counts[0][g]})"
+            elif show_observed:
+                seen = "fitted to" if trained[k] else "held-out obs."
+                text += f" ({seen} {observed[k][g]:.0%})"
             last = k == len(steps) - 1
             dx = _NODE_WIDTH / 2 + 0.02
             ax.text(
@@ -184,6 +221,8 @@ def sankey(
                 bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 0.5},
             )
         head = f"{model.time_key} {format_time(t)}"
+        if k > 0:
+            head += "\n(trained)" if trained[k] else "\n(held out)"
         ax.text(k, 1.03, head, ha="center", va="bottom", fontsize="small")
     for k, table in enumerate(tables):
         (b0, scale0), (b1, scale1) = layout[k], layout[k + 1]
@@ -213,11 +252,23 @@ def sankey(
     ax.set_xlim(-0.6, len(steps) - 0.4)
     ax.set_ylim(-0.02, 1.1)
     ax.axis("off")
+    if show_observed and len(steps) > 1:
+        ax.text(
+            0.5,
+            -0.02,
+            _observed_note(model, trained[1:]),
+            transform=ax.transAxes,
+            ha="center",
+            va="top",
+            fontsize="x-small",
+            color="0.3",
+            wrap=True,
+        )
     ax.set_title(
         title
         if title is not None
         else f"where the {groupby} groups of {model.time_key} {format_time(steps[0])} go "
-        "(bands: the flow's forward transitions; % predicted, obs. = observed)",
+        "(bands: the flow's forward transitions; % predicted)",
         fontsize="small",
     )
     return finish(ax, show=show, save=save)
