@@ -815,3 +815,25 @@ def test_velocity_says_when_the_field_is_extrapolated(model, adata):
     leaving = matplotlib.colors.to_rgba(pl._velocity.LEAVING_COLOR)
     quivers = [c for c in far.collections if isinstance(c, Quiver)]
     assert any(np.allclose(q.get_facecolor()[0], leaving) for q in quivers)
+
+
+def test_embedding_map_far_check_is_the_support_measure(adata):
+    # one owner of "how far from the observed cells is too far": _scoring.Support
+    from trajflow._scoring import SUPPORT_FACTOR, Support
+
+    emap = pl.EmbeddingMap.fit(adata, use_rep="X_pca", n_dims=3, basis="umap")
+    support = Support.fit(adata.obsm["X_pca"][:, :3])
+    assert emap.max_distance == pytest.approx(support.threshold / SUPPORT_FACTOR)
+
+
+def test_titles_say_when_a_time_is_past_the_trained_range(held_model, adata):
+    with pytest.warns(trajflow.ExtrapolationWarning):
+        ax = pl.prediction(adata, held_model, time=3.5, n_cells=20)
+    assert "extrapolated: past the last trained time point (time 3)" in ax.get_title()
+    last_out = trajflow.fit_trajectories(
+        adata, n_steps=N_STEPS, holdout=3.0, progress=False, device="cpu"
+    )
+    with pytest.warns(trajflow.ExtrapolationWarning):
+        fig = pl.holdout(adata, last_out)
+    assert "held-out time 3" in fig.get_suptitle()
+    assert "extrapolated: past the last trained time point (time 2)" in fig.get_suptitle()

@@ -219,7 +219,12 @@ class Support:
     threshold: float
 
     @classmethod
-    def fit(cls, reference: np.ndarray, *, seed: int = 0) -> Support:
+    def fit(
+        cls, reference: np.ndarray, *, seed: int = 0, factor: float = SUPPORT_FACTOR
+    ) -> Support:
+        """Calibrate on ``reference``; ``factor`` times the quantile is the threshold (the
+        plots' kNN embedding map uses ``factor=1``: it places only points as near to the
+        cells as 99% of the cells are to each other)."""
         reference = np.asarray(reference, dtype=np.float64)
         rng = np.random.default_rng(seed)
         reference = reference[subsample_indices(len(reference), MAX_SUPPORT_REFERENCE, rng)]
@@ -227,7 +232,7 @@ class Support:
             return cls(reference=reference, threshold=float("inf"))
         own = _nearest_distances(reference, reference, k=2)[:, 1]  # the nearest *other* cell
         scale = float(np.quantile(own, SUPPORT_QUANTILE))
-        return cls(reference=reference, threshold=SUPPORT_FACTOR * max(scale, 1e-12))
+        return cls(reference=reference, threshold=factor * max(scale, 1e-12))
 
     def distance(self, cells: np.ndarray) -> np.ndarray:
         """Each cell's distance to the nearest reference cell over :attr:`threshold`: above 1

@@ -550,7 +550,7 @@ def ancestors(
         faded.set_markeredgecolor(FADED_COLOR)
         handles.append(faded)
     add_legend(ax, handles, where="below")
-    style_embedding_axes(ax, emap.axis_labels)
+    style_embedding_axes(ax, emap.axis_labels, ticks=emap.linear)
     ax.set_title(
         f"{'Ancestors' if back else 'Descendants'} at {tk} {format_time(res['target_time'])}"
     )

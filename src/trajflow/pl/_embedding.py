@@ -16,6 +16,7 @@ from anndata import AnnData
 from sklearn.neighbors import KNeighborsRegressor
 
 from .._anndata import get_representation
+from .._scoring import SUPPORT_QUANTILE, Support
 
 #: Axis-label prefixes for common ``obsm`` keys (scanpy's conventions).
 _BASIS_LABELS = {
@@ -31,8 +32,9 @@ _BASIS_LABELS = {
 }
 
 #: Calibration of :class:`EmbeddingMap`'s placeability checks: a point is placeable when it is
-#: no farther from the observed cells than this quantile of the observed cells themselves.
-PLACEABLE_QUANTILE = 0.99
+#: no farther from the observed cells than this quantile of the observed cells themselves (the
+#: support measure's quantile: "far" is :class:`trajflow._scoring.Support` at factor 1).
+PLACEABLE_QUANTILE = SUPPORT_QUANTILE
 #: A segment between two mapped points is a jump when the embedding stretches it this many
 #: times more than it stretches neighbouring observed cells.
 JUMP_FACTOR = 3.0
@@ -209,7 +211,9 @@ class EmbeddingMap:
         q = PLACEABLE_QUANTILE
         tiny = 1e-12
         self.typical_distance = float(np.median(dist[:, 0]))
-        self.max_distance = max(float(np.quantile(dist[:, 0], q)), tiny)
+        # "Far" is the support measure's own calibration (one owner: _scoring.Support), at
+        # factor 1: the map places only points as near the cells as 99% of them are to each other.
+        self.max_distance = Support.fit(rep, factor=1.0).threshold
         _, gap = self._land(dist, idx)
         self.max_spread = max(float(np.quantile(gap, q)), tiny)
         far_pair = np.linalg.norm(self.coords[idx[:, -1]] - own, axis=1)

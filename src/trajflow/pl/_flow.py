@@ -343,7 +343,7 @@ def trajectories(
     if title is None:
         where = "" if emap.linear else " (kNN-mapped)"
         notes = [
-            extrapolation_note(end, model.times, time_key),
+            extrapolation_note(end, model.times, time_key, which="trained"),
             None
             if not n_ends_off
             else f"{n_ends_off} of {n_paths} paths end {OFF_SUPPORT} (hollow diamonds, dotted)",

@@ -170,7 +170,7 @@ def prediction(
         adata, model_or_prediction, "trajflow.pl.prediction", prediction=True
     )
     check_unplaceable(unplaceable)
-    pred, time, time_key, use_rep, _, _ = _resolve_prediction(
+    pred, time, time_key, use_rep, trained, _ = _resolve_prediction(
         model_or_prediction,
         time=time,
         source_time=source_time,
@@ -269,7 +269,9 @@ def prediction(
     style_embedding_axes(ax, emap.axis_labels, ticks=emap.linear)
     if title is None:
         where = "" if emap.linear else " (kNN-mapped)"
-        notes = [extrapolation_note(time, np.unique(times), time_key)]
+        # The model's trained range where it is known, else the observed time points.
+        known, which = (np.unique(times), "observed") if trained is None else (trained, "trained")
+        notes = [extrapolation_note(time, known, time_key, which=which)]
         if off.any():
             notes.append(off_support_title(int(off.sum()), len(off)) + " (hollow)")
         title_with_notes(ax, f"predicted cells at {time_key} {format_time(time)}{where}", notes)
@@ -561,6 +563,9 @@ def holdout(
             else f"held-out {time_key} {format_time(time)}"
         )
         status = " (not held out: used in training)" if in_training else ""
+        if trained is not None:
+            outside = extrapolation_note(time, trained, time_key, which="trained")
+            status += "" if outside is None else f" ({outside})"
         spec = get_protocol(protocol)
         dims_note = f"{n_dims} standardised dims" if spec.standardised else f"{n_dims} dims"
         head, gap = scores[spec.headline], scores[spec.gap_metric]

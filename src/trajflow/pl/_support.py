@@ -78,17 +78,22 @@ def off_support_handle(
 
 
 def extrapolation_note(
-    time: float | Sequence[float], observed: Sequence[float], time_key: str
+    time: float | Sequence[float],
+    known: Sequence[float],
+    time_key: str,
+    *,
+    which: str = "observed",
 ) -> str | None:
     """``'extrapolated: past the last observed time point (day 4)'`` when ``time`` (or the last of
-    several) lies outside the observed time points, else ``None``."""
+    several) lies outside the ``known`` time points (``which``: ``"observed"``, or
+    ``"trained"`` when the model's own range is known), else ``None``."""
     t_min, t_max = float(np.min(time)), float(np.max(time))
-    lo, hi = float(np.min(observed)), float(np.max(observed))
-    tol = time_tolerance(observed)
+    lo, hi = float(np.min(known)), float(np.max(known))
+    tol = time_tolerance(known)
     if t_max > hi + tol:
-        return f"extrapolated: past the last observed time point ({time_key} {format_time(hi)})"
+        return f"extrapolated: past the last {which} time point ({time_key} {format_time(hi)})"
     if t_min < lo - tol:
-        return f"extrapolated: before the first observed time point ({time_key} {format_time(lo)})"
+        return f"extrapolated: before the first {which} time point ({time_key} {format_time(lo)})"
     return None
 
 
