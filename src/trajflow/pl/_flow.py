@@ -76,6 +76,13 @@ def trajectories(
     cell, or between clusters)". Read faded stretches as "the path goes somewhere this UMAP
     does not show", not as a route across it; ``unplaceable="hide"`` leaves them out.
 
+    Stretches where a path has left the data (a point farther from every observed cell of the
+    nearest trained time points than twice their own 99th-percentile neighbour distance,
+    :meth:`~trajflow.TrajectoryModel.support_for`) are drawn **dotted**, a path that ends
+    there gets a hollow diamond instead of a black dot, and the title counts them ("3 of 30
+    paths end off the observed cells' support"); an ``end_time`` past the trained range says
+    "extrapolated". On the representation basis the axes carry their scale (tick labels).
+
     Parameters
     ----------
     adata
@@ -144,7 +151,8 @@ def trajectories(
     matplotlib.axes.Axes
         The Axes drawn into. Paths from each start time are a
         :class:`~matplotlib.collections.LineCollection` labelled ``"paths from <time>"``; faded
-        segments are a second one labelled ``"faded paths from <time>"``. Together they hold
+        segments are a second one labelled ``"faded paths from <time>"`` and segments off the
+        support a third, ``"off-support paths from <time>"``. Together they hold
         ``n_cells * (n_points - 1)`` segments (fewer with ``unplaceable="hide"``).
     """
     adata, model = adata_first(adata, model, "trajflow.pl.trajectories")

@@ -133,6 +133,15 @@ def prediction(
     clusters)" in the legend, with their number) instead of being pulled onto a cluster they
     do not belong to.
 
+    Predicted cells the model carried off the data (``obs['off_support']``, written by
+    :meth:`~trajflow.TrajectoryModel.predict`: farther from every observed cell of the nearest
+    trained time points than twice their own 99th-percentile neighbour distance) are drawn
+    **hollow** in ``color``, counted in the legend, and the title gets a line such as "12% of
+    the predicted cells off the observed cells' support". A time outside the model's trained
+    range (or, for a prediction AnnData, outside the observed time points) gets a title line
+    "extrapolated: past the last trained time point (day 4)". On the representation basis the
+    axes carry their scale (tick labels), so a prediction far from the data shows how far.
+
     Parameters
     ----------
     adata
@@ -339,6 +348,9 @@ def holdout(
     the previous cells unmoved, and a second line says in words how the prediction compares
     (e.g. "closes 5% of static OT's distance to a perfect prediction", or "no better than
     leaving the previous cells unmoved"). The marginals are drawn in the same space.
+    Predicted cells off the observed cells' support (``obs['off_support']``) are drawn hollow
+    in the overlay, counted in its legend and in a third title line; a held-out time past the
+    model's trained range says "extrapolated" in the title.
 
     Parameters
     ----------
