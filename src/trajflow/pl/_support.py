@@ -28,9 +28,7 @@ if TYPE_CHECKING:
 #: What the plots call a point off the support (legends and titles).
 OFF_SUPPORT = "off the observed cells' support"
 #: Why, in words, for the legend's second line.
-OFF_SUPPORT_WHY = (
-    "farther from every observed cell of the nearest time points than twice their spacing"
-)
+OFF_SUPPORT_WHY = "farther from the nearest time points' cells than twice their own spacing"
 
 
 def prediction_off_support(pred: AnnData) -> np.ndarray:
