@@ -805,6 +805,9 @@ def test_velocity_says_when_the_field_is_extrapolated(model, adata):
     last = pl.velocity(adata, model, time=3.0)
     assert "extrapolated: at or past the last trained time point (time 3)" in last.get_title()
     assert "arrows: extrapolated field" in _legend_text(last)
+    assert re.search(
+        r"mean speed [\d.]+ here, [\d.]+ to [\d.]+ at the other trained", last.get_title()
+    )
     red = matplotlib.colors.to_rgba(pl._velocity.EXTRAPOLATED_COLOR)
     streams = [c for c in last.collections if isinstance(c, LineCollection)]
     assert streams and all(np.allclose(c.get_colors()[0], red) for c in streams)
@@ -812,6 +815,8 @@ def test_velocity_says_when_the_field_is_extrapolated(model, adata):
     with pytest.warns(trajflow.ExtrapolationWarning):
         far = pl.velocity(adata, model, time=9.0, kind="quiver")
     assert "of the cells head off the observed cells' support" in far.get_title()
+    assert re.search(r"hollow: \d+ of the 80 predicted cells off", _legend_text(far))
+    assert _hollow_points(far) > 0
     leaving = matplotlib.colors.to_rgba(pl._velocity.LEAVING_COLOR)
     quivers = [c for c in far.collections if isinstance(c, Quiver)]
     assert any(np.allclose(q.get_facecolor()[0], leaving) for q in quivers)

@@ -29,7 +29,13 @@ from ._colors import (
     lighten,
 )
 from ._embedding import EmbeddingMap
-from ._support import OFF_SUPPORT, share_text, title_with_notes
+from ._support import (
+    OFF_SUPPORT,
+    off_support_handle,
+    prediction_off_support,
+    share_text,
+    title_with_notes,
+)
 
 #: Arrows of a field with no later trained time point (at or past the last one).
 EXTRAPOLATED_COLOR = "#b2182b"
@@ -40,13 +46,17 @@ if TYPE_CHECKING:
     from .._model import TrajectoryModel
 
 
-def _support(model: TrajectoryModel, adata: AnnData, time: float) -> tuple[np.ndarray, bool]:
-    """Cells the field is drawn over: those observed at ``time``, else the predicted population."""
+def _support(
+    model: TrajectoryModel, adata: AnnData, time: float
+) -> tuple[np.ndarray, bool, np.ndarray]:
+    """Cells the field is drawn over: those observed at ``time``, else the predicted population
+    (with its ``obs['off_support']``)."""
     times = parse_times(adata, model.time_key)
     hit = same_time(times, time)
     if hit.any():
-        return model.representation(adata)[hit], True
-    return model.predict(time).obsm[model.use_rep], False
+        return model.representation(adata)[hit], True, np.zeros(int(hit.sum()), dtype=bool)
+    pred = model.predict(time)
+    return pred.obsm[model.use_rep], False, prediction_off_support(pred)
 
 
 _MAX_FIELD_CELLS = 20_000
@@ -95,6 +105,26 @@ def _grid_field(
         field[:, 0].reshape(shape),
         field[:, 1].reshape(shape),
         bad_share.reshape(shape),
+    )
+
+
+def _speed_note(
+    model: TrajectoryModel, adata: AnnData, times: np.ndarray, time: float, v: np.ndarray
+) -> str | None:
+    """``'mean speed 26.5 here, 10.1 to 12.3 at the other trained time points'``: how the
+    extrapolated field compares with the trained ones, at the observed cells of each."""
+    x_all = model.representation(adata)
+    others = []
+    for t in model.times:
+        at = same_time(times, t)
+        if at.any() and not same_time(t, time):
+            others.append(float(np.linalg.norm(model.velocity(x_all[at], t), axis=1).mean()))
+    if not others:
+        return None
+    here = float(np.linalg.norm(v, axis=1).mean())
+    return (
+        f"mean speed {here:.1f} here, {min(others):.1f} to {max(others):.1f} at the other "
+        "trained time points"
     )
 
 
@@ -205,7 +235,7 @@ def velocity(
     )
     times = parse_times(adata, time_key)
     tc = TimeColors.make([*model.observed_times, *np.unique(times)], time_key, cmap)
-    x, observed = _support(model, adata, time)
+    x, observed, off_now = _support(model, adata, time)
     v = model.velocity(x, time)
     xy, good = emap.place(x)
     obs_t = np.asarray(sorted(model.observed_times), dtype=float)
@@ -252,7 +282,17 @@ def velocity(
     # The cells the field is evaluated at, in their time colour on top of the pale background.
     s = point_size(adata.n_obs) if size is None else size
     shown = good | (unplaceable == "show")
-    ax.scatter(*xy[shown].T, s=s, c=[here], linewidths=0, zorder=1.5, rasterized=True)
+    # Predicted cells off the observed cells' support (the model's measure) are drawn hollow.
+    ax.scatter(*xy[shown & ~off_now].T, s=s, c=[here], linewidths=0, zorder=1.5, rasterized=True)
+    ax.scatter(
+        *xy[shown & off_now].T,
+        s=s,
+        facecolors="none",
+        edgecolors=[here],
+        linewidths=0.6,
+        zorder=1.5,
+        rasterized=True,
+    )
     if unplaceable == "fade" and (~shown).any():
         ax.scatter(
             *xy[~shown].T,
@@ -362,6 +402,8 @@ def velocity(
                 "constrains where it points)",
             )
         )
+    if off_now.any():
+        below.append(off_support_handle(lighten(tc(time), 0.2), int(off_now.sum()), len(off_now)))
     n_leaving = int(heading_off.sum())
     if n_leaving:
         below.append(
@@ -400,6 +442,7 @@ def velocity(
                 else "extrapolated: before the first trained time point "
                 f"({time_key} {format_time(trained[0])})"
             ),
+            _speed_note(model, adata, times, time, v) if extrapolated else None,
             None
             if not n_leaving
             else f"{share_text(n_leaving, len(heading_off))} of the cells head {OFF_SUPPORT}",
