@@ -54,7 +54,7 @@ def true_up_probability(adata, n_mc: int, seed: int) -> np.ndarray:
     for s in np.unique(t_obs):
         idx = np.flatnonzero(t_obs == s)
         z = np.repeat(z0[idx], n_mc, axis=0)
-        for k in range(int(round(s * steps_per_unit)), (n_times - 1) * steps_per_unit):
+        for k in range(int(np.rint(s * steps_per_unit)), (n_times - 1) * steps_per_unit):
             t = k * dt
             z += _sim_drift(z, t, n_times) * dt + diffusion * np.sqrt(dt) * rng.normal(size=z.shape)
         p[idx] = (z[:, 1] >= 0).reshape(len(idx), n_mc).mean(axis=1)

@@ -4,6 +4,7 @@ tl.fate_probabilities and its calibration on a course whose early fates are unde
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -85,3 +86,21 @@ def test_kernel_share_is_checked(course, bad):
     adata, model = course
     with pytest.raises(ValueError, match="kernel_share"):
         tf.tl.fate_probabilities(adata, model, groupby="fate", kernel_share=bad, copy=True)
+
+
+def test_a_small_lineage_keeps_its_share_of_the_fate_mass(course):
+    """The 10% of last-time-point cells furthest up the branch form their own group: the
+    balanced kernel hands them about 10% of every earlier time point's fate mass."""
+    adata, model = course
+    adata = adata.copy()
+    t = adata.obs["time"].to_numpy()
+    last = t == 3
+    z1 = adata.obsm["X_latent"][:, 1]
+    labels = np.where(z1 >= np.quantile(z1[last], 0.9), "far up", "rest").astype(object)
+    labels[~last] = None
+    adata.obs["group"] = pd.Categorical(labels, categories=["far up", "rest"])
+    tf.tl.fate_probabilities(adata, model, groupby="group")
+    probs = adata.obsm["fate_probabilities"]
+    for s in (0, 1, 2):
+        share = probs[t == s, 0].mean()
+        assert 0.07 < share < 0.13, (s, share)

@@ -311,7 +311,7 @@ def _path_weights(
     has entered a branch counts for that branch, while early on it counts for every fate it
     may still take (as CellRank weights each cell by its own fate probability).
     """
-    from ._fate_kernel import KERNEL_SHARE, calibrated_assign
+    from ._fate_kernel import KERNEL_SHARE, calibrated_assign, is_balanced
 
     at_knots = []
     for t in knots:
@@ -324,6 +324,7 @@ def _path_weights(
             model.scaler.transform(x_all[there]),
             n_neighbors=30,
             share=KERNEL_SHARE,
+            balanced=is_balanced(model),
         )
         at_knots.append(np.asarray(move @ probs[there]))
     ks = np.asarray(knots, dtype=float)

@@ -58,6 +58,11 @@ def fate_probabilities(
     and its weights reach three times as many cells. This covers the same part of the
     population however many cells were sequenced (time points of more than 2,000 cells are
     represented by a seeded random subset of 2,000, a Monte Carlo estimate of the same kernel).
+    The weights are then balanced (Sinkhorn) so every observed cell of the later time point
+    receives the same mass, an entropic transport plan on the kernel's support: a small lineage
+    keeps its share of the fate mass (on Klein, a day-7 cluster of 9% of the cells got 2% of
+    the day-0 fate mass without it, 8% with it). Models fitted with ``growth_key`` or
+    ``unbalanced`` are not balanced, as their later population is not the earlier one moved.
     On :func:`trajflow.datasets.simulate`, whose true fate probabilities are known, this keeps
     the share of cells with a fate above 0.99 near the truth's at every time point (the
     30-nearest-cells kernel of :func:`trajflow.tl.couplings` made 30% of time-2 cells
