@@ -283,12 +283,14 @@ def _lineage_weights(
 
 
 def _lineage_knots(probs: np.ndarray, obs_t: np.ndarray, src: float, target: float) -> list[float]:
-    """Observed time points from ``src`` to ``target`` whose cells all have fate weights."""
+    """Observed time points from ``src`` to ``target`` where cells have fate weights (at the
+    target, the labelled cells)."""
+    known = np.all(np.isfinite(probs), axis=1)
     return [
         float(t)
         for t in np.unique(obs_t)
         if (t >= src or same_time(t, src)) and (t <= target or same_time(t, target))
-        and np.all(np.isfinite(probs[same_time(obs_t, t)]))
+        and np.any(known[same_time(obs_t, t)])
     ]  # fmt: skip
 
 
@@ -318,7 +320,7 @@ def _path_weights(
         if same_time(t, knots[0]):
             at_knots.append(probs[src_idx])
             continue
-        there = same_time(obs_t, t)
+        there = same_time(obs_t, t) & np.all(np.isfinite(probs), axis=1)
         move = calibrated_assign(
             model.scaler.transform(at(t)),
             model.scaler.transform(x_all[there]),
