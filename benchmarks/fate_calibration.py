@@ -16,7 +16,7 @@ earlier time point. Per source time point:
   probability's own Brier is the floor no method can beat on average, a coin flip's is 0.25);
 - ``mse_true``: mean squared error of P(up) against the true probability;
 - ``certain``: share of cells whose largest fate probability is above 0.99;
-- ``ece``: expected calibration error of the largest fate probability (10 bins);
+- ``ece``: expected calibration error of the largest fate probability (5 bins of [0.5, 1]);
 - the reliability curve (binned largest probability vs how often that fate was realised), drawn
   per time point into ``<out>.png`` with the true probability's curve beside it.
 
