@@ -27,6 +27,8 @@ import numpy as np
 from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
 
+from .._timecourse import same_time
+
 if TYPE_CHECKING:
     from .._model import TrajectoryModel
 
@@ -125,6 +127,14 @@ def balance(
             break
         v[reached] *= target / col[reached]
     return w * v[idx]
+
+
+def gaps_crossed(fitted: np.ndarray, src: float, tgt: float) -> int:
+    """Observed gaps a direct push from ``src`` to ``tgt`` crosses: the time points the model
+    was fitted on in ``(src, tgt]``, at least one."""
+    after = (fitted > src) & ~same_time(fitted, src)
+    upto = (fitted < tgt) | same_time(fitted, tgt)
+    return max(1, int(np.sum(after & upto)))
 
 
 def is_balanced(model: TrajectoryModel) -> bool:
