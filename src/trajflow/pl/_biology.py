@@ -6,6 +6,7 @@ They read what the tools wrote into the AnnData (``uns``/``obs``/``obsm`` keys) 
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -109,6 +110,7 @@ def gene_trends(
     *,
     key: str = "trajflow_expression",
     spread: Literal["std", "iqr"] | None = "std",
+    lineages: bool | str | Sequence[str] | None = None,
     ncols: int = 3,
     ax: Axes | None = None,
     show: bool | None = None,
@@ -126,6 +128,12 @@ def gene_trends(
     predicted. The y axis is labelled with the expression's units, from the layer used (e.g.
     ``"expression (log1p CP10k)"`` for ``layer="log1p_cp10k"``).
 
+    When the tool was run with ``lineage_key``, each lineage gets its own line, band and
+    dots, in the lineage group's scanpy colour (``adata.uns[f"{groupby}_colors"]``, else
+    scanpy's default palette); every path counts towards each lineage with its fate
+    probability (see :func:`trajflow.tl.predict_expression`), so these are weighted
+    statistics. A thin grey dashed line shows the average over all cells for comparison.
+
     Parameters
     ----------
     adata
@@ -137,10 +145,15 @@ def gene_trends(
     spread
         ``"std"`` (mean ± 1 sd), ``"iqr"`` (median and 25-75 % quantiles; the result must hold
         medians) or ``None`` (means only).
+    lineages
+        Per-lineage trends when the result holds them: ``None`` (default) or ``True`` draws
+        all lineages, a name or a list of names draws those, ``False`` draws the average over
+        all cells as without lineages.
     ncols
         Panels per row (one panel per gene) when ``ax`` is not given.
     ax
-        Draw all genes on this Axes (one colour per gene) instead of one panel per gene.
+        Draw all genes on this Axes (one colour per gene) instead of one panel per gene; with
+        lineages, draw one gene on it (one colour per lineage).
     show, save
         Show the figure / save it to this path. Default: neither.
 
@@ -148,10 +161,19 @@ def gene_trends(
     -------
     matplotlib.axes.Axes or matplotlib.figure.Figure
         The Axes when ``ax`` is given, else the new Figure (one panel per gene).
+
+    Raises
+    ------
+    KeyError
+        When ``adata.uns[key]`` is missing, or a gene or lineage was not predicted.
+    ValueError
+        When ``spread`` is unknown (or ``"iqr"`` without medians), ``lineages`` names
+        lineages but the result has none, or ``ax`` is given with lineages and several genes.
     """
     res = _result(adata, key, "predict_expression")
     if spread not in ("iqr", "std", None):
         raise ValueError(f"spread must be 'std', 'iqr' or None, got {spread!r}.")
+    chosen = _chosen_lineages(res, lineages)
     names = [str(g) for g in res["genes"]]
     if genes is None:
         genes = names[:12]
@@ -164,6 +186,11 @@ def gene_trends(
             f"{'...' if len(names) > 10 else ''}). Run trajflow.tl.predict_expression with "
             "genes= including them."
         )
+    if chosen:
+        return _lineage_trends(
+            adata, res, list(genes), chosen, spread=spread, ncols=ncols, ax=ax, show=show,
+            save=save,
+        )  # fmt: skip
     times = np.asarray(res["times"], dtype=float)
     otimes = np.asarray(res["observed_times"], dtype=float)
     trained = np.asarray(res["trained_times"], dtype=float)
@@ -294,6 +321,154 @@ def gene_trends(
         ),
         fontsize="medium",
     )
+    return finish(fig, show=show, save=save)
+
+
+def _chosen_lineages(res: dict[str, Any], lineages: Any) -> list[str]:
+    """The lineages :func:`gene_trends` draws (empty: the average over all cells)."""
+    names = [str(g) for g in res.get("lineages", [])]
+    if lineages is None:
+        return names
+    if lineages is False:
+        return []
+    if not names:
+        raise ValueError(
+            f"lineages={lineages!r}, but this result has no lineages; run "
+            "trajflow.tl.predict_expression with lineage_key= (the key_added of "
+            "trajflow.tl.fate_probabilities, or a column of groups at the last time point)."
+        )
+    if lineages is True:
+        return names
+    wanted = [lineages] if isinstance(lineages, str) else [str(g) for g in lineages]
+    missing = [g for g in wanted if g not in names]
+    if missing or not wanted:
+        raise KeyError(f"Lineage(s) {missing or wanted} not among the predicted lineages {names}.")
+    return wanted
+
+
+def _lineage_colors(adata: AnnData, res: dict[str, Any], chosen: list[str]) -> dict[str, Any]:
+    """Scanpy's colours of the lineages' groups (``uns[f"{groupby}_colors"]`` or the default
+    palette, by the column's categories); the default palette when the column is gone."""
+    from ._colors import category_colors
+
+    groupby = str(res.get("lineage_groupby", ""))
+    names = [str(g) for g in res["lineages"]]
+    if groupby in adata.obs.columns:
+        cats, rgba = category_colors(adata, groupby)
+        table = dict(zip(cats, rgba, strict=True))
+        if all(g in table for g in names):
+            return {g: table[g] for g in chosen}
+    from scanpy.plotting import palettes
+
+    return {g: palettes.default_20[names.index(g) % 20] for g in chosen}
+
+
+def _lineage_trends(
+    adata: AnnData,
+    res: dict[str, Any],
+    genes: list[str],
+    chosen: list[str],
+    *,
+    spread: str | None,
+    ncols: int,
+    ax: Axes | None,
+    show: bool | None,
+    save: str | os.PathLike | None,
+) -> Axes | Figure:
+    """:func:`gene_trends` with one line, band and set of dots per lineage."""
+    if ax is not None and len(genes) != 1:
+        raise ValueError(
+            f"ax= with lineages draws one gene (one colour per lineage); pass one gene, e.g. "
+            f"genes={genes[0]!r}, or lineages=False, or no ax."
+        )
+    names = [str(g) for g in res["genes"]]
+    lnames = [str(g) for g in res["lineages"]]
+    times = np.asarray(res["times"], dtype=float)
+    otimes = np.asarray(res["observed_times"], dtype=float)
+    trained = np.asarray(res["trained_times"], dtype=float)
+    is_trained = np.array([same_time(trained, t).any() for t in otimes], dtype=bool)
+    layer = str(res.get("layer", "X"))
+    time_key = str(res.get("time_key", "time"))
+    colors = _lineage_colors(adata, res, chosen)
+    weight = np.asarray(res["lineage_weight"], dtype=float)
+    oweight = np.asarray(res["observed_lineage_weight"], dtype=float)
+    span = max(times.max(), otimes.max()) - min(times.min(), otimes.min()) or 1.0
+    # Dots of different lineages side by side around each time point, not on top of each other.
+    offsets = (np.arange(len(chosen)) - (len(chosen) - 1) / 2) * 0.012 * span
+    stat = "median" if spread == "iqr" else "mean"
+    what = {"iqr": "25-75 %", "std": "± 1 sd", None: ""}[spread]
+
+    def lineage_stats(prefix: str, g: int, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        sub = {
+            k: np.asarray(res[f"{prefix}lineage_{k}"], dtype=float)[g][:, j]
+            for k in ("mean", "std", "q25", "q75")
+        }
+        if spread == "iqr":
+            raise ValueError(
+                "spread='iqr' draws medians, but per-lineage results hold weighted means, sds "
+                "and quartiles; use spread='std' or spread=None."
+            )
+        if spread == "std":
+            return sub["mean"], sub["mean"] - sub["std"], sub["mean"] + sub["std"]
+        return sub["mean"], sub["mean"], sub["mean"]
+
+    def draw(a: Axes, gene: str) -> None:
+        j = names.index(gene)
+        a.plot(times, np.asarray(res["mean"], dtype=float)[:, j], color="0.45", lw=1, ls="--",
+               zorder=1)  # fmt: skip
+        for n, lineage in enumerate(chosen):
+            g, c = lnames.index(lineage), colors[lineage]
+            centre, lo, hi = lineage_stats("", g, j)
+            if spread is not None:
+                a.fill_between(times, lo, hi, color=c, alpha=0.15, linewidth=0)
+            a.plot(times, centre, color=c, lw=2, zorder=2)
+            ocentre, olo, ohi = lineage_stats("observed_", g, j)
+            has = np.isfinite(ocentre) & (oweight[g] > 0)
+            x = otimes + offsets[n]
+            if spread is not None:
+                a.vlines(x[has], olo[has], ohi[has], color=c, lw=1.1, zorder=3)
+            for mask, face in ((has & is_trained, c), (has & ~is_trained, "white")):
+                if mask.any():
+                    a.plot(x[mask], ocentre[mask], "o", ms=5.5, color=c, mfc=face, mec="0.2",
+                           mew=0.5, zorder=4)  # fmt: skip
+        for t in otimes:
+            a.axvline(t, color="0.75", lw=0.8, ls=":", zorder=0)
+        a.set_xticks(otimes)
+        a.set_xticklabels([format_time(t) for t in otimes])
+        a.set_xlabel(time_key)
+        a.set_ylabel(f"expression ({_expression_units(adata, layer)})")
+        a.spines[["top", "right"]].set_visible(False)
+
+    groupby = str(res.get("lineage_groupby", "lineage"))
+    target = format_time(float(res.get("lineage_target_time", times.max())))
+    handles = [
+        Line2D([], [], color=colors[g], lw=2, marker="o", mec="0.2", mew=0.5,
+               label=f"{g} (~{weight[lnames.index(g)]:.0f} of {int(res['n_cells'])} paths)")
+        for g in chosen
+    ]  # fmt: skip
+    handles.append(Line2D([], [], color="0.45", lw=1, ls="--", label="all cells (average)"))
+    desc = (
+        f"line: predicted {stat} per lineage ({groupby} at {time_key} {target}), each path "
+        f"weighted by its fate probability; dots: observed cells, weighted alike"
+        + (f"; band and bars: {what}" if what else "")
+    )
+    if ax is not None:
+        draw(ax, genes[0])
+        ax.legend(handles=handles, frameon=False, fontsize="small",
+                  title=f"{groupby} at {time_key} {target}; paths and cells\nweighted by fate "
+                  "probability", title_fontsize="small")  # fmt: skip
+        ax.set_title(genes[0], style="italic")
+        return finish(ax, show=show, save=save)
+    fig, axes = _grid(len(genes), ncols, (3.6, 2.9))
+    for a, gene in zip(axes, genes, strict=True):
+        draw(a, gene)
+        a.set_title(gene, style="italic")
+    fig.legend(handles=handles, loc="outside lower center", frameon=False, fontsize="small",
+               ncols=min(len(handles), 4), title=f"lineage ({groupby})",
+               title_fontsize="small")  # fmt: skip
+    width = max(40, int(fig.get_figwidth() * 14))  # characters that fit across the figure
+    fig.suptitle("\n".join(textwrap.wrap("Genes over time per lineage. " + desc, width)),
+                 fontsize="small")  # fmt: skip
     return finish(fig, show=show, save=save)
 
 

@@ -187,6 +187,162 @@ def _pca_loadings(
     return mean, loadings
 
 
+def _weighted_summary(e: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
+    """Weighted ``mean``, ``std``, ``q25``, ``q75`` per column of ``e`` ``(n, genes)``; NaN when
+    the weights sum to 0."""
+    total = w.sum()
+    if total <= 0:
+        nan = np.full(e.shape[1], np.nan)
+        return {"mean": nan, "std": nan, "q25": nan, "q75": nan}
+    p = w / total
+    mean = p @ e
+    std = np.sqrt(np.maximum(p @ (e - mean) ** 2, 0.0))
+    # Weighted quantiles: each cell's weight centred on its rank (numpy has no weighted
+    # linear-interpolation quantile before 2.0's "inverted_cdf", which is a step function).
+    order = np.argsort(e, axis=0, kind="stable")
+    es = np.take_along_axis(e, order, axis=0)
+    ps = p[order]
+    cdf = np.cumsum(ps, axis=0) - 0.5 * ps
+    q25 = np.array([np.interp(0.25, cdf[:, j], es[:, j]) for j in range(e.shape[1])])
+    q75 = np.array([np.interp(0.75, cdf[:, j], es[:, j]) for j in range(e.shape[1])])
+    return {"mean": mean, "std": std, "q25": q25, "q75": q75}
+
+
+def _lineage_weights(
+    adata: AnnData, model: TrajectoryModel, lineage_key: str, obs_t: np.ndarray, src: float
+) -> tuple[np.ndarray, list[str], str, str, float]:
+    """``(weights (n_obs, n_lineages), lineage names, groupby, source of the weights, target
+    time)`` for :func:`predict_expression`'s ``lineage_key``.
+
+    A ``key_added`` of :func:`~trajflow.tl.fate_probabilities` gives its ``obsm`` array (NaN
+    rows: no fate computed) with the cells of its target time point one-hot by their group. A
+    column of ``adata.obs`` gives the same, computed here (through the observed time points, to
+    the last trained time point) on a light copy holding only the time, the column and the
+    representation, so nothing is written into ``adata``.
+    """
+    from ._fates import fate_probabilities
+
+    record = adata.uns.get(lineage_key)
+    if lineage_key in adata.obsm and isinstance(record, dict) and "groups" in record:
+        probs = np.asarray(adata.obsm[lineage_key], dtype=np.float64)
+        groups = [str(g) for g in record["groups"]]
+        if probs.shape != (adata.n_obs, len(groups)):
+            raise ValueError(
+                f"adata.obsm[{lineage_key!r}] has shape {probs.shape}, not (n_obs, "
+                f"{len(groups)} groups) as adata.uns[{lineage_key!r}]['groups'] says; rerun "
+                "trajflow.tl.fate_probabilities."
+            )
+        groupby, target = str(record["groupby"]), float(record["target_time"])
+        origin = "fate_probabilities"
+    elif lineage_key in adata.obs.columns:
+        groupby, target = lineage_key, float(model.times[-1])
+        if src >= target or same_time(src, target):
+            raise ValueError(
+                f"lineage_key={lineage_key!r} names groups at the last trained time point "
+                f"({target:g}), but source_time={src:g} is not before it; pass an earlier "
+                "source_time."
+            )
+        light = AnnData(
+            obs=adata.obs[[model.time_key, lineage_key]].copy(),
+            obsm={model.use_rep: adata.obsm[model.use_rep]},
+        )
+        level = logger.level
+        logger.setLevel(max(level, 30))  # the light copy's keys are not the user's: no log line
+        try:
+            fate_probabilities(light, model, groupby=lineage_key, target_time=target)
+        finally:
+            logger.setLevel(level)
+        probs = np.asarray(light.obsm["fate_probabilities"], dtype=np.float64)
+        groups = [str(g) for g in light.uns["fate_probabilities"]["groups"]]
+        origin = "obs"
+    else:
+        raise KeyError(
+            f"lineage_key={lineage_key!r} is neither the key_added of "
+            "trajflow.tl.fate_probabilities (adata.obsm and adata.uns) nor a column of "
+            "adata.obs. Run trajflow.tl.fate_probabilities(adata, model, groupby=...) first, "
+            "or pass a column with the groups at the last time point."
+        )
+    # Cells of the target time point belong to their own group.
+    at_tgt = same_time(obs_t, target)
+    if groupby in adata.obs.columns:
+        labels = adata.obs[groupby].astype(object).to_numpy()[at_tgt]
+        onehot = np.array([[str(v) == g for g in groups] for v in labels], dtype=np.float64)
+        if len(onehot):
+            probs[at_tgt] = np.where(onehot.any(axis=1, keepdims=True), onehot, np.nan)
+    in_src = same_time(obs_t, src)
+    if not np.all(np.isfinite(probs[in_src])):
+        record = record if isinstance(record, dict) else {}
+        raise ValueError(
+            f"adata.obsm[{lineage_key!r}] has no fate probabilities for the cells at "
+            f"source_time={src:g} (its source times: "
+            f"{', '.join(f'{t:g}' for t in np.atleast_1d(record.get('source_times', [])))}); "
+            f"rerun trajflow.tl.fate_probabilities(adata, model, groupby={groupby!r}, "
+            f"source_time={src:g}) or pass that source_time here."
+        )
+    return probs, groups, groupby, origin, target
+
+
+def _lineage_knots(probs: np.ndarray, obs_t: np.ndarray, src: float, target: float) -> list[float]:
+    """Observed time points from ``src`` to ``target`` where cells have fate weights (at the
+    target, the labelled cells)."""
+    known = np.all(np.isfinite(probs), axis=1)
+    return [
+        float(t)
+        for t in np.unique(obs_t)
+        if (t >= src or same_time(t, src)) and (t <= target or same_time(t, target))
+        and np.any(known[same_time(obs_t, t)])
+    ]  # fmt: skip
+
+
+def _path_weights(
+    model: TrajectoryModel,
+    probs: np.ndarray,
+    x_all: np.ndarray,
+    obs_t: np.ndarray,
+    src_idx: np.ndarray,
+    knots: list[float],
+    at: Any,
+    grid: np.ndarray,
+) -> list[np.ndarray]:
+    """Each path's lineage weights ``(n_paths, n_lineages)`` at every time of ``grid``.
+
+    A path counts towards a lineage with the fate probability of where it *is*: at the source
+    time the source cell's own, at each later knot (an observed time point with fate
+    probabilities) the probabilities of the observed cells it has reached there, spread with
+    the fates' own kernel; linear in time between knots, constant outside them. So a path that
+    has entered a branch counts for that branch, while early on it counts for every fate it
+    may still take (as CellRank weights each cell by its own fate probability).
+    """
+    from ._fate_kernel import KERNEL_SHARE, calibrated_assign, is_balanced
+
+    at_knots = []
+    for t in knots:
+        if same_time(t, knots[0]):
+            at_knots.append(probs[src_idx])
+            continue
+        there = same_time(obs_t, t) & np.all(np.isfinite(probs), axis=1)
+        move = calibrated_assign(
+            model.scaler.transform(at(t)),
+            model.scaler.transform(x_all[there]),
+            n_neighbors=30,
+            share=KERNEL_SHARE,
+            balanced=is_balanced(model),
+        )
+        at_knots.append(np.asarray(move @ probs[there]))
+    ks = np.asarray(knots, dtype=float)
+    out = []
+    for t in grid:
+        j = int(np.searchsorted(ks, t, side="right"))
+        if j == 0:
+            out.append(at_knots[0])
+        elif j == len(ks):
+            out.append(at_knots[-1])
+        else:
+            a = (t - ks[j - 1]) / (ks[j] - ks[j - 1])
+            out.append((1 - a) * at_knots[j - 1] + a * at_knots[j])
+    return out
+
+
 def predict_expression(
     adata: AnnData,
     model: TrajectoryModel,
@@ -200,6 +356,7 @@ def predict_expression(
     n_cells: int | None = None,
     sde: bool = False,
     seed: int = 0,
+    lineage_key: str | None = None,
     key_added: str = "trajflow_expression",
     return_cells: bool = False,
     copy: bool = False,
@@ -225,6 +382,15 @@ def predict_expression(
     ``"auto"`` (default) uses ``"pca"`` when it applies and ``"knn"`` otherwise; which one was used
     is logged and stored. Either way per-cell spread is shrunk compared with single cells, so
     compare predicted and observed *means*; quartiles are shown for orientation.
+
+    With ``lineage_key``, the trends are also summarised per lineage, as CellRank's gene trends
+    are: at every time each path counts towards each lineage with the fate probability of
+    where it is then (a weighted mean, sd and quartiles), so branches that split are not
+    averaged into one line. At the source time that is the source cell's own fate probability;
+    at each later observed time point with fate probabilities, that of the observed cells the
+    path has reached (spread with :func:`fate_probabilities`' kernel; at the fates' target time
+    point, their groups); linear in time in between. The observed cells are summarised the same way at every time point with
+    fate probabilities (and by their own group at the fates' target time point).
 
     Parameters
     ----------
@@ -255,6 +421,13 @@ def predict_expression(
         Sample the SDE (``method="sb-cfm"`` only) instead of the probability-flow ODE.
     seed
         Seed of subsampling and SDE noise.
+    lineage_key
+        Trends per lineage. Either the ``key_added`` of :func:`fate_probabilities` (e.g.
+        ``"fate_probabilities"``; it must hold the cells at ``source_time``), whose
+        probabilities weight each source cell's path, or a column of ``adata.obs`` with groups
+        at the last trained time point (e.g. clusters there), from which those fate
+        probabilities are computed first with :func:`fate_probabilities`' defaults (not written
+        into ``adata``). Default: no lineages.
     key_added
         Results go to ``adata.uns[key_added]``.
     return_cells
@@ -278,7 +451,15 @@ def predict_expression(
             ``observed_mean``/``observed_std``/``observed_q25``/``observed_q75`` (the data,
             per observed time point); ``trained_times``; ``mapping`` (``"pca"`` or
             ``"knn"``); ``layer`` (``"X"`` for ``adata.X``); ``source_time``; ``n_cells``;
-            ``sde``; ``time_key``.
+            ``sde``; ``time_key``. With ``lineage_key`` also ``lineages`` (names);
+            ``lineage_key``; ``lineage_groupby`` (the column the lineages are groups of);
+            ``lineage_target_time``; ``lineage_weight`` (each lineage's summed fate
+            probability over the source cells: its expected number of them);
+            ``lineage_mean``/``lineage_std``/``lineage_q25``/``lineage_q75``, arrays
+            ``(n_lineages, n_times, n_genes)``; ``observed_lineage_mean``/``_std``/``_q25``/
+            ``_q75``, arrays ``(n_lineages, n_observed_times, n_genes)`` (NaN at time points
+            without fate probabilities) and ``observed_lineage_weight``
+            ``(n_lineages, n_observed_times)``.
 
     Raises
     ------
@@ -292,14 +473,23 @@ def predict_expression(
     ValueError
         When ``times`` is empty or not finite or earlier than ``source_time``,
         ``source_time`` is not an observed time point, ``genes`` is empty or has duplicates,
-        ``mapping="pca"`` does not apply, both ``copy`` and ``return_cells`` are set, or
-        ``mapping``, ``n_neighbors``, ``n_cells`` or ``key_added`` is invalid.
+        ``mapping="pca"`` does not apply, both ``copy`` and ``return_cells`` are set,
+        ``lineage_key``'s fate probabilities do not cover ``source_time`` (or its groups are
+        at a time not after it), or ``mapping``, ``n_neighbors``, ``n_cells`` or
+        ``key_added`` is invalid.
 
     Examples
     --------
     >>> tf.tl.predict_expression(adata, model, times=np.linspace(0, 7, 29),
     ...                          genes=["Zfp42", "Pou5f1"], layer="log1p_cp10k")
     >>> tf.pl.gene_trends(adata, genes=["Zfp42", "Pou5f1"])
+
+    Per lineage, from fate probabilities towards clusters at the last time point:
+
+    >>> tf.tl.fate_probabilities(adata, model, groupby="leiden")
+    >>> tf.tl.predict_expression(adata, model, times=np.linspace(0, 7, 29), genes="Krt8",
+    ...                          lineage_key="fate_probabilities")
+    >>> tf.pl.gene_trends(adata, "Krt8")  # one line per lineage
     """
     adata, model = adata_first(adata, model, "trajflow.tl.predict_expression")
     model = check_model(model)
@@ -329,19 +519,45 @@ def predict_expression(
             "forwards from the source cells. Pass an earlier source_time."
         )
     in_src = same_time(obs_t, src)
-    x0 = x_all[in_src]
-    names = np.asarray(adata.obs_names)[in_src]
+    src_idx = np.flatnonzero(in_src)
     if n_cells is not None:
         if isinstance(n_cells, bool) or not isinstance(n_cells, int | np.integer) or n_cells < 1:
             raise ValueError(f"n_cells must be a positive integer or None, got {n_cells!r}.")
-        pick = np.random.default_rng(seed).choice(len(x0), size=n_cells, replace=n_cells > len(x0))
-        x0, names = x0[pick], names[pick]
+        pick = np.random.default_rng(seed).choice(
+            len(src_idx), size=n_cells, replace=n_cells > len(src_idx)
+        )
+        src_idx = src_idx[pick]
+    x0 = x_all[src_idx]
+    names = np.asarray(adata.obs_names)[src_idx]
+    lineage = None
+    if lineage_key is not None:
+        if not isinstance(lineage_key, str) or not lineage_key:
+            raise ValueError(
+                f"lineage_key must be a non-empty string or None, got {lineage_key!r}."
+            )
+        lineage = _lineage_weights(adata, model, lineage_key, obs_t, src)
 
     # Representation units throughout; the source time itself is the source cells, unmoved.
+    # With lineages, the paths are also read at the knots of their weights (one integration).
+    knots = [] if lineage is None else _lineage_knots(lineage[0], obs_t, src, lineage[4])
+    extra = np.array([t for t in knots[1:] if not same_time(grid, t).any()], dtype=float)
+    later = np.r_[grid[~at_src], extra]
     x_pred = np.empty((len(grid), *x0.shape))
     x_pred[at_src] = x0
-    if (~at_src).any():
-        x_pred[~at_src] = model.push(x0, source_time=src, times=grid[~at_src], sde=sde, seed=seed)
+    x_later = np.empty((0, *x0.shape))
+    if len(later):
+        x_later = model.push(x0, source_time=src, times=later, sde=sde, seed=seed)
+        x_pred[~at_src] = x_later[: int((~at_src).sum())]
+    path_weights = None
+    if lineage is not None:
+
+        def at(t: float) -> np.ndarray:
+            if same_time(t, src):
+                return x0
+            hit = np.flatnonzero(same_time(later, t))
+            return x_later[hit[0]]
+
+        path_weights = _path_weights(model, lineage[0], x_all, obs_t, src_idx, knots, at, grid)
 
     used: str
     pca = None if mapping == "knn" else _pca_loadings(model, adata, expr, gene_idx)
@@ -378,11 +594,15 @@ def predict_expression(
             return _dense(w @ expr_genes)
 
     stats: dict[str, list[np.ndarray]] = {"mean": [], "std": [], "q25": [], "q75": []}
+    lstats: list[list[dict[str, np.ndarray]]] = []  # per time, per lineage
     cells_expr = []
     for x in x_pred:
         e = to_expression(x)
         if return_cells:
             cells_expr.append(e)
+        if path_weights is not None:
+            w = path_weights[len(lstats)]
+            lstats.append([_weighted_summary(e, w[:, g]) for g in range(w.shape[1])])
         stats["mean"].append(e.mean(axis=0))
         stats["std"].append(e.std(axis=0))
         q = np.quantile(e, [0.25, 0.75], axis=0)
@@ -391,8 +611,16 @@ def predict_expression(
 
     observed = np.unique(obs_t)
     ostats: dict[str, list[np.ndarray]] = {"mean": [], "std": [], "q25": [], "q75": []}
+    olstats: list[list[dict[str, np.ndarray]]] = []  # per observed time, per lineage
+    oweight: list[np.ndarray] = []
     for t in observed:
         e = _dense(expr[np.flatnonzero(obs_t == t)][:, gene_idx])
+        if lineage is not None:
+            w_t = lineage[0][obs_t == t]
+            known = np.all(np.isfinite(w_t), axis=1)
+            w_t = np.where(known[:, None], w_t, 0.0)
+            olstats.append([_weighted_summary(e, w_t[:, g]) for g in range(w_t.shape[1])])
+            oweight.append(w_t.sum(axis=0))
         ostats["mean"].append(e.mean(axis=0))
         ostats["std"].append(e.std(axis=0))
         q = np.quantile(e, [0.25, 0.75], axis=0)
@@ -416,10 +644,39 @@ def predict_expression(
         "sde": bool(sde),
         "time_key": model.time_key,
     }
+    if lineage is not None:
+        probs, groups, groupby, origin, target = lineage
+        result.update(
+            {
+                "lineages": np.asarray(groups, dtype=str),
+                "lineage_key": lineage_key,
+                "lineage_groupby": groupby,
+                "lineage_source": origin,
+                "lineage_target_time": target,
+                "lineage_weight": probs[src_idx].sum(axis=0),
+                "observed_lineage_weight": np.vstack(oweight).T,
+            }
+        )
+        for k in ("mean", "std", "q25", "q75"):
+            result[f"lineage_{k}"] = np.stack(
+                [np.vstack([per_t[g][k] for per_t in lstats]) for g in range(len(groups))]
+            )
+            result[f"observed_lineage_{k}"] = np.stack(
+                [np.vstack([per_t[g][k] for per_t in olstats]) for g in range(len(groups))]
+            )
     adata.uns[key_added] = result
     log_written(
-        f"predicted expression of {len(gene_names)} gene(s) at {len(grid)} time(s) ({used})",
-        [f"'{key_added}', predicted and observed expression summaries (adata.uns)"],
+        f"predicted expression of {len(gene_names)} gene(s) at {len(grid)} time(s) ({used})"
+        + (
+            ""
+            if lineage is None
+            else f", per lineage of {lineage[2]!r} at {lineage[4]:g} ({', '.join(lineage[1])})"
+        ),
+        [
+            f"'{key_added}', predicted and observed expression summaries"
+            + ("" if lineage is None else ", overall and per lineage")
+            + " (adata.uns)"
+        ],
     )
     if return_cells:
         n = len(x0)
