@@ -178,7 +178,7 @@ def test_use_rep_x_and_default_n_dims():
     adata = moving_gaussians(dim=3, n_per_time=40)
     model = trajflow.fit_trajectories(adata, use_rep="X", n_steps=20, progress=False)
     assert model.n_dims == 3 and model.use_rep == "X"
-    assert model.predict(1.0).obsm["X"].shape == (40, 3)
+    assert model.predict(1.0).X.shape == (40, 3)
     # a gene matrix (here sparse, 80 columns) through use_rep='X': the first 50 columns are
     # modelled, with a warning that this is rarely what a user wants
     rng = np.random.default_rng(0)
@@ -192,6 +192,26 @@ def test_use_rep_x_and_default_n_dims():
     adata.obsm["X_df"] = pd.DataFrame(adata.obsm["X_pca"], index=adata.obs_names)
     model = trajflow.fit_trajectories(adata, use_rep="X_df", n_dims=2, n_steps=5, progress=False)
     assert model.n_dims == 2
+
+
+def test_use_rep_x_predictions_are_genes_in_x(tmp_path):
+    """A fit on genes (use_rep='X') hands its predictions and paths back as genes: in X,
+    under the genes' names, not as a nameless obsm['X']; the names survive save / load."""
+    adata = moving_gaussians(dim=4, n_per_time=30)
+    adata.var_names = ["Gata1", "Runx1", "Spi1", "Cd34"]
+    model = trajflow.fit_trajectories(adata, use_rep="X", n_dims=3, n_steps=20, progress=False)
+    pred = model.predict([1.0, 1.5])
+    assert list(pred.var_names) == ["Gata1", "Runx1", "Spi1"] and "X" not in pred.obsm
+    assert pred.X.shape == (60, 3) and np.isfinite(pred.X).all()
+    np.testing.assert_allclose(model.representation(pred), pred.X)
+    paths = model.trajectories(n_points=3).to_anndata()
+    assert list(paths.var_names) == ["Gata1", "Runx1", "Spi1"] and paths.X.shape == (90, 3)
+    model.save(tmp_path / "m")
+    loaded = trajflow.TrajectoryModel.load(tmp_path / "m")
+    assert list(loaded.predict(1.0).var_names) == ["Gata1", "Runx1", "Spi1"]
+    # an obsm representation keeps its positions in obsm, with no X
+    other = trajflow.fit_trajectories(adata, n_dims=2, n_steps=5, progress=False).predict(1.0)
+    assert other.X is None and other.obsm["X_pca"].shape == (30, 2)
 
 
 def test_eb_default_fit_beats_baseline(eb_adata, caplog):

@@ -301,6 +301,8 @@ def fit_trajectories(
 
         # What the model records: the saved options, with n_dims and holdout as resolved
         config = replace(opt, n_dims=course.n_dims, holdout=holdout).saved()
+        # genes in X: predictions hand them back in X under their names
+        var_names = list(adata.var_names[: course.n_dims]) if opt.use_rep == "X" else None
 
         def make_model(result: TrainResult) -> TrajectoryModel:
             """The model as it stands after ``result`` (also for checkpoints and failures)."""
@@ -313,6 +315,7 @@ def fit_trajectories(
             return TrajectoryModel(
                 velocity_net=vnet, score_net=snet, config=config, scaler=scaler, cells=cells,
                 observed_times=course.times, clock=model_clock, history=history, device=dev,
+                var_names=var_names,
             )  # fmt: skip
 
         # ---- optimise, resumable; a diverged fit still hands back its last finite model

@@ -40,7 +40,7 @@ def _support(model: TrajectoryModel, adata: AnnData, time: float) -> tuple[np.nd
     hit = same_time(times, time)
     if hit.any():
         return model.representation(adata)[hit], True
-    return model.predict(time).obsm[model.use_rep], False
+    return model.representation(model.predict(time)), False
 
 
 _MAX_FIELD_CELLS = 20_000
