@@ -214,6 +214,35 @@ def test_use_rep_x_predictions_are_genes_in_x(tmp_path):
     assert other.X is None and other.obsm["X_pca"].shape == (30, 2)
 
 
+def test_restore_brings_cells_that_drift_off_the_data_back():
+    """ot-cfm's default restoring offset (0.3) teaches the field to carry a cell lying off the
+    data back toward the next population; without it (restore=0) the cell keeps its offset."""
+    adata = moving_gaussians(dim=2, n_per_time=100)  # moves along x; y sd 0.5
+    off = np.array([[0.0, 2.0], [0.0, -2.0]])  # 4 sd off the population at time 0
+    kw = {"n_steps": 300, "progress": False}
+    y = {}
+    for restore in (None, 0.0):
+        model = trajflow.fit_trajectories(adata, restore=restore, **kw)
+        y[restore] = np.abs(model.push(off, source_time=0.0, times=1.0)[:, 1])
+    assert model.config["restore"] == 0.0
+    assert trajflow.fit_trajectories(adata, n_steps=1, progress=False).config["restore"] == 0.3
+    assert (y[0.0] > 1.6).all() and (y[None] < 0.8 * y[0.0]).all()
+    for method in ("sb-cfm", "mmfm"):
+        with pytest.raises(
+            ValueError, match=f"restore= needs straight paths, but method='{method}'"
+        ):
+            trajflow.fit_trajectories(adata, method=method, restore=0.3, n_steps=1, progress=False)
+    with pytest.raises(ValueError, match="restore"):
+        trajflow.fit_trajectories(adata, restore=-1.0, n_steps=1, progress=False)
+    # the methods without straight paths fit as before (no offset)
+    assert (
+        trajflow.fit_trajectories(adata, method="sb-cfm", n_steps=1, progress=False).config[
+            "restore"
+        ]
+        == 0.0
+    )
+
+
 def test_eb_default_fit_beats_baseline(eb_adata, caplog):
     """Real data, defaults (all 50 of EB's first PCs, one global scale): day 2 held out is
     predicted better than day 1 predicts it, in the PCs' own units; the fit says what it used."""
