@@ -218,6 +218,12 @@ def figure(adata: ad.AnnData, models: dict, path: str) -> None:
         )
         ax.set_ylabel("cells")
         ax.legend(fontsize=8, frameon=False, loc="upper right")
+    # one scale for both panels: the observed cells look the same, the far cells stand out
+    x0 = min(ax.get_xlim()[0] for ax in axes[0]), max(ax.get_xlim()[1] for ax in axes[0])
+    y0 = min(ax.get_ylim()[0] for ax in axes[0]), max(ax.get_ylim()[1] for ax in axes[0])
+    for ax in axes[0]:
+        ax.set_xlim(*x0)
+        ax.set_ylim(*y0)
     fig.suptitle(
         "EB (50 PCs), default fit on every day: where day-0 cells pushed to day 4 land", fontsize=12
     )
