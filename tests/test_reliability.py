@@ -136,6 +136,8 @@ def test_holdout_errors():
         ({"method": "flow-magic"}, "Unknown method 'flow-magic'"),
         ({"method": "sb-cfm", "sigma": 0.0}, "sigma must be > 0 for method='sb-cfm'"),
         ({"sigma": -1.0}, "sigma must be a finite number >= 0"),
+        ({"restore": -0.1}, "restore must be a finite number >= 0"),
+        ({"method": "sb-cfm", "restore": 0.3}, "restore= needs straight paths"),
         ({"n_steps": 0}, "n_steps must be an integer >= 1"),
         ({"batch_size": -5}, "batch_size must be an integer >= 1"),
         ({"solver_steps": 0}, "solver_steps must be an integer >= 1"),
