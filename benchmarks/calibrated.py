@@ -24,6 +24,7 @@ matched-size W1::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -80,7 +81,9 @@ def _simulated() -> tuple[ad.AnnData, np.ndarray]:
     return full[train].copy(), np.asarray(full.obsm["X_pca"][fresh], dtype=np.float64)
 
 
-def run_set(name: str, seeds: list[int], n_steps: int | None) -> pd.DataFrame:
+def run_set(
+    name: str, seeds: list[int], n_steps: int | None, fit_kwargs: dict | None = None
+) -> pd.DataFrame:
     file, n_dims = SETS[name]
     fresh = None
     if file is None:
@@ -99,7 +102,7 @@ def run_set(name: str, seeds: list[int], n_steps: int | None) -> pd.DataFrame:
         obs = rep[t == hold] if fresh is None else fresh
         frac = (hold - t_prev) / (t_next - t_prev)
         for seed in seeds:
-            kw = {"n_steps": n_steps} if n_steps else {}
+            kw = {**({"n_steps": n_steps} if n_steps else {}), **(fit_kwargs or {})}
             t0 = time.perf_counter()
             model = trajflow.fit_trajectories(
                 adata, n_dims=n_dims, holdout=hold, seed=seed, progress=False, **kw
@@ -157,11 +160,15 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--n-steps", type=int, default=None, help="default: the fit's default")
     parser.add_argument("--out", default="benchmarks/results/calibrated.csv")
+    parser.add_argument(
+        "--fit-kwargs", type=json.loads, default={},
+        help='further fit options as JSON, e.g. \'{"restore": 0}\' (the fit before issue 26)',
+    )  # fmt: skip
     args = parser.parse_args()
     trajflow.settings.verbosity = "warning"
     frames = []
     for name in args.sets:
-        frames.append(run_set(name, args.seeds, args.n_steps))
+        frames.append(run_set(name, args.seeds, args.n_steps, args.fit_kwargs))
         pd.concat(frames).to_csv(args.out, index=False)  # kept as it goes
     frame = pd.concat(frames)
     table = closed_table(frame)

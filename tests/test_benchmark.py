@@ -145,10 +145,15 @@ def test_leave_one_out_rows_and_scores():
     assert closed["perfect-half"] == 1.0 and closed["ot-interpolation"] == 0.0
     assert closed["previous"] < 0
     assert (res["n_scored"] == 60).all()
+    # the share of predicted cells off the held-out cells' support (the measure predict writes)
+    off = res.groupby("method")["off_support"].mean()
+    assert np.isnan(off["perfect-half"]) and off["previous"] > 0.15  # unmoved: 4 sd behind
+    assert off["ot-cfm"] < 0.1 and off["ot-interpolation"] < 0.1
     table = summarize(res)  # the headline: unbiased energy
     assert list(table.columns[:2]) == ["t=1", "t=2"] and "mean" in table.columns
     assert table.index[0] == "perfect-half" and table.index[-1] == "previous"
     assert table.loc["ot-interpolation", "closed"] == "0%"
+    assert table.loc["perfect-half", "off_support"] == "" and table.loc["previous", "off_support"]
     np.testing.assert_array_equal(adata.obsm["X_pca"], before.obsm["X_pca"])
     assert list(adata.obsm.keys()) == ["X_pca"] and not adata.uns
 

@@ -392,7 +392,7 @@ def test_cli_fit_passes_every_setting(small_h5ad, tmp_path, capsys, monkeypatch)
     argv += ["--lr", "0.01", "--weight-decay", "0", "--lr-schedule", "constant", "--hidden", "8"]
     argv += ["--n-layers", "2", "--activation", "relu", "--clock", "time", "--coupling", "full"]
     argv += ["--threads", "1", "--checkpoint-dir", str(tmp_path / "ck")]
-    argv += ["--checkpoint-every", "5", "--device", "cpu"]
+    argv += ["--checkpoint-every", "5", "--device", "cpu", "--restore", "0"]
     assert main(argv) == 2
     assert _one_error_line(capsys) == "trajflow: error: stopped after the arguments"
     expected = {
@@ -402,7 +402,7 @@ def test_cli_fit_passes_every_setting(small_h5ad, tmp_path, capsys, monkeypatch)
         "batch_size": 16, "lr": 0.01, "weight_decay": 0.0, "lr_schedule": "constant",
         "hidden": 8, "n_layers": 2, "activation": "relu", "clock": "time", "coupling": "full",
         "threads": 1, "checkpoint_dir": str(tmp_path / "ck"), "checkpoint_every": 5,
-        "resume_from": None, "device": "cpu", "progress": False,
+        "resume_from": None, "device": "cpu", "progress": False, "restore": 0.0,
     }  # fmt: skip
     assert {k: seen[k] for k in expected} == expected
     assert seen["adata"].n_obs == 240

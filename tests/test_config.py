@@ -35,6 +35,8 @@ SAVED_BEFORE = (
     "batch_size", "lr", "weight_decay", "lr_schedule", "hidden", "n_layers", "activation",
     "coupling", "growth_key", "unbalanced", "solver", "solver_steps", "seed",
 )  # fmt: skip
+#: ... and the options added since (a model saved before one existed lacks it).
+SAVED_SINCE = ("restore",)
 
 
 def _options(signature: inspect.Signature) -> dict[str, inspect.Parameter]:
@@ -108,20 +110,22 @@ def test_fitconfig_is_frozen_and_saves_the_saved_options():
 
 # ------------------------------------------------------------------ the saved config
 def test_saved_config_keys_are_unchanged(tmp_path):
-    assert set(SAVED) == set(SAVED_BEFORE)
+    now = set(SAVED_BEFORE) | set(SAVED_SINCE)
+    assert set(SAVED) == now
     model = trajflow.fit_trajectories(moving_gaussians(n_per_time=20), n_steps=5, progress=False)
-    assert set(model.config) == set(SAVED_BEFORE)
+    assert set(model.config) == now
     model.save(tmp_path / "m")
     saved = json.loads((tmp_path / "m" / "config.json").read_text())["config"]
-    assert set(saved) == set(SAVED_BEFORE)
+    assert set(saved) == now
     assert trajflow.TrajectoryModel.load(tmp_path / "m").config == model.config
 
 
 def test_model_saved_before_fitconfig_loads_and_resumes(tmp_path):
     """A checkpoint as an older release wrote it (keys in the old order, no checksums) loads,
-    and one saved before ``scaling`` existed resumes as the per-dimension fit it was."""
+    and one saved before ``scaling`` / ``restore`` existed resumes as the per-dimension fit
+    without a restoring offset it was."""
     adata = moving_gaussians(n_per_time=20)
-    kw = {"n_steps": 10, "progress": False, "scaling": "per-dimension"}
+    kw = {"n_steps": 10, "progress": False, "scaling": "per-dimension", "restore": 0.0}
     trajflow.fit_trajectories(adata, **kw, checkpoint_dir=tmp_path / "c", checkpoint_every=5)
     old = tmp_path / "old"
     shutil.copytree(tmp_path / "c", old)
@@ -131,11 +135,14 @@ def test_model_saved_before_fitconfig_loads_and_resumes(tmp_path):
     (old / "config.json").write_text(json.dumps(state, indent=2))
 
     loaded = trajflow.TrajectoryModel.load(old)
-    assert loaded.scaling == "per-dimension" and set(loaded.config) == set(SAVED) - {"scaling"}
+    assert loaded.scaling == "per-dimension"
+    assert set(loaded.config) == set(SAVED) - {"scaling", *SAVED_SINCE}
     resumed = trajflow.fit_trajectories(adata, **{**kw, "n_steps": 15}, resume_from=old)
     assert resumed.history["steps_done"] == 15 and set(resumed.config) == set(SAVED)
     with pytest.raises(ValueError, match="scaling: checkpoint 'per-dimension' vs now 'global'"):
         trajflow.fit_trajectories(adata, **{**kw, "scaling": "global"}, resume_from=old)
+    with pytest.raises(ValueError, match="restore: checkpoint 0.0 vs now 0.3"):
+        trajflow.fit_trajectories(adata, **{**kw, "restore": None}, resume_from=old)
 
 
 # ------------------------------------------------------------------ option names

@@ -91,6 +91,18 @@ def test_paths_end_points_and_velocity():
     assert torch.allclose(xs, 0.5 + 0.5 * noise)
 
 
+def test_restoring_offset_is_shed_along_the_path():
+    """restore: the path starts at x0 + e, ends at x1, and its velocity is the derivative of
+    its position (x1 - x0 - e), so the field learns to remove an offset e by the next time."""
+    x0, x1 = torch.zeros(5, 2), torch.ones(5, 2)
+    noise, e = torch.randn(5, 2, generator=gen()), torch.randn(5, 2, generator=gen(1))
+    at = {s: straight_path(x0, x1, torch.full((5, 1), s), 0.0, noise, restore=e) for s in (0, 1)}
+    assert torch.allclose(at[0][0], x0 + e) and torch.allclose(at[1][0], x1)
+    assert torch.allclose(at[0][1], x1 - x0 - e) and torch.allclose(at[1][1], x1 - x0 - e)
+    with pytest.raises(ValueError, match="restore must be >= 0, and 0 unless path='straight'"):
+        PairwiseObjective([x0, x1], [0.0, 1.0], [None], path="bridge", sigma=1.0, restore=0.3)
+
+
 def test_integrators_on_constant_field():
     x0 = torch.zeros(4, 2)
     field = lambda x, t: torch.ones_like(x)  # noqa: E731

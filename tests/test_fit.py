@@ -178,7 +178,7 @@ def test_use_rep_x_and_default_n_dims():
     adata = moving_gaussians(dim=3, n_per_time=40)
     model = trajflow.fit_trajectories(adata, use_rep="X", n_steps=20, progress=False)
     assert model.n_dims == 3 and model.use_rep == "X"
-    assert model.predict(1.0).obsm["X"].shape == (40, 3)
+    assert model.predict(1.0).X.shape == (40, 3)
     # a gene matrix (here sparse, 80 columns) through use_rep='X': the first 50 columns are
     # modelled, with a warning that this is rarely what a user wants
     rng = np.random.default_rng(0)
@@ -192,6 +192,55 @@ def test_use_rep_x_and_default_n_dims():
     adata.obsm["X_df"] = pd.DataFrame(adata.obsm["X_pca"], index=adata.obs_names)
     model = trajflow.fit_trajectories(adata, use_rep="X_df", n_dims=2, n_steps=5, progress=False)
     assert model.n_dims == 2
+
+
+def test_use_rep_x_predictions_are_genes_in_x(tmp_path):
+    """A fit on genes (use_rep='X') hands its predictions and paths back as genes: in X,
+    under the genes' names, not as a nameless obsm['X']; the names survive save / load."""
+    adata = moving_gaussians(dim=4, n_per_time=30)
+    adata.var_names = ["Gata1", "Runx1", "Spi1", "Cd34"]
+    model = trajflow.fit_trajectories(adata, use_rep="X", n_dims=3, n_steps=20, progress=False)
+    pred = model.predict([1.0, 1.5])
+    assert list(pred.var_names) == ["Gata1", "Runx1", "Spi1"] and "X" not in pred.obsm
+    assert pred.X.shape == (60, 3) and np.isfinite(pred.X).all()
+    np.testing.assert_allclose(model.representation(pred), pred.X)
+    paths = model.trajectories(n_points=3).to_anndata()
+    assert list(paths.var_names) == ["Gata1", "Runx1", "Spi1"] and paths.X.shape == (90, 3)
+    model.save(tmp_path / "m")
+    loaded = trajflow.TrajectoryModel.load(tmp_path / "m")
+    assert list(loaded.predict(1.0).var_names) == ["Gata1", "Runx1", "Spi1"]
+    # an obsm representation keeps its positions in obsm, with no X
+    other = trajflow.fit_trajectories(adata, n_dims=2, n_steps=5, progress=False).predict(1.0)
+    assert other.X is None and other.obsm["X_pca"].shape == (30, 2)
+
+
+def test_restore_brings_cells_that_drift_off_the_data_back():
+    """ot-cfm's default restoring offset (0.3) teaches the field to carry a cell lying off the
+    data back toward the next population; without it (restore=0) the cell keeps its offset."""
+    adata = moving_gaussians(dim=2, n_per_time=100)  # moves along x; y sd 0.5
+    off = np.array([[0.0, 2.0], [0.0, -2.0]])  # 4 sd off the population at time 0
+    kw = {"n_steps": 300, "progress": False}
+    y = {}
+    for restore in (None, 0.0):
+        model = trajflow.fit_trajectories(adata, restore=restore, **kw)
+        y[restore] = np.abs(model.push(off, source_time=0.0, times=1.0)[:, 1])
+    assert model.config["restore"] == 0.0
+    assert trajflow.fit_trajectories(adata, n_steps=1, progress=False).config["restore"] == 0.3
+    assert (y[0.0] > 1.6).all() and (y[None] < 0.8 * y[0.0]).all()
+    for method in ("sb-cfm", "mmfm"):
+        with pytest.raises(
+            ValueError, match=f"restore= needs straight paths, but method='{method}'"
+        ):
+            trajflow.fit_trajectories(adata, method=method, restore=0.3, n_steps=1, progress=False)
+    with pytest.raises(ValueError, match="restore"):
+        trajflow.fit_trajectories(adata, restore=-1.0, n_steps=1, progress=False)
+    # the methods without straight paths fit as before (no offset)
+    assert (
+        trajflow.fit_trajectories(adata, method="sb-cfm", n_steps=1, progress=False).config[
+            "restore"
+        ]
+        == 0.0
+    )
 
 
 def test_eb_default_fit_beats_baseline(eb_adata, caplog):

@@ -180,7 +180,8 @@ def test_trajectories_built_by_hand_use_defaults():
     assert list(traj.to_df().columns) == ["cell", "time", "X_1", "X_2", "X_3"]
     adata = traj.to_anndata()
     assert list(adata.obs_names) == ["a@t=0", "a@t=1", "b@t=0", "b@t=1"]
-    assert list(adata.obs.columns) == ["cell", "time"] and adata.obsm["X"].shape == (4, 3)
+    assert list(adata.obs.columns) == ["cell", "time"] and adata.X.shape == (4, 3)
+    assert list(adata.var_names) == ["0", "1", "2"] and "X" not in adata.obsm  # genes in X
 
 
 def test_time_labels_stay_distinct_for_close_times():

@@ -136,6 +136,8 @@ def test_holdout_errors():
         ({"method": "flow-magic"}, "Unknown method 'flow-magic'"),
         ({"method": "sb-cfm", "sigma": 0.0}, "sigma must be > 0 for method='sb-cfm'"),
         ({"sigma": -1.0}, "sigma must be a finite number >= 0"),
+        ({"restore": -0.1}, "restore must be a finite number >= 0"),
+        ({"method": "sb-cfm", "restore": 0.3}, "restore= needs straight paths"),
         ({"n_steps": 0}, "n_steps must be an integer >= 1"),
         ({"batch_size": -5}, "batch_size must be an integer >= 1"),
         ({"solver_steps": 0}, "solver_steps must be an integer >= 1"),
@@ -357,7 +359,7 @@ def test_resume_refuses_every_setting_that_changes_the_model(tmp_path):
         "method": "i-cfm", "n_dims": 1, "scaling": "per-dimension", "clock": "distance",
         "holdout": 1.0, "sigma": 0.3, "batch_size": 64, "hidden": 32, "n_layers": 2,
         "activation": "relu", "coupling": "full", "growth_key": "growth", "unbalanced": 1.0,
-        "seed": 1, "time_key": "t2", "use_rep": "X_other",
+        "seed": 1, "time_key": "t2", "use_rep": "X_other", "restore": 0.0,
     }  # fmt: skip
     adata.obs["t2"] = adata.obs["time"]
     adata.obsm["X_other"] = adata.obsm["X_pca"].copy()

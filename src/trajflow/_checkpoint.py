@@ -35,7 +35,7 @@ TRAINER_STATE_FILE = "trainer_state.pt"
 #: device, threads, progress and the checkpoint options.
 RESUME_MUST_MATCH = _RESUME_MUST_MATCH
 #: What a checkpoint written before a setting existed was fitted with.
-_LEGACY = {"scaling": "per-dimension"}
+_LEGACY = {"scaling": "per-dimension", "restore": 0.0}
 
 
 def check_checkpoint_dir(path: str | os.PathLike) -> None:

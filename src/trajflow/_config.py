@@ -55,6 +55,7 @@ class FitConfig:
     clock: Literal["auto", "time", "distance"] = field(default="auto", metadata=_MATCH)
     holdout: float | Sequence[float] | None = field(default=None, metadata=_MATCH)
     sigma: float | None = field(default=None, metadata=_MATCH)
+    restore: float | None = field(default=None, metadata=_MATCH)
     n_steps: int = field(default=3000, metadata=_CALL)
     batch_size: int = field(default=128, metadata=_MATCH)
     lr: float = field(default=1e-3, metadata=_CALL)

@@ -73,6 +73,9 @@ class TrajectoryModel:
     device
         Where the networks are moved: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` (CUDA
         when available) or a :class:`torch.device`.
+    var_names
+        For ``use_rep="X"``: the names of the ``n_dims`` genes modelled (the fitted AnnData's
+        first ``n_dims`` ``var_names``), so predictions carry them; ``None`` otherwise.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class TrajectoryModel:
         clock: Clock,
         history: dict[str, Any] | None = None,
         device: torch.device | str = "cpu",
+        var_names: Sequence[str] | None = None,
     ):
         self._velocity_net = velocity_net.eval()
         self._score_net = score_net.eval() if score_net is not None else None
@@ -96,6 +100,7 @@ class TrajectoryModel:
         self.observed_times = list(observed_times)
         self.clock = clock  # observed time -> the network's internal time
         self.history = history or {}
+        self.var_names = None if var_names is None else [str(v) for v in var_names]
         self.device = resolve_device(device)
         # observed cells + threshold per set of trained time points, built on first predict
         self._supports: dict[tuple[int, ...], Support] = {}
@@ -438,7 +443,7 @@ class TrajectoryModel:
         return prediction_anndata(
             xs, times=times, sources=srcs, source_cells=names, time_key=self.time_key,
             use_rep=self.use_rep, method=self.method, sde=opts.sde, single=single,
-            support=support,
+            support=support, var_names=self.var_names,
         )  # fmt: skip
 
     def support_for(self, time: float) -> Support:
@@ -533,6 +538,7 @@ class TrajectoryModel:
             cell_names=names,
             use_rep=self.use_rep,
             time_key=self.time_key,
+            var_names=self.var_names,
         )
 
     def representation(self, adata: AnnData) -> np.ndarray:
@@ -614,7 +620,7 @@ class TrajectoryModel:
         return ModelParts(
             velocity_net=self._velocity_net, score_net=self._score_net, config=self.config,
             scaler=self.scaler, cells=self._cells, observed_times=self.observed_times,
-            clock=self.clock, history=self.history,
+            clock=self.clock, history=self.history, var_names=self.var_names,
         )  # fmt: skip
 
     def state(self) -> dict[str, Any]:

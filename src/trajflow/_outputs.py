@@ -59,6 +59,24 @@ def is_prediction(obj: Any) -> bool:
     return isinstance(obj, AnnData) and SOURCE_TIME_KEY in obj.uns.get(PREDICTION_KEY, {})
 
 
+def positions_anndata(
+    positions: np.ndarray, obs: pd.DataFrame, use_rep: str, var_names: Sequence[str] | None
+) -> AnnData:
+    """An AnnData of cells at ``positions``: in ``obsm[use_rep]``, or for ``use_rep="X"`` in
+    ``X`` with the modelled genes as ``var_names`` (``"0"``, ``"1"``... when unknown)."""
+    if use_rep != "X":
+        out = AnnData(obs=obs)
+        out.obsm[use_rep] = positions
+        return out
+    names = [str(i) for i in range(positions.shape[1])] if var_names is None else var_names
+    return AnnData(X=positions, obs=obs, var=pd.DataFrame(index=pd.Index(list(names))))
+
+
+def prediction_positions(pred: AnnData, use_rep: str) -> np.ndarray:
+    """The positions of the cells of a prediction (``obsm[use_rep]``, or ``X``)."""
+    return np.asarray(pred.X if use_rep == "X" else pred.obsm[use_rep], dtype=np.float64)
+
+
 def prediction_anndata(
     positions: Sequence[np.ndarray],
     *,
@@ -71,6 +89,7 @@ def prediction_anndata(
     sde: bool,
     single: bool,
     support: Sequence[np.ndarray] | None = None,
+    var_names: Sequence[str] | None = None,
 ) -> AnnData:
     """The AnnData of predicted cells, one block of ``positions`` per target time.
 
@@ -91,12 +110,15 @@ def prediction_anndata(
     support
         Per target time, each cell's support distance (:data:`SUPPORT_DISTANCE_KEY`); written
         with :data:`OFF_SUPPORT_KEY` and, in ``uns``, the share off the support per time.
+    var_names
+        For ``use_rep="X"``: the genes' names (the positions then go to ``X``).
 
     Returns
     -------
     anndata.AnnData
         Cells named ``"<source cell>@t=<time>"`` (unique), ``obs`` columns ``time_key``,
-        :data:`SOURCE_TIME_KEY`, :data:`SOURCE_CELL_KEY`, positions in ``obsm[use_rep]``.
+        :data:`SOURCE_TIME_KEY`, :data:`SOURCE_CELL_KEY`, positions in ``obsm[use_rep]`` (in
+        ``X``, with ``var_names``, for ``use_rep="X"``).
     """
     labels = []
     for label, cells in zip(time_labels(list(times)), source_cells, strict=True):
@@ -121,7 +143,6 @@ def prediction_anndata(
         obs[OFF_SUPPORT_KEY] = obs[SUPPORT_DISTANCE_KEY].to_numpy() > 1
         shares = [float(np.mean(d > 1)) if len(d) else 0.0 for d in support]
         record["off_support_share"] = shares[0] if single else shares
-    out = AnnData(obs=obs)
-    out.obsm[use_rep] = np.concatenate(positions)
+    out = positions_anndata(np.concatenate(positions), obs, use_rep, var_names)
     out.uns[PREDICTION_KEY] = record
     return out

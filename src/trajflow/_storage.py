@@ -192,6 +192,9 @@ class ModelParts:
         Observed time -> the networks' internal time.
     history
         The training record.
+    var_names
+        For a model fitted on ``use_rep="X"``: the names of the genes (``var_names``) it models,
+        written with its predictions; ``None`` otherwise (and for models saved before).
     """
 
     velocity_net: VelocityNet
@@ -202,13 +205,14 @@ class ModelParts:
     observed_times: list[float]
     clock: Clock
     history: dict[str, Any]
+    var_names: list[str] | None = None
 
 
 def model_state(parts: ModelParts) -> dict[str, Any]:
     """What ``config.json`` holds (before the checksum record): format, settings, scaler, times,
     clock, history and the networks' sizes."""
     net = parts.velocity_net
-    return {
+    state = {
         "format_version": FORMAT_VERSION,
         "trajflow_version": __version__,
         "config": parts.config,
@@ -225,6 +229,9 @@ def model_state(parts: ModelParts) -> dict[str, Any]:
             "has_score": parts.score_net is not None,
         },
     }
+    if parts.var_names is not None:  # optional: older models lack it and still load
+        state["var_names"] = list(parts.var_names)
+    return state
 
 
 def write_model(
@@ -395,6 +402,7 @@ def read_model(path: str | os.PathLike) -> ModelParts:
         observed_times=state["observed_times"],
         clock=clock,
         history=state.get("history", {}),
+        var_names=state.get("var_names"),
     )
 
 

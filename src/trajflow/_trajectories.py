@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from ._outputs import time_labels, unique_labels
+from ._outputs import positions_anndata, time_labels, unique_labels
 
 
 @dataclass
@@ -29,6 +29,9 @@ class Trajectories:
         The representation the positions are in (``obsm[use_rep]`` of the fitted AnnData).
     time_key
         The ``obs`` column of the fitted AnnData holding the times.
+    var_names
+        For ``use_rep="X"``: the modelled genes' names (:meth:`to_anndata` puts the positions
+        in ``X`` under them). Default: none.
     """
 
     times: np.ndarray
@@ -37,6 +40,7 @@ class Trajectories:
     cell_names: np.ndarray
     use_rep: str = "X"
     time_key: str = "time"
+    var_names: list[str] | None = None
 
     def __repr__(self) -> str:
         # a summary, not the arrays: a notebook cell ending in model.trajectories(...) would
@@ -90,8 +94,9 @@ class Trajectories:
         -------
         anndata.AnnData
             One observation per cell and time point (in the order of :meth:`to_df`), named
-            ``"<cell>@t=<time>"``, with the positions in ``obsm[use_rep]`` and ``obs`` columns
-            ``cell`` (as in :meth:`to_df`) and ``time_key`` (the time point); no ``X``.
+            ``"<cell>@t=<time>"``, with ``obs`` columns ``cell`` (as in :meth:`to_df`) and
+            ``time_key`` (the time point). The positions are in ``obsm[use_rep]`` (no ``X``),
+            or for ``use_rep="X"`` in ``X``, with the genes as ``var_names``.
         """
         cells, times, x = self._long()
         labels = np.tile(time_labels(list(self.times)), len(self.paths))
@@ -99,6 +104,4 @@ class Trajectories:
         obs = pd.DataFrame(
             {"cell": cells, self.time_key: times}, index=pd.Index(unique_labels(names))
         )
-        out = AnnData(obs=obs)
-        out.obsm[self.use_rep] = x
-        return out
+        return positions_anndata(x, obs, self.use_rep, self.var_names)

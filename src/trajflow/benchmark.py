@@ -55,6 +55,7 @@ from ._scoring import (
     METRICS,
     STATIC_OT,
     HalfSplits,
+    Support,
     check_metrics,
     closed_share,
 )
@@ -331,12 +332,16 @@ def leave_one_out(
     -------
     pandas.DataFrame
         One row per (method, seed, held-out time), the floor ``"perfect-half"`` included, with
-        columns ``method, seed, holdout_time, energy, mmd, w1, w2, w1_all, closed, fit_seconds, clock,
+        columns ``method, seed, holdout_time, energy, mmd, w1, w2, w1_all, closed, off_support,
+        fit_seconds, clock,
         n_predicted, n_scored, n_observed, trajflow_version, torch_version, device``: the
         calibrated scores (means over the splits; unbiased energy and MMD, matched-size W1 and
         W2), ``w1_all`` W1 against every held-out cell (the paper protocol's headline, computed
         as published), ``closed`` the share of ``ot-interpolation``'s distance to the floor
-        closed in the protocol's ``gap_metric`` (energy; matched-size W1 for ``"paper"``) (NaN with ``baselines=False``), ``n_scored`` the cells each candidate is
+        closed in the protocol's ``gap_metric`` (energy; matched-size W1 for ``"paper"``) (NaN with ``baselines=False``), ``off_support`` the share of the predicted cells
+        farther from every held-out cell than twice those cells' own 99th-percentile
+        nearest-neighbour distance, in the scoring space (:class:`trajflow._scoring.Support`,
+        the measure ``predict`` writes; NaN for the floor), ``n_scored`` the cells each candidate is
         scored at (``|A|``). ``clock`` is the clock the fit used (``model.clock.kind``; what
         ``clock="auto"`` chose). Baselines have ``fit_seconds = 0`` and an empty ``clock``.
         ``frame.attrs`` records the protocol, its ``headline`` metric, ``n_dims``,
@@ -417,6 +422,9 @@ def leave_one_out(
             z_prev = space.transform(course.populations[k - 1])
             z_next = space.transform(course.populations[k + 1])
             base = {"holdout_time": hold, "n_observed": len(observed)}
+            # off the support: farther from every held-out cell than twice their own
+            # 99th-percentile neighbour distance, in the scoring space (one owner: Support)
+            support = Support.fit(z_obs)
             frac = (hold - t_prev) / (t_next - t_prev)
             # The entropic plan does not depend on the seed (only its partner draws do): solve
             # it once per held-out time unless it is subsampled, which is per seed.
@@ -432,7 +440,7 @@ def leave_one_out(
                     z_obs, min_candidate=min(len(z_prev), entropic_size), seed=seed
                 )
                 scored = {"seed": seed, **base, "n_scored": splits.n_half, **meta}
-                add = partial(_add_row, rows, splits, z_obs, scored)
+                add = partial(_add_row, rows, splits, z_obs, support, scored)
                 add(FLOOR, None, fit_seconds=0.0, clock="", n_predicted=splits.n_half)
                 if baselines:
                     for name, pred in (
@@ -463,7 +471,7 @@ def leave_one_out(
                         **fit_kwargs,
                     )
                     fit_seconds = _time.perf_counter() - t0
-                    predicted = model.predict(hold, source_time=t_prev).obsm[model.use_rep]
+                    predicted = model.representation(model.predict(hold, source_time=t_prev))
                     add(
                         method, space.transform(predicted), fit_seconds=fit_seconds,
                         clock=model.clock.kind, n_predicted=len(predicted),
@@ -478,6 +486,7 @@ def leave_one_out(
         *METRICS,
         "w1_all",
         "closed",
+        "off_support",
         "fit_seconds",
         "clock",
         "n_predicted",
@@ -505,16 +514,19 @@ def _add_row(
     rows: list[dict[str, Any]],
     splits: HalfSplits,
     observed: np.ndarray,
+    support: Support,
     common: dict[str, Any],
     name: str,
     cells: np.ndarray | None,
     **extra: Any,
 ) -> None:
-    """Append the calibrated scores of ``cells`` (``None``: the floor) as a table row."""
+    """Append the calibrated scores of ``cells`` (``None``: the floor) as a table row, with
+    the share of them off the held-out cells' support."""
     mean, _ = splits.score(cells)
     # the literature's number: W1 against every held-out cell (NaN for the floor)
     w1_all = np.nan if cells is None else wasserstein(cells, observed)
-    rows.append({"method": name, **common, **mean, "w1_all": w1_all, **extra})
+    off = np.nan if cells is None else float(np.mean(support.distance(cells) > 1))
+    rows.append({"method": name, **common, **mean, "w1_all": w1_all, "off_support": off, **extra})
 
 
 def _with_closed_share(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -555,7 +567,8 @@ def summarize(results: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
         seeds (just the mean for one seed), as strings with 3 decimals; ``mean`` (the mean
         over held-out times, ± the std over seeds of that mean); ``closed`` (the mean share of
         static OT's distance to the floor closed, in the headline metric, as a percentage
-        string); ``fit_s`` (mean fit seconds, rounded to 0.01).
+        string); ``off_support`` (the mean share of predicted cells off the held-out cells'
+        support, as a percentage string; empty for the floor); ``fit_s`` (mean fit seconds, rounded to 0.01).
 
     Raises
     ------
@@ -590,6 +603,9 @@ def summarize(results: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     if "closed" in results.columns:
         closed = results.groupby("method")["closed"].mean().reindex(out.index)
         out["closed"] = [("" if np.isnan(v) else f"{100 * v:.0f}%") for v in closed]
+    if "off_support" in results.columns:
+        off = results.groupby("method")["off_support"].mean().reindex(out.index)
+        out["off_support"] = [("" if np.isnan(v) else f"{100 * v:.1f}%") for v in off]
     out["fit_s"] = results.groupby("method")["fit_seconds"].mean().reindex(out.index).round(2)
     order = overall["mean"].reindex(out.index).sort_values().index.tolist()
     if FLOOR in order:

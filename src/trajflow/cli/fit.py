@@ -69,6 +69,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "ot-cfm, 1.0 for sb-cfm)",
     )
     model.add_argument(
+        "--restore",
+        type=_args.non_negative_float,
+        default=None,
+        help="straight-path methods: width of the offset added to each training pair's source "
+        "cell and shed along its path, so cells that drift off the data are brought back; in "
+        "training units; 0 turns it off (default: the method's, 0.3 for ot-cfm, 0 otherwise)",
+    )
+    model.add_argument(
         "--growth-key",
         default=None,
         metavar="COLUMN",
@@ -203,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
             method=args.method,
             holdout=args.holdout,
             sigma=args.sigma,
+            restore=args.restore,
             growth_key=args.growth_key,
             unbalanced=args.unbalanced,
             solver=args.solver,

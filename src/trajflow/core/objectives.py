@@ -82,6 +82,11 @@ class PairwiseObjective:
         correction ``c`` of every support pair of that coupling's fixed plan (a
         :class:`~trajflow.core.couplings.PlanCoupling`, in ``support_pairs()`` order); the
         straight paths then become ``(1 - s) x0 + s x1 + s (1 - s) c``.
+    restore
+        Straight paths only: the width of a Gaussian offset added to each pair's source cell
+        and shed along its path (:func:`~trajflow.core.paths.straight_path`), so the field
+        learns to bring cells that drift off the data back onto the next population
+        (default 0: none, and nothing more is drawn).
 
     Couplings that are :class:`~trajflow.core.bank.StreamingBank` s start solving on a thread
     pool at the first step (or :meth:`skip_to`); :meth:`close` stops them.
@@ -97,8 +102,13 @@ class PairwiseObjective:
         sigma: float = 0.1,
         batch_size: int = 128,
         bends: Sequence[Tensor] | None = None,
+        restore: float = 0.0,
     ):
         _check_common(populations, times, batch_size)
+        if not restore >= 0 or (restore > 0 and path != "straight"):
+            raise ValueError(
+                f"restore must be >= 0, and 0 unless path='straight'; got {restore!r}."
+            )
         if len(couplings) != len(times) - 1:
             raise ValueError("Need one coupling per consecutive pair of populations.")
         if path not in ("straight", "bridge"):
@@ -116,6 +126,7 @@ class PairwiseObjective:
                     raise ValueError("bends need fixed plans, one correction per support pair.")
         self.populations, self.couplings, self.bends = list(populations), list(couplings), bends
         self.path, self.sigma, self.batch_size = path, float(sigma), batch_size
+        self.restore = float(restore)
         self.learns_score = path == "bridge"
         self._banks = [c for c in self.couplings if isinstance(c, StreamingBank)]
         self._streams: Executor | None = None
@@ -273,7 +284,10 @@ class PairwiseObjective:
         s = torch.rand(n, 1, generator=generator, device=device)
         noise = torch.randn(n, dim, generator=generator, device=device)
         if self.path == "straight":
-            xs, us = straight_path(x0, x1, s, self.sigma, noise, bend)
+            offset = None
+            if self.restore > 0:
+                offset = self.restore * torch.randn(n, dim, generator=generator, device=device)
+            xs, us = straight_path(x0, x1, s, self.sigma, noise, bend, offset)
         else:
             xs, us, lam = bridge_path(x0, x1, s, self._pair_sigma, noise)
         t = self._starts[:, None] + s.clamp(0, 1) * self._spans

@@ -39,13 +39,22 @@ _S_EPS = 1e-4
 
 
 def straight_path(
-    x0: Tensor, x1: Tensor, s: Tensor, sigma: float, noise: Tensor, bend: Tensor | None = None
+    x0: Tensor,
+    x1: Tensor,
+    s: Tensor,
+    sigma: float,
+    noise: Tensor,
+    bend: Tensor | None = None,
+    restore: Tensor | None = None,
 ):
     """Gaussian tube of constant width ``sigma`` around the straight line (I-CFM, OT-CFM).
 
     ``s`` has shape ``(n, 1)``. Returns ``(x_s, u_s)``. With ``bend`` (per-pair ``c``, shape
     ``(n, d)``) the centre line is the metric flow matching interpolant
-    ``(1 - s) x0 + s x1 + s (1 - s) c`` (OT-MFM, :mod:`trajflow.core.bends`).
+    ``(1 - s) x0 + s x1 + s (1 - s) c`` (OT-MFM, :mod:`trajflow.core.bends`). With ``restore``
+    (a per-pair offset ``e``, shape ``(n, d)``) the path starts at ``x0 + e`` and sheds the
+    offset on its way: ``x_s`` gains ``(1 - s) e`` and ``u_s`` loses ``e``, so the field
+    learns to carry a cell that lies off the source population back onto the target one.
     """
     xs = (1 - s) * x0 + s * x1 + sigma * noise
     us = x1 - x0
@@ -53,6 +62,9 @@ def straight_path(
         dx, du = bend_term(s, bend)
         xs = xs + dx
         us = us + du
+    if restore is not None:
+        xs = xs + (1 - s) * restore
+        us = us - restore
     return xs, us
 
 

@@ -18,7 +18,7 @@ from scipy.stats import gaussian_kde, wasserstein_distance
 
 from .._anndata import get_representation, parse_times
 from .._consumers import adata_first
-from .._outputs import SOURCE_TIME_KEY
+from .._outputs import SOURCE_TIME_KEY, prediction_positions
 from .._scoring import METRIC_LABELS, METRICS, STATIC_OT, verdict
 from .._timecourse import same_time
 from ..benchmark import get_protocol, held_out_table, ot_interpolation, scoring_space
@@ -189,7 +189,7 @@ def prediction(
         use_rep=use_rep,
         default_to_holdout=False,
     )
-    x_pred = np.asarray(pred.obsm[use_rep], dtype=float)
+    x_pred = prediction_positions(pred, use_rep)
     emap = EmbeddingMap.fit(
         adata,
         use_rep=use_rep,
@@ -407,7 +407,7 @@ def holdout(
         use_rep=use_rep,
         default_to_holdout=True,
     )
-    x_pred = np.asarray(pred.obsm[use_rep], dtype=float)
+    x_pred = prediction_positions(pred, use_rep)
     n_dims = x_pred.shape[1]
     times = parse_times(adata, time_key)
     hit = same_time(times, time)

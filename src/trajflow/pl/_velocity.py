@@ -56,7 +56,7 @@ def _support(
     if hit.any():
         return model.representation(adata)[hit], True, np.zeros(int(hit.sum()), dtype=bool)
     pred = model.predict(time)
-    return pred.obsm[model.use_rep], False, prediction_off_support(pred)
+    return model.representation(pred), False, prediction_off_support(pred)
 
 
 _MAX_FIELD_CELLS = 20_000
