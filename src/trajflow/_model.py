@@ -19,6 +19,7 @@ from ._integration import Integrator, check_forward, integrate_cells, integratio
 from ._outputs import prediction_anndata
 from ._scoring import Support
 from ._settings import user_stacklevel
+from ._sources import SourcePlan, backward_share, plan_sources
 from ._storage import ModelParts, model_state, read_model, write_model
 from ._timecourse import TimeCourse, match_time, same_time, time_tolerance
 from ._trajectories import Trajectories
@@ -99,6 +100,7 @@ class TrajectoryModel:
         self.device = resolve_device(device)
         # observed cells + threshold per set of trained time points, built on first predict
         self._supports: dict[tuple[int, ...], Support] = {}
+        self._backward_share: float | None = None  # validated on first two-sided predict
         self.to(self.device)
 
     # ----------------------------------------------------------------- basic facts
@@ -198,7 +200,9 @@ class TrajectoryModel:
         """The trained time point a prediction at ``time`` starts from.
 
         The nearest strictly earlier trained time point, or the first one when ``time`` is at
-        or before it (what :meth:`predict` uses when no ``source_time`` is given).
+        or before it: the source :meth:`predict` pushes forward when no ``source_time`` is
+        given (a time between two trained time points also draws cells from the next one,
+        pushed backward: see :meth:`predict`).
 
         Parameters
         ----------
@@ -219,13 +223,59 @@ class TrajectoryModel:
     ) -> tuple[float, np.ndarray, np.ndarray]:
         if source_time is None:
             source_time = self.source_time_for(time)
-        k = self._cells.times.index(match_time(source_time, self._cells.times, what="source_time"))
-        x, names = self._cells.populations[k], self._cells.cell_names[k]
+        x, names = self._population(source_time)
         if n_cells is not None:
             rng = np.random.default_rng(seed)
             idx = rng.choice(len(x), size=n_cells, replace=n_cells > len(x))
             x, names = x[idx], names[idx]
         return float(source_time), x, names
+
+    def _population(self, time: float) -> tuple[np.ndarray, np.ndarray]:
+        """The standardised training cells of a trained time point and their obs names."""
+        k = self._cells.times.index(match_time(time, self._cells.times, what="source_time"))
+        return self._cells.populations[k], self._cells.cell_names[k]
+
+    @property
+    def backward_share(self) -> float:
+        """The share of cells a prediction between two trained time points pushes backward
+        from the later one (the rest forward from the earlier one), validated on the training
+        time points: the forward error's share of the forward and backward errors with which
+        the neighbours of every interior trained time point reproduce it
+        (:func:`trajflow._sources.backward_share`). Computed on first use, then kept."""
+        if self._backward_share is None:
+            opts = self._integrator(False, 0, None, None)
+
+            def push(z: np.ndarray, t_from: float, t_to: float) -> np.ndarray:
+                return self._flow(z, t_from, np.array([t_to]), opts)[0]
+
+            self._backward_share = backward_share(self._cells.populations, self._cells.times, push)
+        return self._backward_share
+
+    def _plan(self, time: float, source_time: float | None, sde: bool) -> SourcePlan:
+        return plan_sources(
+            self.times, time, source_time=source_time, sde=sde,
+            share=lambda: self.backward_share,
+        )  # fmt: skip
+
+    def _planned_cells(
+        self, plan: SourcePlan, n_cells: int | None, opts: Integrator
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The predicted cells of ``plan`` (standardised), their sources and source cells."""
+        if plan.backward is None:
+            src, z0, names = self._source_cells(plan.forward, plan.time, n_cells, opts.seed)
+            z = self._flow(z0, src, np.array([plan.time]), opts)[0]
+            return z, np.full(len(z), src), names
+        rng = np.random.default_rng(opts.seed)
+        parts = []
+        pops = [self._population(plan.forward), self._population(plan.backward)]
+        counts = plan.counts(len(pops[0][0]), len(pops[1][0]), n_cells)
+        for src, (x, names), k in zip((plan.forward, plan.backward), pops, counts, strict=True):
+            if k == 0:
+                continue
+            idx = rng.choice(len(x), size=k, replace=k > len(x))
+            z = self._flow(x[idx], src, np.array([plan.time]), opts)[0]
+            parts.append((z, np.full(k, src), names[idx]))
+        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
 
     # ----------------------------------------------------------------- the flow
     @property
@@ -417,12 +467,13 @@ class TrajectoryModel:
             source_time = self._time(source_time, "source_time")
         n_cells = check_optional_int("n_cells", n_cells)
         opts = self._integrator(sde, seed, solver, n_steps)
-        sources = [self.source_time_for(t) if source_time is None else source_time for t in times]
-        check_forward(opts.sde, list(zip(times, sources, strict=True)), what="time")
+        plans = [self._plan(t, source_time, opts.sde) for t in times]
+        check_forward(
+            opts.sde, [(t, p.forward) for t, p in zip(times, plans, strict=True)], what="time"
+        )
         xs, srcs, names, support = [], [], [], []
-        for t in times:
-            src, z0, cells = self._source_cells(source_time, t, n_cells, opts.seed)
-            z = self._flow(z0, src, np.array([t]), opts)[0]
+        for t, plan in zip(times, plans, strict=True):
+            z, src, cells = self._planned_cells(plan, n_cells, opts)
             xs.append(self.scaler.inverse_transform(z))
             srcs.append(src)
             names.append(cells)
@@ -438,7 +489,7 @@ class TrajectoryModel:
         return prediction_anndata(
             xs, times=times, sources=srcs, source_cells=names, time_key=self.time_key,
             use_rep=self.use_rep, method=self.method, sde=opts.sde, single=single,
-            support=support,
+            support=support, plans=plans,
         )  # fmt: skip
 
     def support_for(self, time: float) -> Support:

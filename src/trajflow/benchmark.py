@@ -299,7 +299,10 @@ def leave_one_out(
     time_key, use_rep
         As in :func:`~trajflow.fit_trajectories`.
     methods
-        ``method=`` values of :func:`~trajflow.fit_trajectories` to compare.
+        ``method=`` values of :func:`~trajflow.fit_trajectories` to compare. Each fit predicts
+        the held-out time as :meth:`~trajflow.TrajectoryModel.predict` does by default (from
+        both neighbouring time points, the next one's share pushed backward; see there), as
+        many cells as the previous time point has.
     seeds
         One fit per method, seed and held-out time.
     protocol
@@ -463,7 +466,9 @@ def leave_one_out(
                         **fit_kwargs,
                     )
                     fit_seconds = _time.perf_counter() - t0
-                    predicted = model.predict(hold, source_time=t_prev).obsm[model.use_rep]
+                    # the default prediction (from both neighbours), as many cells as the
+                    # previous time point has: every candidate is at least that large
+                    predicted = model.predict(hold, n_cells=len(z_prev)).obsm[model.use_rep]
                     add(
                         method, space.transform(predicted), fit_seconds=fit_seconds,
                         clock=model.clock.kind, n_predicted=len(predicted),
