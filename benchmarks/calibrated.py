@@ -132,6 +132,7 @@ def run_set(
     n_steps: int | None,
     variants: list[str],
     save_models: str | None = None,
+    reuse: bool = False,
 ) -> pd.DataFrame:
     file, n_dims = SETS[name]
     fresh = None
@@ -158,13 +159,16 @@ def run_set(
             }
             fit_s, shares = {}, {}
             for variant in variants:
+                saved = Path(save_models or ".") / f"{name}_{hold:g}_{seed}_{variant}"
                 t0 = time.perf_counter()
-                model = _fit_variant(adata, variant, n_dims, hold, seed, n_steps)
-                fit_s[variant] = time.perf_counter() - t0
-                if save_models:
-                    model.save(
-                        Path(save_models) / f"{name}_{hold:g}_{seed}_{variant}", overwrite=True
-                    )
+                if reuse and saved.is_dir():  # the fit of an earlier run with the same settings
+                    model = trajflow.TrajectoryModel.load(saved)
+                    fit_s[variant] = float(model.history.get("fit_seconds", np.nan))
+                else:
+                    model = _fit_variant(adata, variant, n_dims, hold, seed, n_steps)
+                    fit_s[variant] = time.perf_counter() - t0
+                    if save_models:
+                        model.save(saved, overwrite=True)
                 forward = model.predict(hold, source_time=t_prev).obsm["X_pca"]
                 backward = model.push(nxt, source_time=t_next, times=hold)
                 candidates[f"{variant}/forward"] = forward
@@ -219,6 +223,34 @@ def closed_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def timing_table(dims: tuple[int, ...] = (5, 20, 50), hold: float = 2.0) -> pd.DataFrame:
+    """Seconds of one default fit (EB, ``hold`` held out) and of predicting ``hold`` today's way
+    (the previous time point pushed forward) and the new default way (both neighbours; its
+    first call also validates the backward share, later calls reuse it), at each of ``dims``."""
+    adata = ad.read_h5ad(_data_dir() / SETS["eb"][0])
+    rows = []
+    for n_dims in dims:
+        t0 = time.perf_counter()
+        model = trajflow.fit_trajectories(adata, n_dims=n_dims, holdout=hold, progress=False)
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        model.predict(hold, source_time=hold - 1)
+        forward_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        model.predict(hold)
+        first_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        model.predict(hold)
+        again_s = time.perf_counter() - t0
+        rows.append(
+            {"n_dims": n_dims, "fit_s": fit_s, "predict_forward_s": forward_s,
+             "predict_both_first_s": first_s, "predict_both_s": again_s,
+             "load_average": os.getloadavg()[0]}
+        )  # fmt: skip
+        print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=["eb", "klein", "emt"], choices=list(SETS))
@@ -226,12 +258,24 @@ def main() -> None:
     parser.add_argument("--n-steps", type=int, default=None, help="default: the fit's default")
     parser.add_argument("--variants", nargs="+", default=["default"], choices=list(VARIANTS))
     parser.add_argument("--save-models", default=None, help="folder to save every fit in")
+    parser.add_argument(
+        "--reuse", action="store_true", help="load the fits saved in --save-models, if there"
+    )
     parser.add_argument("--out", default="benchmarks/results/calibrated.csv")
+    parser.add_argument("--timing", action="store_true", help="only the fit / predict timings")
     args = parser.parse_args()
     trajflow.settings.verbosity = "warning"
+    if args.timing:
+        torch.set_num_threads(1)
+        table = timing_table()
+        table.to_csv(args.out, index=False)
+        print(table.round(2).to_string(index=False))
+        return
     frames = []
     for name in args.sets:
-        frames.append(run_set(name, args.seeds, args.n_steps, args.variants, args.save_models))
+        frames.append(
+            run_set(name, args.seeds, args.n_steps, args.variants, args.save_models, args.reuse)
+        )
         pd.concat(frames).to_csv(args.out, index=False)  # kept as it goes
     frame = pd.concat(frames)
     table = closed_table(frame)
