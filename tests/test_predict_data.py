@@ -53,8 +53,7 @@ def test_several_times_stack_into_one_anndata(model, data):
     assert pred.uns["trajflow"]["time"] == [0.5, 1.5, 2.0]
     assert pred.uns["trajflow"]["source_time"] == [0.0, 1.0, 1.0]
     np.testing.assert_array_equal(pred.uns["trajflow"]["backward_source_time"], [1.0, 2.0, np.nan])
-    share = model.backward_share
-    assert pred.uns["trajflow"]["backward_share"] == [share, share, 0.0]
+    assert pred.uns["trajflow"]["backward_share"] == [0.5, 0.5, 0.0]
 
 
 def test_each_time_equals_its_single_prediction(model):
@@ -72,9 +71,6 @@ def test_each_time_equals_its_single_prediction(model):
 
 def test_single_time_between_trained_time_points(model, data):
     pred = model.predict(1.5)
-    share = model.backward_share
-    assert 0.0 <= share <= 1.0
-    n_back = round(share * 20)  # both neighbours have 20 cells
     assert pred.n_obs == 20 and pred.obs["time"].eq(1.5).all()
     assert pred.uns["trajflow"] == {
         "method": "sb-cfm",
@@ -82,13 +78,13 @@ def test_single_time_between_trained_time_points(model, data):
         "time": 1.5,
         "sde": False,
         "backward_source_time": 2.0,
-        "backward_share": share,
+        "backward_share": 0.5,
         "off_support_share": pred.obs["off_support"].mean(),
     }
     assert list(pred.obs.columns) == [
         "time", "source_time", "source_cell", "support_distance", "off_support"
     ]  # fmt: skip
-    assert pred.obs["source_time"].eq(2.0).sum() == n_back
+    assert pred.obs["source_time"].eq(2.0).sum() == 10  # half of the mean of 20 and 20
     assert list(pred.obs_names) == [f"{c}@t=1.5" for c in pred.obs["source_cell"]]
     # a one-element sequence and a 0-d array give the same cells as the number
     for same in ([1.5], np.array(1.5), np.float64(1.5)):
@@ -130,23 +126,16 @@ def test_two_sided_prediction_is_seeded_and_sized(model):
     assert list(a.obs_names) == list(b.obs_names)
     assert not np.array_equal(a.obsm["X_pca"], c.obsm["X_pca"])
     assert a.n_obs == 40
-    assert a.obs["source_time"].eq(1.0).sum() == round(model.backward_share * 40)
+    assert a.obs["source_time"].eq(1.0).sum() == 20  # half pushed backward from 1
 
 
-def test_backward_share_follows_the_better_direction():
-    from trajflow._sources import backward_share
+def test_two_sided_default_size_is_the_mean_of_the_sources():
+    from trajflow._sources import SourcePlan
 
-    rng = np.random.default_rng(0)
-    times = [0.0, 1.0, 2.0, 3.0]
-    pops = [rng.normal(size=(200, 3)) + t for t in times]
-
-    def push(x, t_from, t_to, bad):  # a shift by the time elapsed, wrong in direction `bad`
-        sign = np.sign(t_to - t_from)
-        return x + (t_to - t_from) + (0.5 if sign == bad else 0.0)
-
-    assert backward_share(pops, times, lambda x, a, b: push(x, a, b, 1)) > 0.9
-    assert backward_share(pops, times, lambda x, a, b: push(x, a, b, -1)) < 0.1
-    assert backward_share(pops[:2], times[:2], lambda x, a, b: push(x, a, b, 1)) == 0.5
+    plan = SourcePlan(time=1.5, forward=1.0, backward=2.0, backward_share=0.5)
+    assert plan.counts(100, 51, None) == (38, 38)  # n = round(75.5) = 76
+    assert plan.counts(100, 51, 9) == (5, 4)
+    assert SourcePlan(time=1.5, forward=1.0).counts(100, 51, None) == (100, 0)
 
 
 def test_names_stay_unique_when_cells_are_drawn_twice(model, data):

@@ -19,7 +19,7 @@ from ._integration import Integrator, check_forward, integrate_cells, integratio
 from ._outputs import prediction_anndata
 from ._scoring import Support
 from ._settings import user_stacklevel
-from ._sources import SourcePlan, backward_share, plan_sources
+from ._sources import SourcePlan, plan_sources
 from ._storage import ModelParts, model_state, read_model, write_model
 from ._timecourse import TimeCourse, match_time, same_time, time_tolerance
 from ._trajectories import Trajectories
@@ -100,7 +100,6 @@ class TrajectoryModel:
         self.device = resolve_device(device)
         # observed cells + threshold per set of trained time points, built on first predict
         self._supports: dict[tuple[int, ...], Support] = {}
-        self._backward_share: float | None = None  # validated on first two-sided predict
         self.to(self.device)
 
     # ----------------------------------------------------------------- basic facts
@@ -235,26 +234,9 @@ class TrajectoryModel:
         k = self._cells.times.index(match_time(time, self._cells.times, what="source_time"))
         return self._cells.populations[k], self._cells.cell_names[k]
 
-    @property
-    def backward_share(self) -> float:
-        """The share of cells a prediction between two trained time points pushes backward
-        from the later one (the rest forward from the earlier one), validated on the training
-        time points: the forward error's share of the forward and backward errors with which
-        the neighbours of every interior trained time point reproduce it
-        (:func:`trajflow._sources.backward_share`). Computed on first use, then kept."""
-        if self._backward_share is None:
-            opts = self._integrator(False, 0, None, None)
-
-            def push(z: np.ndarray, t_from: float, t_to: float) -> np.ndarray:
-                return self._flow(z, t_from, np.array([t_to]), opts)[0]
-
-            self._backward_share = backward_share(self._cells.populations, self._cells.times, push)
-        return self._backward_share
-
     def _plan(self, time: float, source_time: float | None, sde: bool) -> SourcePlan:
         return plan_sources(
-            self.times, time, source_time=source_time, sde=sde,
-            share=lambda: self.backward_share,
+            self.times, time, source_time=source_time, sde=sde
         )  # fmt: skip
 
     def _planned_cells(
@@ -393,6 +375,17 @@ class TrajectoryModel:
     ) -> AnnData:
         """Predict the population at ``time`` by pushing observed cells through the flow.
 
+        A time strictly between two trained time points ``a < time < b`` (a held-out or
+        unmeasured time) is predicted from both: cells of ``a`` pushed forward and cells of
+        ``b`` pushed backward, half each, pooled (:mod:`trajflow._sources`). Each push drifts
+        from the truth the farther it travels, differently in each direction; the pool scores at
+        most the mean of the two (the energy distance is convex) and on the shared courses
+        closes more of static OT's distance to a perfect prediction than pushing ``a`` alone
+        (benchmarks/README.md). Every other time has one source: a trained time point is
+        predicted from the nearest earlier one, a time outside the trained range from the
+        nearest end, an SDE (forward only) from ``a``, and an explicit ``source_time`` from
+        that time point alone.
+
         Parameters
         ----------
         time
@@ -400,15 +393,19 @@ class TrajectoryModel:
             sorted, without repeats), in the units of ``obs[time_key]``. Times outside the
             trained range are extrapolated with an :class:`ExtrapolationWarning`.
         source_time
-            Trained time point whose cells are pushed, for every target time. Default: for
-            each target time the nearest strictly earlier trained time point (the first one for
-            times at or before it).
+            Trained time point whose cells are pushed, and the only one, for every target time
+            (forward or, for earlier times, backward). Default: both neighbouring trained time
+            points for a time between them (see above), else the nearest strictly earlier
+            trained time point (the first one for times at or before it).
         n_cells
-            Number of cells to push per target time (sampled from the source population with
-            ``seed``). Default: all of them.
+            Number of cells to predict per target time, drawn from the source population(s)
+            with ``seed`` (with replacement only when more are asked than a source holds).
+            Default: all cells of a single source; from two, the mean of their sizes,
+            ``n = round((n_a + n_b) / 2)``, of which ``round(n / 2)`` from ``b``.
         sde
             Sample the SDE instead of the ODE (only for ``method="sb-cfm"``, which learns a
-            score); the default ODE is the probability-flow ODE of the same marginals.
+            score; forward only, so from one source); the default ODE is the probability-flow
+            ODE of the same marginals.
         seed
             Seed for subsampling and SDE noise.
         solver, n_steps
@@ -428,7 +425,8 @@ class TrajectoryModel:
             ``<time_key>``
                 The predicted time of the cell.
             ``source_time``
-                The trained time point the cell was pushed from.
+                The trained time point the cell was pushed from (forward from an earlier one,
+                backward from a later one).
             ``source_cell``
                 Obs name (in the fitted AnnData) of the cell it was pushed from.
             ``support_distance``
@@ -440,9 +438,11 @@ class TrajectoryModel:
                 ``support_distance > 1``: the cell lies where no observed cell is. How many
                 are is logged (a warning above 5%).
 
-            ``uns['trajflow']`` records ``method``, ``sde``, ``time``, ``source_time`` and
-            ``off_support_share``: floats for a single time, lists (one entry per target time,
-            in order) for a sequence.
+            ``uns['trajflow']`` records ``method``, ``sde``, ``time``, ``source_time`` (the
+            source pushed forward, or the only one), ``backward_source_time`` (the later
+            trained time point pushed backward; NaN when none), ``backward_share`` (the share
+            of cells pushed backward; 0 when none) and ``off_support_share``: floats for a
+            single time, lists (one entry per target time, in order) for a sequence.
 
         Raises
         ------
