@@ -1,15 +1,24 @@
 """Calibrated held-out scores at users' dims, and what each prediction candidate gives.
 
 For each shared set at the dims users work in (EB 50 PCs, Klein 20, EMT 10) and each interior
-time point held out, one default fit per seed; then the same model predicts the held-out cells
-several ways and every candidate is scored by ``trajflow.benchmark.held_out_table`` (matched
-size against half of the held-out cells, 5 splits; the floor is the other half):
+time point held out, one fit per seed and fit variant (``--variants``: ``default``, or another
+method, width, clock, an ensemble; see :data:`VARIANTS`); then the same model predicts the
+held-out cells several ways and every candidate is scored by
+``trajflow.benchmark.held_out_table`` (matched size against half of the held-out cells, 5
+splits; the floor is the other half). Per variant ``V``:
 
-- ``forward``: every cell of the previous time point pushed forward (today's ``predict``);
-- ``backward``: every cell of the next time point pushed backward;
-- ``mix``: both, weighted by nearness in time (``1 - f`` forward, ``f`` backward, where ``f`` is
-  the held-out time's fraction of its gap);
-- ``even``: both, half each;
+- ``V/forward``: every cell of the previous time point pushed forward (the old ``predict``);
+- ``V/backward``: every cell of the next time point pushed backward;
+- ``V/even``: both, half each; ``V/predict``: ``model.predict(t)`` itself (the same rule, the
+  default since issue 24);
+- ``V/validated``: both, the share backward validated on the training time points
+  (:func:`_validated_share`; tried, not kept);
+- ``default/mix``: shares by nearness in time (``1 - f`` forward, ``f`` backward, where ``f`` is
+  the held-out time's fraction of its gap); ``default/back0.25`` / ``back0.75``: fixed shares;
+- ``V/sde-forward`` for a variant that learns a score.
+
+``--save-models DIR`` keeps every fit, ``--reuse`` loads them instead of refitting;
+``--timing`` prints only the fit / predict seconds at 5, 20 and 50 PCs.
 
 The simulated course (``--sets sim``) holds out time 2 and scores against 10,000 fresh cells of
 the same process at that time (its known truth) instead of the held-out half. Candidates sit
@@ -18,7 +27,8 @@ interpolation. Prints one table per set (mean over held-out times and seeds) wit
 static OT's gap to the floor each closes, in unbiased energy (the headline), unbiased MMD and
 matched-size W1::
 
-    python benchmarks/calibrated.py --seeds 0 1 2 --out benchmarks/results/calibrated.csv
+    python benchmarks/calibrated.py --seeds 0 1 2 --variants default hermite \\
+        --out benchmarks/results/calibrated.csv
 """
 
 from __future__ import annotations
