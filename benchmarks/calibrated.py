@@ -1,15 +1,24 @@
 """Calibrated held-out scores at users' dims, and what each prediction candidate gives.
 
 For each shared set at the dims users work in (EB 50 PCs, Klein 20, EMT 10) and each interior
-time point held out, one default fit per seed; then the same model predicts the held-out cells
-several ways and every candidate is scored by ``trajflow.benchmark.held_out_table`` (matched
-size against half of the held-out cells, 5 splits; the floor is the other half):
+time point held out, one fit per seed and fit variant (``--variants``: ``default``, or another
+method, width, clock, an ensemble; see :data:`VARIANTS`); then the same model predicts the
+held-out cells several ways and every candidate is scored by
+``trajflow.benchmark.held_out_table`` (matched size against half of the held-out cells, 5
+splits; the floor is the other half). Per variant ``V``:
 
-- ``forward``: every cell of the previous time point pushed forward (today's ``predict``);
-- ``backward``: every cell of the next time point pushed backward;
-- ``mix``: both, weighted by nearness in time (``1 - f`` forward, ``f`` backward, where ``f`` is
-  the held-out time's fraction of its gap);
-- ``even``: both, half each;
+- ``V/forward``: every cell of the previous time point pushed forward (the old ``predict``);
+- ``V/backward``: every cell of the next time point pushed backward;
+- ``V/even``: both, half each; ``V/predict``: ``model.predict(t)`` itself (the same rule, the
+  default since issue 24);
+- ``V/validated``: both, the share backward validated on the training time points
+  (:func:`_validated_share`; tried, not kept);
+- ``default/mix``: shares by nearness in time (``1 - f`` forward, ``f`` backward, where ``f`` is
+  the held-out time's fraction of its gap); ``default/back0.25`` / ``back0.75``: fixed shares;
+- ``V/sde-forward`` for a variant that learns a score.
+
+``--save-models DIR`` keeps every fit, ``--reuse`` loads them instead of refitting;
+``--timing`` prints only the fit / predict seconds at 5, 20 and 50 PCs.
 
 The simulated course (``--sets sim``) holds out time 2 and scores against 10,000 fresh cells of
 the same process at that time (its known truth) instead of the held-out half. Candidates sit
@@ -18,7 +27,8 @@ interpolation. Prints one table per set (mean over held-out times and seeds) wit
 static OT's gap to the floor each closes, in unbiased energy (the headline), unbiased MMD and
 matched-size W1::
 
-    python benchmarks/calibrated.py --seeds 0 1 2 --out benchmarks/results/calibrated.csv
+    python benchmarks/calibrated.py --seeds 0 1 2 --variants default hermite \\
+        --out benchmarks/results/calibrated.csv
 """
 
 from __future__ import annotations
@@ -32,6 +42,8 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
+import torch
+from scipy.spatial.distance import pdist
 
 import trajflow
 from trajflow.benchmark import (
@@ -39,6 +51,7 @@ from trajflow.benchmark import (
     held_out_table,
     ot_interpolation,
 )
+from trajflow.metrics import energy_distance
 
 #: The simulated course: 4 time points x 5,000 training cells x 30 dims, time 2 held out and
 #: scored against 10,000 fresh cells of the same process at time 2 (its known truth).
@@ -81,8 +94,85 @@ def _simulated() -> tuple[ad.AnnData, np.ndarray]:
     return full[train].copy(), np.asarray(full.obsm["X_pca"][fresh], dtype=np.float64)
 
 
+#: Fit variants whose predictions are candidates: name -> fit_trajectories options ("seeds":
+#: an ensemble of that many fits whose velocities are averaged).
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "sb-cfm": {"method": "sb-cfm"},
+    "mmfm": {"method": "mmfm"},
+    "hermite": {"method": "mmfm-hermite"},
+    "ot-mfm": {"method": "ot-mfm"},
+    "mmfm-metric": {"method": "mmfm-metric"},
+    "wide": {"hidden": 256},
+    "long": {"n_steps": 6000},
+    "time-clock": {"clock": "time"},
+    "distance-clock": {"clock": "distance"},
+    "ens3": {"seeds": 3},
+}
+
+
+class _MeanVelocity(torch.nn.Module):
+    """The mean of several velocity networks (an ensemble's field)."""
+
+    def __init__(self, nets: list[torch.nn.Module]):
+        super().__init__()
+        self.nets = torch.nn.ModuleList(nets)
+
+    def forward(self, x, t):
+        return torch.stack([net(x, t) for net in self.nets]).mean(0)
+
+
+def _fit_variant(adata, name, n_dims, hold, seed, n_steps, fit_kwargs=None):
+    kw = {**VARIANTS[name], **(fit_kwargs or {})}
+    n_seeds = kw.pop("seeds", 1)
+    if n_steps and "n_steps" not in kw:
+        kw["n_steps"] = n_steps
+    models = [
+        trajflow.fit_trajectories(
+            adata, n_dims=n_dims, holdout=hold, seed=seed + 1000 * i, progress=False, **kw
+        )
+        for i in range(n_seeds)
+    ]
+    model = models[0]
+    if n_seeds > 1:
+        model._velocity_net = _MeanVelocity([m._velocity_net for m in models]).eval()
+    return model
+
+
+def _validated_share(model, rep: np.ndarray, t: np.ndarray, max_cells: int = 500) -> float:
+    """A backward share validated on the training time points (a candidate; not the default):
+    at every trained time point with trained neighbours on both sides, the forward push of the
+    previous population and the backward push of the next one are scored against its cells
+    (unbiased energy over the population's mean pairwise distance); the share backward is the
+    forward error's share of the two mean errors."""
+    rng = np.random.default_rng(0)
+
+    def sample(x):
+        return x if len(x) <= max_cells else x[rng.choice(len(x), max_cells, replace=False)]
+
+    trained, e_f, e_b = model.times, [], []
+    for k in range(1, len(trained) - 1):
+        a, m, b = trained[k - 1], trained[k], trained[k + 1]
+        obs = sample(rep[np.isclose(t, m)])
+        spread = float(np.mean(pdist(obs)))
+        fwd = model.push(sample(rep[np.isclose(t, a)]), source_time=a, times=m)
+        bwd = model.push(sample(rep[np.isclose(t, b)]), source_time=b, times=m)
+        e_f.append(max(energy_distance(fwd, obs), 0.0) / spread)
+        e_b.append(max(energy_distance(bwd, obs), 0.0) / spread)
+    if not e_f:
+        return 0.5
+    f, b = max(float(np.mean(e_f)), 1e-6), max(float(np.mean(e_b)), 1e-6)
+    return f / (f + b)
+
+
 def run_set(
-    name: str, seeds: list[int], n_steps: int | None, fit_kwargs: dict | None = None
+    name: str,
+    seeds: list[int],
+    n_steps: int | None,
+    variants: list[str],
+    save_models: str | None = None,
+    reuse: bool = False,
+    fit_kwargs: dict | None = None,
 ) -> pd.DataFrame:
     file, n_dims = SETS[name]
     fresh = None
@@ -102,36 +192,58 @@ def run_set(
         obs = rep[t == hold] if fresh is None else fresh
         frac = (hold - t_prev) / (t_next - t_prev)
         for seed in seeds:
-            kw = {**({"n_steps": n_steps} if n_steps else {}), **(fit_kwargs or {})}
-            t0 = time.perf_counter()
-            model = trajflow.fit_trajectories(
-                adata, n_dims=n_dims, holdout=hold, seed=seed, progress=False, **kw
-            )
-            fit_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            forward = model.predict(hold, source_time=t_prev).obsm["X_pca"]
-            predict_s = time.perf_counter() - t0
-            backward = model.push(nxt, source_time=t_next, times=hold)
             candidates = {
                 "previous": prev,
                 "ot-interpolation": ot_interpolation(prev, nxt, frac, seed=seed),
                 "entropic-interpolation": entropic_interpolation(prev, nxt, frac, seed=seed),
-                "forward": forward,
-                "backward": backward,
-                "mix": _mixture(forward, backward, frac, seed),
-                "even": _mixture(forward, backward, 0.5, seed),
             }
+            fit_s, shares = {}, {}
+            for variant in variants:
+                saved = Path(save_models or ".") / f"{name}_{hold:g}_{seed}_{variant}"
+                t0 = time.perf_counter()
+                if reuse and saved.is_dir():  # the fit of an earlier run with the same settings
+                    model = trajflow.TrajectoryModel.load(saved)
+                    fit_s[variant] = float(model.history.get("fit_seconds", np.nan))
+                else:
+                    model = _fit_variant(adata, variant, n_dims, hold, seed, n_steps, fit_kwargs)
+                    fit_s[variant] = time.perf_counter() - t0
+                    if save_models:
+                        model.save(saved, overwrite=True)
+                forward = model.predict(hold, source_time=t_prev).obsm["X_pca"]
+                backward = model.push(nxt, source_time=t_next, times=hold)
+                candidates[f"{variant}/forward"] = forward
+                candidates[f"{variant}/backward"] = backward
+                candidates[f"{variant}/even"] = _mixture(forward, backward, 0.5, seed)
+                # predict's default: both neighbours, half each
+                candidates[f"{variant}/predict"] = model.predict(hold, n_cells=len(prev)).obsm[
+                    "X_pca"
+                ]
+                # the share backward validated on the training time points (tried, not kept)
+                shares[variant] = _validated_share(model, rep, t)
+                candidates[f"{variant}/validated"] = _mixture(
+                    forward, backward, shares[variant], seed
+                )
+                if variant == "default":
+                    candidates["default/mix"] = _mixture(forward, backward, frac, seed)
+                    for w in (0.25, 0.75):
+                        candidates[f"default/back{w:g}"] = _mixture(forward, backward, w, seed)
+                if model.learns_score:
+                    candidates[f"{variant}/sde-forward"] = model.predict(
+                        hold, source_time=t_prev, sde=True, seed=seed
+                    ).obsm["X_pca"]
             table = held_out_table(candidates, obs, reference=rep, seed=seed)
             for cand, row in table.iterrows():
+                variant = cand.split("/")[0]
                 rows.append(
                     {
                         "set": name, "n_dims": n_dims, "holdout_time": hold, "seed": seed,
                         "candidate": cand, **row[["energy", "mmd", "w1", "w2"]].to_dict(),
-                        "fit_s": fit_s, "predict_s": predict_s, "clock": model.clock.kind,
+                        "fit_s": fit_s.get(variant, 0.0),
+                        "backward_share": shares.get(variant, np.nan),
                         "total_var": float(np.var(candidates.get(cand, obs), axis=0).sum()),
                     }
                 )  # fmt: skip
-            print(f"{name} t={hold:g} seed={seed}: fit {fit_s:.1f} s", flush=True)
+            print(f"{name} t={hold:g} seed={seed}: fits {fit_s} shares {shares}", flush=True)
     return pd.DataFrame(rows)
 
 
@@ -154,21 +266,71 @@ def closed_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def timing_table(dims: tuple[int, ...] = (5, 20, 50), hold: float = 2.0) -> pd.DataFrame:
+    """Seconds of one default fit (EB, ``hold`` held out) and of predicting ``hold`` today's way
+    (the previous time point pushed forward) and the new default way (both neighbours; its
+    first call also validates the backward share, later calls reuse it), at each of ``dims``."""
+    adata = ad.read_h5ad(_data_dir() / SETS["eb"][0])
+    rows = []
+    for n_dims in dims:
+        t0 = time.perf_counter()
+        model = trajflow.fit_trajectories(adata, n_dims=n_dims, holdout=hold, progress=False)
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        model.predict(hold, source_time=hold - 1)
+        forward_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        model.predict(hold)
+        first_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        model.predict(hold)
+        again_s = time.perf_counter() - t0
+        rows.append(
+            {"n_dims": n_dims, "fit_s": fit_s, "predict_forward_s": forward_s,
+             "predict_both_first_s": first_s, "predict_both_s": again_s,
+             "load_average": os.getloadavg()[0]}
+        )  # fmt: skip
+        print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=["eb", "klein", "emt"], choices=list(SETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--n-steps", type=int, default=None, help="default: the fit's default")
+    parser.add_argument("--variants", nargs="+", default=["default"], choices=list(VARIANTS))
+    parser.add_argument("--save-models", default=None, help="folder to save every fit in")
+    parser.add_argument(
+        "--reuse", action="store_true", help="load the fits saved in --save-models, if there"
+    )
     parser.add_argument("--out", default="benchmarks/results/calibrated.csv")
     parser.add_argument(
         "--fit-kwargs", type=json.loads, default={},
         help='further fit options as JSON, e.g. \'{"restore": 0}\' (the fit before issue 26)',
     )  # fmt: skip
+    parser.add_argument("--timing", action="store_true", help="only the fit / predict timings")
     args = parser.parse_args()
     trajflow.settings.verbosity = "warning"
+    if args.timing:
+        torch.set_num_threads(1)
+        table = timing_table()
+        table.to_csv(args.out, index=False)
+        print(table.round(2).to_string(index=False))
+        return
     frames = []
     for name in args.sets:
-        frames.append(run_set(name, args.seeds, args.n_steps, args.fit_kwargs))
+        frames.append(
+            run_set(
+                name,
+                args.seeds,
+                args.n_steps,
+                args.variants,
+                args.save_models,
+                args.reuse,
+                args.fit_kwargs,
+            )
+        )
         pd.concat(frames).to_csv(args.out, index=False)  # kept as it goes
     frame = pd.concat(frames)
     table = closed_table(frame)
@@ -184,8 +346,8 @@ def main() -> None:
                 + (100 * closed).round(0).astype("Int64").astype(str)
                 + "%)"
             )
-        fits = frame.groupby("set")[["fit_s", "predict_s"]].mean().round(2)
-        print("\nseconds per fit / per forward predict:\n", fits)
+        fits = frame.groupby(["set", frame.candidate.str.split("/").str[0]])["fit_s"].mean()
+        print("\nseconds per fit:\n", fits[fits > 0].round(1))
 
 
 if __name__ == "__main__":

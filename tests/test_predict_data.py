@@ -41,17 +41,19 @@ def test_several_times_stack_into_one_anndata(model, data):
     # sorted target times, each population in one block
     np.testing.assert_array_equal(pred.obs["time"].to_numpy(), np.repeat([0.5, 1.5, 2.0], 20))
     assert pred.obs_names[0].endswith("@t=0.5") and pred.obs_names[-1].endswith("@t=2")
-    # each time starts from the nearest earlier trained time point, whose cells it names
-    np.testing.assert_array_equal(
-        pred.obs["source_time"].to_numpy(), np.repeat([0.0, 1.0, 1.0], 20)
-    )
+    # a time between two trained time points draws from both (the later one pushed backward),
+    # a trained time point from the nearest earlier one; obs names the source of every cell
     for t, block in pred.obs.groupby("time"):
-        src = block["source_time"].iloc[0]
-        population = data.obs_names[data.obs["time"] == src]
-        assert set(block["source_cell"]) == set(population)
+        sources = {0.5: {0.0, 1.0}, 1.5: {1.0, 2.0}, 2.0: {1.0}}[t]
+        assert set(block["source_time"]) <= sources
+        for src, part in block.groupby("source_time"):
+            population = data.obs_names[data.obs["time"] == src]
+            assert set(part["source_cell"]) <= set(population)
         assert list(block.index) == [f"{c}@t={t:g}" for c in block["source_cell"]]
     assert pred.uns["trajflow"]["time"] == [0.5, 1.5, 2.0]
     assert pred.uns["trajflow"]["source_time"] == [0.0, 1.0, 1.0]
+    np.testing.assert_array_equal(pred.uns["trajflow"]["backward_source_time"], [1.0, 2.0, np.nan])
+    assert pred.uns["trajflow"]["backward_share"] == [0.5, 0.5, 0.0]
 
 
 def test_each_time_equals_its_single_prediction(model):
@@ -62,12 +64,12 @@ def test_each_time_equals_its_single_prediction(model):
         mask = (both.obs["time"] == t).to_numpy()
         np.testing.assert_array_equal(both.obsm["X_pca"][mask], alone.obsm["X_pca"])
         assert list(both.obs_names[mask]) == list(alone.obs_names)
-    sde = model.predict(np.array([1.5, 2.0]), sde=True, seed=4)
+    sde = model.predict(np.array([1.5, 2.0]), sde=True, seed=4)  # forward only: 20 each
     alone = model.predict(2.0, sde=True, seed=4)
     np.testing.assert_array_equal(sde.obsm["X_pca"][20:], alone.obsm["X_pca"])
 
 
-def test_single_time_unchanged(model, data):
+def test_single_time_between_trained_time_points(model, data):
     pred = model.predict(1.5)
     assert pred.n_obs == 20 and pred.obs["time"].eq(1.5).all()
     assert pred.uns["trajflow"] == {
@@ -75,22 +77,65 @@ def test_single_time_unchanged(model, data):
         "source_time": 1.0,
         "time": 1.5,
         "sde": False,
+        "backward_source_time": 2.0,
+        "backward_share": 0.5,
         "off_support_share": pred.obs["off_support"].mean(),
     }
     assert list(pred.obs.columns) == [
         "time", "source_time", "source_cell", "support_distance", "off_support"
     ]  # fmt: skip
+    assert pred.obs["source_time"].eq(2.0).sum() == 10  # half of the mean of 20 and 20
     assert list(pred.obs_names) == [f"{c}@t=1.5" for c in pred.obs["source_cell"]]
     # a one-element sequence and a 0-d array give the same cells as the number
     for same in ([1.5], np.array(1.5), np.float64(1.5)):
         other = model.predict(same)
         np.testing.assert_array_equal(other.obsm["X_pca"], pred.obsm["X_pca"])
         assert list(other.obs_names) == list(pred.obs_names)
-    # the predicted positions are the source cells pushed through the flow
+    # the predicted positions are the source cells pushed through the flow, each from its own
+    # time point: forward from 1, backward from 2
+    for src in (1.0, 2.0):
+        mask = pred.obs["source_time"].eq(src).to_numpy()
+        cells = data[pred.obs["source_cell"].to_numpy()[mask]]
+        np.testing.assert_allclose(
+            model.push(cells, source_time=src, times=1.5), pred.obsm["X_pca"][mask], atol=1e-5
+        )
+
+
+def test_explicit_source_time_pushes_only_from_it(model, data):
+    pred = model.predict(1.5, source_time=1.0)
+    assert pred.n_obs == 20 and pred.obs["source_time"].eq(1.0).all()
+    assert set(pred.obs["source_cell"]) == set(data.obs_names[data.obs["time"] == 1.0])
+    assert pred.uns["trajflow"]["source_time"] == 1.0
+    assert np.isnan(pred.uns["trajflow"]["backward_source_time"])
+    assert pred.uns["trajflow"]["backward_share"] == 0.0
     src = data[pred.obs["source_cell"].to_numpy()]
     np.testing.assert_allclose(
         model.push(src, source_time=1.0, times=1.5), pred.obsm["X_pca"], atol=1e-5
     )
+    # a trained time point, the ends and an SDE keep their one source
+    assert model.predict(1.0).obs["source_time"].eq(0.0).all()
+    assert model.predict(0.0).obs["source_time"].eq(0.0).all()
+    assert model.predict(1.5, sde=True).obs["source_time"].eq(1.0).all()
+
+
+def test_two_sided_prediction_is_seeded_and_sized(model):
+    a = model.predict(0.5, n_cells=40, seed=7)
+    b = model.predict(0.5, n_cells=40, seed=7)
+    c = model.predict(0.5, n_cells=40, seed=8)
+    np.testing.assert_array_equal(a.obsm["X_pca"], b.obsm["X_pca"])
+    assert list(a.obs_names) == list(b.obs_names)
+    assert not np.array_equal(a.obsm["X_pca"], c.obsm["X_pca"])
+    assert a.n_obs == 40
+    assert a.obs["source_time"].eq(1.0).sum() == 20  # half pushed backward from 1
+
+
+def test_two_sided_default_size_is_the_mean_of_the_sources():
+    from trajflow._sources import SourcePlan
+
+    plan = SourcePlan(time=1.5, forward=1.0, backward=2.0, backward_share=0.5)
+    assert plan.counts(100, 51, None) == (38, 38)  # n = round(75.5) = 76
+    assert plan.counts(100, 51, 9) == (5, 4)
+    assert SourcePlan(time=1.5, forward=1.0).counts(100, 51, None) == (100, 0)
 
 
 def test_names_stay_unique_when_cells_are_drawn_twice(model, data):

@@ -23,6 +23,10 @@ SOURCE_CELL_KEY = "source_cell"
 #: ``obs`` column of a predicted cell: its distance to the nearest observed cell of the nearest
 #: trained time points, over the threshold calibrated on those cells (above 1: off the support).
 SUPPORT_DISTANCE_KEY = "support_distance"
+#: ``uns[PREDICTION_KEY]`` entry: the trained time point pushed backward (NaN: none).
+BACKWARD_SOURCE_KEY = "backward_source_time"
+#: ``uns[PREDICTION_KEY]`` entry: the share of the predicted cells pushed backward.
+BACKWARD_SHARE_KEY = "backward_share"
 #: ``obs`` column of a predicted cell: ``support_distance > 1``.
 OFF_SUPPORT_KEY = "off_support"
 
@@ -90,6 +94,7 @@ def prediction_anndata(
     single: bool,
     support: Sequence[np.ndarray] | None = None,
     var_names: Sequence[str] | None = None,
+    plans: Sequence[Any] | None = None,
 ) -> AnnData:
     """The AnnData of predicted cells, one block of ``positions`` per target time.
 
@@ -97,8 +102,11 @@ def prediction_anndata(
     ----------
     positions
         Per target time, the predicted cells ``(n_cells, n_dims)`` in the representation's units.
-    times, sources
-        Per target time, the time and the trained time point its cells were pushed from.
+    times
+        The target times.
+    sources
+        Per target time, the trained time point its cells were pushed from, or per cell
+        (an array) when a prediction draws from two.
     source_cells
         Per target time, the obs names of the pushed cells.
     time_key, use_rep
@@ -112,6 +120,10 @@ def prediction_anndata(
         with :data:`OFF_SUPPORT_KEY` and, in ``uns``, the share off the support per time.
     var_names
         For ``use_rep="X"``: the genes' names (the positions then go to ``X``).
+    plans
+        Per target time, its :class:`~trajflow._sources.SourcePlan`: ``uns`` records the
+        forward source as ``source_time``, the backward one as ``backward_source_time`` (NaN
+        when none) and ``backward_share``. Default: ``sources`` are the only sources.
 
     Returns
     -------
@@ -124,20 +136,30 @@ def prediction_anndata(
     for label, cells in zip(time_labels(list(times)), source_cells, strict=True):
         labels += [f"{c}@t={label}" for c in unique_labels(cells)]
     sizes = [len(x) for x in positions]
+    per_cell = [
+        np.broadcast_to(np.asarray(s, dtype=float), (n,))
+        for s, n in zip(sources, sizes, strict=True)
+    ]
     obs = pd.DataFrame(
         {
             time_key: np.repeat(times, sizes),
-            SOURCE_TIME_KEY: np.repeat(sources, sizes),
+            SOURCE_TIME_KEY: np.concatenate(per_cell) if per_cell else np.array([], float),
             SOURCE_CELL_KEY: np.concatenate(source_cells),
         },
         index=pd.Index(labels),
     )
+    forward = [float(p.forward) for p in plans] if plans is not None else list(sources)
+    backward = [np.nan if p.backward is None else float(p.backward) for p in plans or []]
+    back_shares = [float(p.backward_share) for p in plans or []]
     record: dict[str, Any] = {
         "method": method,
-        SOURCE_TIME_KEY: sources[0] if single else list(sources),
+        SOURCE_TIME_KEY: forward[0] if single else forward,
         "time": times[0] if single else list(times),
         "sde": sde,
     }
+    if plans is not None:
+        record[BACKWARD_SOURCE_KEY] = backward[0] if single else backward
+        record[BACKWARD_SHARE_KEY] = back_shares[0] if single else back_shares
     if support is not None:
         obs[SUPPORT_DISTANCE_KEY] = np.concatenate(support)
         obs[OFF_SUPPORT_KEY] = obs[SUPPORT_DISTANCE_KEY].to_numpy() > 1

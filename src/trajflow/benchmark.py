@@ -300,7 +300,12 @@ def leave_one_out(
     time_key, use_rep
         As in :func:`~trajflow.fit_trajectories`.
     methods
-        ``method=`` values of :func:`~trajflow.fit_trajectories` to compare.
+        ``method=`` values of :func:`~trajflow.fit_trajectories` to compare. Under
+        ``"user"`` each fit predicts the held-out time as
+        :meth:`~trajflow.TrajectoryModel.predict` does by default (from both neighbouring time
+        points, the next one's share pushed backward; see there), as many cells as the
+        previous time point has; under ``"paper"`` from the previous time point alone, as
+        published.
     seeds
         One fit per method, seed and held-out time.
     protocol
@@ -471,7 +476,11 @@ def leave_one_out(
                         **fit_kwargs,
                     )
                     fit_seconds = _time.perf_counter() - t0
-                    predicted = model.representation(model.predict(hold, source_time=t_prev))
+                    if spec.from_previous:  # the published protocol: previous cells pushed
+                        pred = model.predict(hold, source_time=t_prev)
+                    else:  # predict's default (both neighbours), at least |previous| cells
+                        pred = model.predict(hold, n_cells=len(z_prev))
+                    predicted = model.representation(pred)
                     add(
                         method, space.transform(predicted), fit_seconds=fit_seconds,
                         clock=model.clock.kind, n_predicted=len(predicted),

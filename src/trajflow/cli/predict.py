@@ -14,7 +14,9 @@ DESCRIPTION = """\
 Predict the cell population at one or more times by pushing the trained cells of a saved model \
 through the learned flow, and write the predicted cells to an .h5ad file: positions in \
 obsm[<use_rep>] (the representation's own units, no X), and obs columns <time_key> (the \
-predicted time), source_time and source_cell. By default each time is reached from the nearest \
+predicted time), source_time and source_cell. By default a time between two trained time \
+points is reached from both (the earlier one pushed forward, the later one backward, in the \
+shares the model validated on its training time points) and any other time from the nearest \
 earlier trained time point; --source-time pushes from one given trained time point instead \
 (later times go forward, earlier ones backward). Times outside the trained range are \
 extrapolated, with a warning.
@@ -53,8 +55,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         type=_args.finite_float,
         default=None,
         metavar="TIME",
-        help="trained time point whose cells are pushed to every target time (default: for "
-        "each target time the nearest earlier trained time point)",
+        help="trained time point whose cells are pushed to every target time, the only source "
+        "(default: both trained time points around a time between them, else the nearest "
+        "earlier one)",
     )
     pred.add_argument(
         "--sde",
@@ -67,8 +70,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         type=_args.positive_int,
         default=None,
         metavar="N",
-        help="cells to push per target time, drawn from the source population with --seed "
-        "(default: all of them)",
+        help="cells to predict per target time, drawn from the source population(s) with --seed "
+        "(default: all of one source; from two, their sizes interpolated by the shares)",
     )
     pred.add_argument(
         "--seed", type=_args.seed, default=0, help="seed of the cell subsampling and the SDE noise"

@@ -477,8 +477,8 @@ def holdout(
         rasterized=True,
         zorder=2.5,
     )
-    src = pred.obs[SOURCE_TIME_KEY].iloc[0] if SOURCE_TIME_KEY in pred.obs else None
-    from_txt = "" if src is None else f" from {format_time(src)}"
+    srcs = sorted(pred.obs[SOURCE_TIME_KEY].unique()) if SOURCE_TIME_KEY in pred.obs else []
+    from_txt = f" from {' and '.join(format_time(s) for s in srcs)}" if srcs else ""
     handles = [
         Line2D(
             [],
