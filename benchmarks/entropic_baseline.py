@@ -49,6 +49,12 @@ def _data_dir() -> Path:
 def real_pair(name: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     import anndata as ad
 
+    if name == "sim-15":  # the simulated pair of the ``baselines`` part (times 1 and 3)
+        import trajflow
+
+        sim = trajflow.datasets.simulate(n_times=4, n_cells=n, n_dims=15, seed=0)
+        x, t = np.asarray(sim.obsm["X_pca"], dtype=np.float64), sim.obs["time"].to_numpy()
+        return x[t == 1], x[t == 3]
     file, dims, src, tgt = PAIRS[name]
     adata = ad.read_h5ad(_data_dir() / file)
     x = np.asarray(adata.obsm["X_pca"][:, :dims], dtype=np.float64)
