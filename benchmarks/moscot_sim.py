@@ -98,7 +98,7 @@ def solve(path: str, out: str) -> None:
         np.savez(out, **result)  # kept as it goes
 
 
-def score(path: str, moscot_path: str, out: str | None) -> None:
+def score(path: str, moscot_path: str, out: str | None, seeds: tuple[int, ...] = SEEDS) -> None:
     import pandas as pd
 
     import trajflow
@@ -115,7 +115,7 @@ def score(path: str, moscot_path: str, out: str | None) -> None:
     prev, nxt = rep[t == t0], rep[t == t1]
     frac = (tk - t0) / (t1 - t0)
     rows = []
-    for seed in SEEDS:
+    for seed in seeds:
         tic = time.perf_counter()
         entropic = entropic_interpolation(prev, nxt, frac, seed=seed)
         entropic_s = time.perf_counter() - tic
@@ -158,13 +158,14 @@ def main() -> None:
     p.add_argument("sim")
     p.add_argument("moscot")
     p.add_argument("--out", default=None, help="CSV of the rows")
+    p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     args = parser.parse_args()
     if args.step == "export":
         export(args.sim)
     elif args.step == "solve":
         solve(args.sim, args.moscot)
     else:
-        score(args.sim, args.moscot, args.out)
+        score(args.sim, args.moscot, args.out, tuple(args.seeds))
 
 
 if __name__ == "__main__":
