@@ -19,6 +19,7 @@ from trajflow.benchmark import (
     score_prediction,
     summarize,
 )
+from trajflow.core.plans import SINKHORN_TOL
 from trajflow.metrics import wasserstein
 
 from conftest import moving_gaussians
@@ -184,8 +185,9 @@ def test_entropic_plan_meets_its_marginals_and_partners_follow_rows():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(120, 3)), rng.normal(size=(90, 3)) + 2.0
     plan = entropic_plan(a, b)
-    np.testing.assert_allclose(plan.sum(1), 1 / 120, atol=1e-6)
-    np.testing.assert_allclose(plan.sum(0), 1 / 90, atol=1e-4)
+    # moscot's (ott-jax's) stopping rule: the row marginal within 1e-3 in L1; columns met
+    assert np.abs(plan.sum(1) - 1 / 120).sum() < SINKHORN_TOL
+    np.testing.assert_allclose(plan.sum(0), 1 / 90, rtol=1e-5)
     # a row's partner is drawn in proportion to the row: a row with one partner always gets it
     one_hot = np.zeros((2, 4))
     one_hot[0, 2], one_hot[1, [0, 3]] = 1.0, [0.5, 0.5]

@@ -22,6 +22,7 @@ from trajflow.core import (
     optimise,
     straight_path,
 )
+from trajflow.core.plans import SINKHORN_TOL, scaled_sinkhorn_plan
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -48,6 +49,63 @@ def test_entropic_plan_has_uniform_marginals_and_is_diffuse():
     assert (plan > 1e-8).sum() > 40 + 60  # more than an exact plan's support
     with pytest.raises(ValueError, match="positive"):
         entropic_ot_plan(x0, x1, reg=0.0)
+
+
+def _clusters(n: int, m: int, dim: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=3.0, size=(4, dim))
+    x0 = centres[rng.integers(4, size=n)] + rng.normal(size=(n, dim))
+    x1 = centres[rng.integers(4, size=m)] + rng.normal(size=(m, dim)) + 1.0
+    return x0, x1
+
+
+@pytest.mark.parametrize("rel_reg", [5e-2, 1e-2])
+def test_scaled_sinkhorn_matches_pot(rel_reg):
+    """At a tight tolerance the epsilon-scaling solve is POT's entropic plan (same objective).
+    (At 1e-3 POT's own sinkhorn_log does not converge on this case in 50,000 iterations.)"""
+    ot = pytest.importorskip("ot")
+    x0, x1 = _clusters(40, 30)
+    cost = ot.dist(x0, x1)
+    cost /= cost.mean()
+    a = np.random.default_rng(1).uniform(0.5, 1.5, size=40)
+    a /= a.sum()
+    b = ot.unif(30)
+    ref = ot.bregman.sinkhorn_log(a, b, cost, rel_reg, numItermax=20_000, stopThr=1e-12)
+    plan = scaled_sinkhorn_plan(torch.as_tensor(cost), rel_reg, a=a, b=b, tol=1e-11).numpy()
+    np.testing.assert_allclose(plan, ref, atol=1e-10)
+    assert float((plan * cost).sum()) == pytest.approx(float((ref * cost).sum()), rel=1e-8)
+
+
+def test_scaled_sinkhorn_meets_marginals_at_moscots_epsilon():
+    x0, x1 = _clusters(300, 200, dim=20, seed=3)
+    cost = torch.cdist(torch.as_tensor(x0), torch.as_tensor(x1)).pow(2)
+    cost = cost / cost.mean()
+    b = np.random.default_rng(2).uniform(size=200)
+    plan = scaled_sinkhorn_plan(cost, 1e-3, b=b)
+    assert plan.dtype == torch.float64 and torch.isfinite(plan).all()
+    assert float((plan.sum(1) - 1 / 300).abs().sum()) < SINKHORN_TOL
+    np.testing.assert_allclose(plan.sum(0).numpy(), b / b.sum(), rtol=1e-5)  # float32 sums
+    # at moscot's epsilon the plan is close to the exact one: its cost within 1%
+    exact = float(
+        (exact_ot_plan(torch.as_tensor(x0), torch.as_tensor(x1), b=b).double() * cost).sum()
+    )
+    assert exact * 0.999 <= float((plan * cost).sum()) < exact * 1.01
+
+
+def test_scaled_sinkhorn_warns_at_its_cap_and_checks_arguments():
+    x0, x1 = _clusters(50, 40)
+    cost = torch.cdist(torch.as_tensor(x0), torch.as_tensor(x1)).pow(2)
+    with pytest.warns(RuntimeWarning, match=r"Sinkhorn stopped after 3 iterations \(max_iter=3\)"):
+        plan = scaled_sinkhorn_plan(cost / cost.mean(), 1e-3, max_iter=3)
+    assert torch.isfinite(plan).all()  # approximate, but a plan
+    for bad, match in (
+        ({"reg": 0.0}, "positive"),
+        ({"tol": 0.0}, "tol"),
+        ({"max_iter": 0}, "max_iter"),
+    ):
+        kw = {"reg": 1e-3, **bad}
+        with pytest.raises(ValueError, match=match):
+            scaled_sinkhorn_plan(cost, kw.pop("reg"), **kw)
 
 
 def test_independent_and_minibatch_couplings_index_ranges():
