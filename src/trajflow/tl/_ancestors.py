@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scipy.spatial.distance import cdist
-from sklearn.neighbors import NearestNeighbors
 
 from .._anndata import check_anndata, parse_times, select_cells
 from .._consumers import (
@@ -20,7 +18,9 @@ from .._consumers import (
     log_written,
     observed_time,
 )
+from .._neighbors import gaussian_sums, kneighbors
 from .._timecourse import same_time
+from ._carry import carry
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel
@@ -216,20 +216,19 @@ def _trace(
             "cells came from, use trajflow.tl.ancestors."
         )
     x_all = model.representation(adata)
-    positions = model.push(x_all[mask], source_time=src, times=tgt)
+    positions = carry(model, x_all[mask], source_time=src, times=tgt)
     # Neighbours and the density live in the model's standardised space.
     back = model.scaler.transform(positions)
     at_tgt = np.flatnonzero(same_time(obs_t, tgt))
     z_tgt = model.scaler.transform(x_all[at_tgt])
     k = min(n_neighbors, len(at_tgt))
-    idx = NearestNeighbors(n_neighbors=k).fit(z_tgt).kneighbors(back, return_distance=False)
+    idx = kneighbors(back, z_tgt, k, return_distance=False)
     prob = np.bincount(idx.ravel(), minlength=len(at_tgt)) / idx.size
     # Gaussian KDE with Scott's rule on the pulled-back points.
     n, d = back.shape
     bw = float(np.mean(back.std(axis=0)) * n ** (-1.0 / (d + 4))) if n > 1 else 1.0
     bw = bw if bw > 1e-8 else 1.0
-    sq = cdist(z_tgt, back, "sqeuclidean")
-    dens = np.exp(-0.5 * sq / bw**2).sum(axis=1)
+    dens = gaussian_sums(z_tgt, back, bw)  # blockwise: no (cells x points) matrix
     dens = dens / dens.max() if dens.max() > 0 else dens
 
     if copy:
