@@ -20,7 +20,6 @@ from .._consumers import (
 )
 from .._neighbors import gaussian_sums, kneighbors
 from .._timecourse import same_time
-from ._carry import carry
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel
@@ -216,7 +215,7 @@ def _trace(
             "cells came from, use trajflow.tl.ancestors."
         )
     x_all = model.representation(adata)
-    positions = carry(model, x_all[mask], source_time=src, times=tgt)
+    positions = model.push(x_all[mask], source_time=src, times=tgt)
     # Neighbours and the density live in the model's standardised space.
     back = model.scaler.transform(positions)
     at_tgt = np.flatnonzero(same_time(obs_t, tgt))
