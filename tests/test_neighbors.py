@@ -110,3 +110,20 @@ def test_ancestors_density_and_probability_as_the_dense_computation(sim_and_mode
     idx = NearestNeighbors(n_neighbors=10).fit(z_tgt).kneighbors(back, return_distance=False)
     prob = np.bincount(idx.ravel(), minlength=len(z_tgt)) / idx.size
     np.testing.assert_allclose(adata.obs["ancestors"].to_numpy()[t == 1], prob)
+
+
+def test_couplings_match_the_old_path_within_the_solver_error(sim_and_model):
+    """Against the old path (the fit's Euler, then the same soft matching): rows move by a few
+    percent of their mass at most, where the more accurate solve changes a neighbour."""
+    from trajflow.tl._transitions import flow_transitions, soft_assign
+
+    adata, model = sim_and_model
+    t = adata.obs["time"].to_numpy()
+    x = adata.obsm["X_pca"]
+    new = flow_transitions(
+        model, x[t == 1], 1.0, x[t == 2], 2.0, n_neighbors=10, sde=False, n_samples=1, seed=0
+    )
+    ends = model.push(x[t == 1], source_time=1, times=2)
+    old = soft_assign(model.scaler.transform(ends), model.scaler.transform(x[t == 2]), 10)
+    tv = 0.5 * np.asarray(abs(new - old).sum(axis=1)).ravel()
+    assert tv.mean() < 0.02 and tv.max() < 0.2, (tv.mean(), tv.max())
