@@ -216,7 +216,14 @@ def test_the_core_and_the_numeric_layers_import_no_anndata_pandas_or_matplotlib(
     src = Path(trajflow.__file__).parent
     walled = sorted((src / "core").glob("*.py")) + [
         src / name
-        for name in ("_timecourse.py", "_clock.py", "metrics.py", "_validate.py", "_ot.py")
+        for name in (
+            "_timecourse.py",
+            "_clock.py",
+            "metrics.py",
+            "_validate.py",
+            "_ot.py",
+            "_neighbors.py",
+        )
         if (src / name).exists()
     ]
     forbidden = ("anndata", "pandas", "matplotlib", "scanpy", "trajflow")

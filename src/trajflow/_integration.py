@@ -18,7 +18,7 @@ from torch import Tensor
 from ._clock import Clock
 from ._validate import check_bool, check_choice, check_optional_int, check_seed
 from .core import VelocityNet, integrate_ode, integrate_sde
-from .core.integrate import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS
+from .core.integrate import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS, blockwise
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,9 @@ def _drift(
     velocity_net: VelocityNet, score_net: VelocityNet | None, sigma: float, sde: bool
 ) -> Callable[[Tensor, Tensor], Tensor]:
     if not sde:
-        return lambda x, t: velocity_net(x, t)
+        return blockwise(lambda x, t: velocity_net(x, t))
     half_g2 = 0.5 * sigma**2
-    return lambda x, t: velocity_net(x, t) + half_g2 * score_net(x, t)
+    return blockwise(lambda x, t: velocity_net(x, t) + half_g2 * score_net(x, t))
 
 
 def integrate_cells(

@@ -10,8 +10,28 @@ from torchdiffeq import odeint
 
 Field = Callable[[Tensor, Tensor], Tensor]  # (x, t) -> dx/dt
 
+#: Rows of one network evaluation when many cells are integrated at once: a block's activations
+#: stay in cache between the layers (measured on this project's 2-core CPU at 50,000 cells x 30
+#: dims, hidden 64: 16,384-row blocks took 0.34 s per evaluation against 0.51 s for all rows
+#: at once; issue 27).
+FIELD_BLOCK_ROWS = 16_384
+
 FIXED_STEP_SOLVERS = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams", "heun3")
 ADAPTIVE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+
+
+def blockwise(field: Field, block_rows: int = FIELD_BLOCK_ROWS) -> Field:
+    """``field`` evaluated on blocks of at most ``block_rows`` rows, concatenated: the same
+    values (each row's evaluation does not depend on the others) in bounded working memory."""
+
+    def evaluate(x: Tensor, t: Tensor) -> Tensor:
+        if x.shape[0] <= block_rows:
+            return field(x, t)
+        return torch.cat(
+            [field(x[i : i + block_rows], t) for i in range(0, x.shape[0], block_rows)]
+        )
+
+    return evaluate
 
 
 def _check_solver(solver: str, n_steps: int) -> None:

@@ -8,8 +8,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scipy.spatial.distance import cdist
-from sklearn.neighbors import NearestNeighbors
 
 from .._anndata import check_anndata, parse_times, select_cells
 from .._consumers import (
@@ -21,6 +19,7 @@ from .._consumers import (
     log_written,
     observed_time,
 )
+from .._neighbors import gaussian_sums, kneighbors
 from .._timecourse import same_time
 
 if TYPE_CHECKING:
@@ -229,14 +228,13 @@ def _trace(
     at_tgt = np.flatnonzero(same_time(obs_t, tgt))
     z_tgt = model.scaler.transform(x_all[at_tgt])
     k = min(n_neighbors, len(at_tgt))
-    idx = NearestNeighbors(n_neighbors=k).fit(z_tgt).kneighbors(back, return_distance=False)
+    idx = kneighbors(back, z_tgt, k, return_distance=False)
     prob = np.bincount(idx.ravel(), minlength=len(at_tgt)) / idx.size
     # Gaussian KDE with Scott's rule on the pulled-back points.
     n, d = back.shape
     bw = float(np.mean(back.std(axis=0)) * n ** (-1.0 / (d + 4))) if n > 1 else 1.0
     bw = bw if bw > 1e-8 else 1.0
-    sq = cdist(z_tgt, back, "sqeuclidean")
-    dens = np.exp(-0.5 * sq / bw**2).sum(axis=1)
+    dens = gaussian_sums(z_tgt, back, bw)  # blockwise: no (cells x points) matrix
     dens = dens / dens.max() if dens.max() > 0 else dens
 
     if copy:

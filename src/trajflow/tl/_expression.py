@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from scipy import sparse
-from sklearn.neighbors import NearestNeighbors
 
 from .._anndata import _looks_like_counts, check_anndata, parse_times
 from .._consumers import (
@@ -23,8 +22,10 @@ from .._consumers import (
     logger,
     observed_time,
 )
+from .._neighbors import kneighbors
 from .._outputs import PREDICTION_KEY, SOURCE_CELL_KEY, SOURCE_TIME_KEY
 from .._timecourse import same_time
+from ._carry import carry
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel
@@ -546,7 +547,7 @@ def predict_expression(
     x_pred[at_src] = x0
     x_later = np.empty((0, *x0.shape))
     if len(later):
-        x_later = model.push(x0, source_time=src, times=later, sde=sde, seed=seed)
+        x_later = carry(model, x0, source_time=src, times=later, sde=sde, seed=seed)
         x_pred[~at_src] = x_later[: int((~at_src).sum())]
     path_weights = None
     if lineage is not None:
@@ -581,12 +582,12 @@ def predict_expression(
         )
         k = min(n_neighbors, adata.n_obs)
         # Neighbours in the model's standardised space.
-        nn = NearestNeighbors(n_neighbors=k).fit(model.scaler.transform(x_all))
+        z_all = model.scaler.transform(x_all)
         expr_genes = expr[:, gene_idx]
         expr_genes = expr_genes.tocsr() if sparse.issparse(expr_genes) else np.asarray(expr_genes)
 
         def to_expression(x: np.ndarray) -> np.ndarray:
-            idx = nn.kneighbors(model.scaler.transform(x), return_distance=False)
+            idx = kneighbors(model.scaler.transform(x), z_all, k, return_distance=False)
             rows = np.repeat(np.arange(len(x)), k)
             w = sparse.csr_matrix(
                 (np.full(idx.size, 1.0 / k), (rows, idx.ravel())), shape=(len(x), adata.n_obs)

@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import sparse
-from sklearn.neighbors import NearestNeighbors
 
+from .._neighbors import kneighbors
 from .._timecourse import same_time
+from ._carry import carry
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel
@@ -90,7 +91,7 @@ def calibrated_assign(
     if m > MAX_REFERENCE:
         ref = np.sort(np.random.default_rng(seed).choice(m, size=MAX_REFERENCE, replace=False))
     inside, reach = kernel_sizes(len(ref), n_neighbors, share, widen)
-    dist, idx = NearestNeighbors(n_neighbors=reach).fit(targets[ref]).kneighbors(ends)
+    dist, idx = kneighbors(ends, targets[ref], reach)
     h = widen * np.median(dist[:, :inside], axis=1, keepdims=True)
     h = np.where(h > 1e-12, h, 1.0)
     w = np.exp(-0.5 * (dist / h) ** 2)
@@ -169,7 +170,7 @@ def fate_transitions(
     targets = model.scaler.transform(x_to)
     out = sparse.csr_matrix((len(x_from), len(x_to)))
     for s in range(n_samples):
-        ends = model.push(x_from, source_time=t_from, times=t_to, sde=sde, seed=seed + s)
+        ends = carry(model, x_from, source_time=t_from, times=t_to, sde=sde, seed=seed + s)
         out = out + calibrated_assign(
             model.scaler.transform(ends),
             targets,

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from scipy import sparse
-from sklearn.neighbors import NearestNeighbors
 
 from .._anndata import check_anndata, group_labels, parse_times
 from .._consumers import (
@@ -26,7 +25,9 @@ from .._consumers import (
     check_not_view,
     observed_time,
 )
+from .._neighbors import kneighbors
 from .._timecourse import same_time
+from ._carry import carry
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel
@@ -46,9 +47,9 @@ def _check_samples(n_samples: int | None, sde: bool) -> int:
     return int(n_samples)
 
 
-def soft_assign(ends: np.ndarray, targets: NearestNeighbors) -> sparse.csr_matrix:
-    """Row-stochastic ``(len(ends), n_targets)``: each end point spread over its nearest
-    targets with Gaussian weights.
+def soft_assign(ends: np.ndarray, targets: np.ndarray, k: int) -> sparse.csr_matrix:
+    """Row-stochastic ``(len(ends), len(targets))``: each end point spread over its ``k``
+    nearest targets with Gaussian weights.
 
     The bandwidth of each end point is the median distance to its neighbours (adaptive, as
     diffusion maps and UMAP do), so a point inside a dense cluster splits its mass among close
@@ -59,23 +60,23 @@ def soft_assign(ends: np.ndarray, targets: NearestNeighbors) -> sparse.csr_matri
     ends
         The points to assign, shape ``(n, d)``.
     targets
-        A :class:`~sklearn.neighbors.NearestNeighbors` index fitted on the observed cells the
-        points are spread over (``m`` cells, same space); its ``n_neighbors`` (at most ``m``)
-        targets share each point. Fitted once, it serves every SDE draw.
+        The observed cells the points are spread over, ``(m, d)``, same space.
+    k
+        Targets that share each point (at most ``m``); found exactly
+        (:func:`trajflow._neighbors.kneighbors`).
 
     Returns
     -------
     scipy.sparse.csr_matrix
-        Shape ``(n, m)``, ``n_neighbors`` entries per row, rows summing to 1.
+        Shape ``(n, m)``, ``k`` entries per row, rows summing to 1.
     """
-    dist, idx = targets.kneighbors(ends)
+    dist, idx = kneighbors(ends, targets, k)
     h = np.median(dist, axis=1, keepdims=True)
     h = np.where(h > 1e-12, h, 1.0)
     w = np.exp(-0.5 * (dist / h) ** 2)
     w /= w.sum(axis=1, keepdims=True)
     rows = np.repeat(np.arange(len(ends)), idx.shape[1])
-    shape = (len(ends), targets.n_samples_fit_)
-    return sparse.csr_matrix((w.ravel(), (rows, idx.ravel())), shape=shape)
+    return sparse.csr_matrix((w.ravel(), (rows, idx.ravel())), shape=(len(ends), len(targets)))
 
 
 def flow_transitions(
@@ -93,7 +94,8 @@ def flow_transitions(
     """Row ``i``: where cell ``x_from[i]`` at ``t_from`` is at ``t_to``, as weights over ``x_to``.
 
     ``t_to`` may be earlier (the flow run backwards). Neighbours are found in the model's
-    standardised space; SDE draws are averaged.
+    standardised space; SDE draws are averaged. The ODE is solved as the tools solve it
+    (:func:`~trajflow.tl._carry.carry`: rk4 in a twelfth of an Euler model's steps).
 
     Parameters
     ----------
@@ -119,11 +121,11 @@ def flow_transitions(
         Shape ``(n, m)``, rows summing to 1.
     """
     k = min(n_neighbors, len(x_to))
-    targets = NearestNeighbors(n_neighbors=k).fit(model.scaler.transform(x_to))
+    targets = model.scaler.transform(x_to)
     out = sparse.csr_matrix((len(x_from), len(x_to)))
     for s in range(n_samples):
-        ends = model.push(x_from, source_time=t_from, times=t_to, sde=sde, seed=seed + s)
-        out = out + soft_assign(model.scaler.transform(ends), targets)
+        ends = carry(model, x_from, source_time=t_from, times=t_to, sde=sde, seed=seed + s)
+        out = out + soft_assign(model.scaler.transform(ends), targets, k)
     return (out / n_samples).tocsr()
 
 

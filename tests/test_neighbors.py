@@ -1,0 +1,129 @@
+"""The tools' bulk internals (issue 27): blocked exact neighbours, blockwise kernel sums and
+network evaluations, and the tools' integrator, each against the plain computation it replaces
+(small sizes; the speed lives in benchmarks/post_fit.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import cdist
+from sklearn.neighbors import NearestNeighbors
+
+import trajflow as tf
+from trajflow import _neighbors
+from trajflow._neighbors import gaussian_sums, kneighbors
+from trajflow.core import VelocityNet
+from trajflow.core.integrate import blockwise
+from trajflow.tl._carry import bulk_solver, carry
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    monkeypatch.setattr(_neighbors, "BLOCK_ENTRIES", 500)  # many blocks, a ragged last one
+
+
+@pytest.mark.parametrize("k", [1, 7, 60])
+def test_kneighbors_equal_brute_force(k):
+    rng = np.random.default_rng(0)
+    query, reference = rng.normal(size=(203, 12)), rng.normal(size=(60, 12)) * 2 + 0.5
+    dist, idx = kneighbors(query, reference, k)
+    full = cdist(query, reference)
+    order = np.argsort(full, axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(idx, order)
+    np.testing.assert_allclose(dist, np.take_along_axis(full, order, axis=1), rtol=1e-10)
+    np.testing.assert_array_equal(kneighbors(query, reference, k, return_distance=False), idx)
+    sk_dist, sk_idx = NearestNeighbors(n_neighbors=k).fit(reference).kneighbors(query)
+    np.testing.assert_array_equal(idx, sk_idx)
+    np.testing.assert_allclose(dist, sk_dist, rtol=1e-10)
+
+
+def test_kneighbors_refuses_k_beyond_the_reference():
+    with pytest.raises(ValueError, match="k must be between 1 and the 3 reference points"):
+        kneighbors(np.zeros((2, 2)), np.zeros((3, 2)), 4)
+
+
+def test_blockwise_gaussian_sums_equal_the_dense_kernel(small_blocks):
+    rng = np.random.default_rng(1)
+    points, centres = rng.normal(size=(97, 5)), rng.normal(size=(41, 5))
+    dense = np.exp(-0.5 * cdist(points, centres, "sqeuclidean") / 0.7**2).sum(axis=1)
+    np.testing.assert_allclose(gaussian_sums(points, centres, 0.7), dense, rtol=1e-12)
+
+
+def test_blockwise_field_equals_one_evaluation():
+    torch.manual_seed(0)
+    net = VelocityNet(6, hidden=16).eval()
+    x, t = torch.randn(1001, 6), torch.tensor(0.3)
+    with torch.no_grad():
+        whole = net(x, t)
+        blocks = blockwise(net, block_rows=128)(x, t)
+    torch.testing.assert_close(blocks, whole, rtol=1e-6, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def sim_and_model():
+    adata = tf.datasets.simulate(n_times=4, n_cells=150, n_dims=6, seed=3)
+    model = tf.fit_trajectories(adata, seed=0, n_steps=400, progress=False)
+    return adata, model
+
+
+def test_the_tools_solve_closer_to_the_flow_than_the_fits_euler(sim_and_model):
+    """rk4 in a twelfth of the steps (:func:`bulk_solver`) lands nearer the fine solve than the
+    fit's Euler, over one gap and over three."""
+    adata, model = sim_and_model
+    assert bulk_solver(model, sde=False) == {"solver": "rk4", "n_steps": 9}
+    assert bulk_solver(model, sde=True) == {}
+    x0 = adata.obsm["X_pca"][adata.obs["time"].to_numpy() == 0]
+    for end in (1, 3):
+        fine = model.push(x0, source_time=0, times=end, solver="rk4", n_steps=400)
+        euler = model.push(x0, source_time=0, times=end)
+        tools = carry(model, x0, source_time=0, times=end)
+        err_euler = np.linalg.norm(euler - fine, axis=1).mean()
+        err_tools = np.linalg.norm(tools - fine, axis=1).mean()
+        assert err_tools < err_euler, (end, err_tools, err_euler)
+        at_end = adata.obsm["X_pca"][adata.obs["time"].to_numpy() == end]
+        gap = np.median(kneighbors(at_end, at_end, 2)[0][:, 1])  # nearest-neighbour distance
+        assert err_euler < 0.5 * gap  # both well inside a neighbour distance
+
+
+def test_ancestors_density_and_probability_as_the_dense_computation(sim_and_model):
+    adata, model = sim_and_model
+    adata = adata.copy()
+    t = adata.obs["time"].to_numpy()
+    chosen = (t == 3) & (adata.obs["fate"] == "up").to_numpy()
+    tf.tl.ancestors(adata, model, cells=chosen, target_time=1, n_neighbors=10)
+    back = model.scaler.transform(adata.uns["ancestors"]["positions"])
+    z_tgt = model.scaler.transform(adata.obsm["X_pca"][t == 1])
+    bw = adata.uns["ancestors"]["bandwidth"]
+    dens = np.exp(-0.5 * cdist(z_tgt, back, "sqeuclidean") / bw**2).sum(axis=1)
+    np.testing.assert_allclose(
+        adata.obs["ancestors_density"].to_numpy()[t == 1], dens / dens.max(), rtol=1e-10
+    )
+    idx = NearestNeighbors(n_neighbors=10).fit(z_tgt).kneighbors(back, return_distance=False)
+    prob = np.bincount(idx.ravel(), minlength=len(z_tgt)) / idx.size
+    np.testing.assert_allclose(adata.obs["ancestors"].to_numpy()[t == 1], prob)
+
+
+def test_couplings_match_the_old_path_within_the_solver_error(sim_and_model):
+    """Against the old path (the fit's Euler, then the same soft matching): rows move by a few
+    percent of their mass at most, where the more accurate solve changes a neighbour."""
+    from trajflow.tl._transitions import flow_transitions, soft_assign
+
+    adata, model = sim_and_model
+    t = adata.obs["time"].to_numpy()
+    x = adata.obsm["X_pca"]
+    new = flow_transitions(
+        model, x[t == 1], 1.0, x[t == 2], 2.0, n_neighbors=10, sde=False, n_samples=1, seed=0
+    )
+    ends = model.push(x[t == 1], source_time=1, times=2)
+    old = soft_assign(model.scaler.transform(ends), model.scaler.transform(x[t == 2]), 10)
+    tv = 0.5 * np.asarray(abs(new - old).sum(axis=1)).ravel()
+    assert tv.mean() < 0.02 and tv.max() < 0.2, (tv.mean(), tv.max())
