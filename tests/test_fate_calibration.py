@@ -58,7 +58,7 @@ def test_the_kernel_covers_the_same_share_of_cells_at_any_sampling_depth():
     spread = {}
     for name, assign in (
         ("calibrated", lambda e, y: calibrated_assign(e, y, n_neighbors=30, share=0.05)),
-        ("nearest 30", lambda e, y: soft_assign(e, _index(y))),
+        ("nearest 30", lambda e, y: soft_assign(e, y, 30)),
     ):
         for m in (800, 4000):
             y = rng.normal(size=(m, 3))
@@ -73,12 +73,6 @@ def test_the_kernel_covers_the_same_share_of_cells_at_any_sampling_depth():
     w = calibrated_assign(ends, rng.normal(size=(5000, 3)), n_neighbors=30, share=0.05)
     np.testing.assert_allclose(np.asarray(w.sum(axis=1)).ravel(), 1.0)
     assert w.shape == (200, 5000) and len(np.unique(w.indices)) <= 2000  # reference subset
-
-
-def _index(y):
-    from sklearn.neighbors import NearestNeighbors
-
-    return NearestNeighbors(n_neighbors=30).fit(y)
 
 
 @pytest.mark.parametrize("bad", [0, -0.1, 1.5, float("nan")])

@@ -28,7 +28,6 @@ from scipy import sparse
 
 from .._neighbors import kneighbors
 from .._timecourse import same_time
-from ._carry import carry
 
 if TYPE_CHECKING:
     from .._model import TrajectoryModel
@@ -170,7 +169,7 @@ def fate_transitions(
     targets = model.scaler.transform(x_to)
     out = sparse.csr_matrix((len(x_from), len(x_to)))
     for s in range(n_samples):
-        ends = carry(model, x_from, source_time=t_from, times=t_to, sde=sde, seed=seed + s)
+        ends = model.push(x_from, source_time=t_from, times=t_to, sde=sde, seed=seed + s)
         out = out + calibrated_assign(
             model.scaler.transform(ends),
             targets,
