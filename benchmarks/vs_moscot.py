@@ -42,6 +42,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 N_TIMES, N_DIMS, HOLDOUT, N_FRESH = 4, 30, 2.0, 4_000
+#: Cells of each prediction and of the observed cells the scores see (seeded subsamples).
+N_SCORED = 2_000
 SEED = 0
 
 
@@ -213,19 +215,37 @@ def _course(n_cells: int):
 def _run_side(side, n, data_path, tmp, args) -> dict:
     py = sys.executable if side == "trajflow" else args.moscot_python
     out = os.path.join(tmp, f"{side}_{n}")
+    if os.path.exists(out + ".json") and os.path.exists(out + ".npy"):  # kept from a run before
+        meta = json.loads(Path(out + ".json").read_text())
+        return {"status": "ok", **meta, "kept_from": out, "pred_path": out + ".npy"}
     cmd = [py, str(Path(__file__).resolve()), "--worker", side, "--data", data_path]
     cmd += ["--worker-out", out, "--threads", str(args.threads)]
     limit = args.moscot_timeout if side == "moscot" else args.trajflow_timeout
     env = dict(os.environ)
     load = [round(v, 2) for v in os.getloadavg()]
     tic = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        proc = subprocess.run(cmd, env=env, timeout=limit, capture_output=True, text=True)
+        _, stderr = proc.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
-        return {"status": f"did not finish in {limit} s", "wall_s": limit, "load_at_start": load}
+        try:  # what the unfinished side had cost so far: a lower bound on its CPU seconds
+            import psutil
+
+            times = psutil.Process(proc.pid).cpu_times()
+            cpu_at_limit = round(times.user + times.system, 1)
+        except Exception:  # psutil missing, or the process just ended
+            cpu_at_limit = None
+        proc.kill()
+        proc.communicate()
+        return {
+            "status": f"did not finish in {limit} s",
+            "wall_s": limit,
+            "cpu_s_at_limit": cpu_at_limit,
+            "load_at_start": load,
+        }
     wall = time.perf_counter() - tic
     if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-5:]
+        tail = stderr.strip().splitlines()[-5:]
         return {"status": f"failed (exit {proc.returncode})", "error": tail, "load_at_start": load}
     meta = json.loads(Path(out + ".json").read_text())
     return {"status": "ok", "wall_s": round(wall, 2), "load_at_start": load, **meta,
@@ -237,11 +257,16 @@ def _score(rows: dict, x_train, t_train, held, fresh, everything) -> None:
 
     from trajflow.benchmark import held_out_table
 
-    cands = {s: np.load(r.pop("pred_path")) for s, r in rows.items() if "pred_path" in r}
+    def sub(x):  # the calibrated scores use halves of <= 1,000 cells; w1_all gets 2,000
+        if len(x) <= N_SCORED:
+            return x
+        return x[np.sort(np.random.default_rng(SEED).choice(len(x), N_SCORED, replace=False))]
+
+    cands = {s: sub(np.load(r.pop("pred_path"))) for s, r in rows.items() if "pred_path" in r}
     if not cands:
         return
-    cands["previous"] = x_train[t_train == max(s for s in set(t_train) if s < HOLDOUT)]
-    for against, observed in (("held_out", held), ("fresh", fresh)):
+    cands["previous"] = sub(x_train[t_train == max(s for s in set(t_train) if s < HOLDOUT)])
+    for against, observed in (("held_out", sub(held)), ("fresh", sub(fresh))):
         table = held_out_table(
             cands, observed, reference=everything, metrics=("energy", "mmd", "w1"), seed=SEED
         )
@@ -260,28 +285,43 @@ def _score(rows: dict, x_train, t_train, held, fresh, everything) -> None:
 
 
 def _table(results: dict) -> str:
+    """The side-by-side table: wall seconds per step, CPU seconds, the speed-up in both, the
+    unbiased energy of each prediction beside the floor, peak memory."""
     lines = [
-        "| cells per time point | trajflow total (fit / couplings / predict) | moscot total "
-        "(solve + plans / predict) | speed-up | energy vs held-out: trajflow / moscot / floor "
+        "| cells per time point | trajflow wall s (fit / couplings / predict) | trajflow CPU s "
+        "| moscot wall s (solve / plans / predict) | moscot CPU s | speed-up wall / CPU "
+        "| energy vs held-out: trajflow / moscot / floor "
         "| energy vs fresh: trajflow / moscot / floor | peak memory trajflow / moscot |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     sizes = sorted({int(k.split("/")[0]) for k in results})
     for n in sizes:
         tf, ms = results.get(f"{n}/trajflow", {}), results.get(f"{n}/moscot", {})
+        ok_tf, ok_ms = tf.get("status") == "ok", ms.get("status") == "ok"
 
-        def total(r, parts):
+        def wall(r, parts):
             if r.get("status") != "ok":
                 return r.get("status", "not run")
             s = r["steps_s"]
-            return f"{r['total_s']:,.1f} s ({' / '.join(f'{s[p]:.1f}' for p in parts)})"
+            return f"{r['total_s']:,.1f} ({' / '.join(f'{s[p]:,.1f}' for p in parts)})"
 
-        speed = (
-            f"{ms['total_s'] / tf['total_s']:.1f}x"
-            if tf.get("status") == "ok" and ms.get("status") == "ok"
-            else (f"> {ms['wall_s'] / tf['total_s']:.0f}x" if tf.get("status") == "ok"
-                  and str(ms.get("status", "")).startswith("did not") else "")
-        )  # fmt: skip
+        def cpu(r):
+            if r.get("cpu_s_at_limit"):
+                return f"> {r['cpu_s_at_limit']:,.0f} (stopped)"
+            return f"{r['total_cpu_s']:,.1f}" if r.get("status") == "ok" else "-"
+
+        if ok_tf and ok_ms:
+            speed = (
+                f"{ms['total_s'] / tf['total_s']:.1f}x / "
+                f"{ms['total_cpu_s'] / tf['total_cpu_s']:.1f}x"
+            )
+        elif ok_tf and str(ms.get("status", "")).startswith("did not"):
+            at_limit = ms.get("cpu_s_at_limit")
+            speed = f"> {ms['wall_s'] / tf['total_s']:.0f}x / " + (
+                f"> {at_limit / tf['total_cpu_s']:.0f}x" if at_limit else "-"
+            )
+        else:
+            speed = "-"
 
         def energy(key, tf=tf, ms=ms):
             def one(r):
@@ -294,9 +334,9 @@ def _table(results: dict) -> str:
         def mem(r):
             return f"{r['peak_rss_mb'] / 1024:.2f} GB" if r.get("status") == "ok" else "-"
 
-        moscot_parts = total(ms, ("solve", "plans", "predict"))
         lines.append(
-            f"| {n:,} | {total(tf, ('fit', 'couplings', 'predict'))} | {moscot_parts} | {speed} "
+            f"| {n:,} | {wall(tf, ('fit', 'couplings', 'predict'))} | {cpu(tf)} "
+            f"| {wall(ms, ('solve', 'plans', 'predict'))} | {cpu(ms)} | {speed} "
             f"| {energy('score_held_out')} | {energy('score_fresh')} | {mem(tf)} / {mem(ms)} |"
         )
     return "\n".join(lines)
@@ -314,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="threads of each side")
     parser.add_argument("--out", default=str(HERE / "results" / "vs_moscot.json"))
     parser.add_argument("--table", action="store_true", help="only print the table of --out")
+    parser.add_argument("--keep", default=None,
+                        help="folder for each side's prediction and timings; a side already "
+                        "there is scored again, not rerun (default: a temporary folder)")  # fmt: skip
+    parser.add_argument("--merge", nargs="+", default=None,
+                        help="add the rows of these result files to --out, print the table")  # fmt: skip
     parser.add_argument("--worker", choices=["trajflow", "moscot"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", help=argparse.SUPPRESS)
@@ -324,7 +369,13 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     stored = json.loads(out.read_text()) if out.exists() else {"results": {}}
-    if args.table:
+    if args.merge:  # sides or sizes run separately (e.g. moscot's big sizes in the background)
+        for path in args.merge:
+            other = json.loads(Path(path).read_text())
+            stored["results"].update(other["results"])
+            stored.setdefault("runs", []).append({"file": path, "machine": other.get("machine")})
+        out.write_text(json.dumps(stored, indent=1))
+    if args.table or args.merge:
         print(_table(stored["results"]))
         return 0
     import numpy as np
@@ -335,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     stored["machine"] = machine_info()
     stored["args"] = {k: v for k, v in vars(args).items() if not k.startswith("worker")}
     with tempfile.TemporaryDirectory() as tmp:
+        keep = args.keep or tmp
+        Path(keep).mkdir(parents=True, exist_ok=True)
         for n in args.sizes:
             x_train, t_train, held, fresh, everything = _course(n)
             data_path = os.path.join(tmp, f"course_{n}.npz")
@@ -342,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = {}
             for side in args.sides:
                 print(f"{n:,} cells per time point: {side} ...", flush=True)
-                rows[side] = _run_side(side, n, data_path, tmp, args)
+                rows[side] = _run_side(side, n, data_path, keep, args)
                 print(f"  {({k: v for k, v in rows[side].items() if k != 'pred_path'})}",
                       flush=True)  # fmt: skip
             _score(rows, x_train, t_train, held, fresh, everything)
