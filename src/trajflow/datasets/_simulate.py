@@ -68,7 +68,7 @@ def simulate(
         a baseline plus a loading on the latent state (every gene follows progress; about a
         third follow the branch and a sixth the oscillation); a cell's counts are Poisson with
         means that share out its library size (log-normal, median
-        :data:`SIM_MEDIAN_COUNTS`) over the genes by those expressions. Default ``None``:
+        1,000 counts) over the genes by those expressions. Default ``None``:
         no counts (the other outputs are the same either way, drawn from the same stream).
 
     Returns
