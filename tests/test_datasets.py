@@ -470,3 +470,37 @@ def test_simulated_fates_can_be_scored(one_thread):
     predicted = adata.obs["fate_probabilities_fate"][at2].astype(str).to_numpy()
     truth = adata.obs["fate"][at2].astype(str).to_numpy()
     assert (predicted == truth).mean() > 0.7  # chance is 0.5
+
+
+def test_simulate_counts_are_sparse_seeded_and_follow_the_time_course():
+    from scipy import sparse
+
+    import trajflow
+
+    kw = {"n_times": 4, "n_cells": 150, "n_dims": 6, "seed": 5}
+    a = trajflow.datasets.simulate(**kw, n_genes=300)
+    b = trajflow.datasets.simulate(**kw, n_genes=300)
+    plain = trajflow.datasets.simulate(**kw)
+    x = a.X
+    assert sparse.isspmatrix_csr(x) and x.dtype == np.float32 and x.shape == (600, 300)
+    assert (x != b.X).nnz == 0  # seeded
+    assert (x != trajflow.datasets.simulate(**{**kw, "seed": 6}, n_genes=300).X).nnz > 0
+    assert np.array_equal(x.data, np.round(x.data)) and x.data.min() >= 1  # counts, no zeros
+    assert 0.05 < x.nnz / np.prod(x.shape) < 0.6  # sparse, as counts are
+    assert 600 < np.median(np.asarray(x.sum(axis=1)).ravel()) < 1600  # ~1,000 per cell
+    # the counts option changes nothing else: same cells, times, fates and latent states
+    assert "X_pca" not in a.obsm and list(a.var_names[:2]) == ["gene-0", "gene-1"]
+    pd.testing.assert_frame_equal(a.obs, plain.obs)
+    np.testing.assert_array_equal(a.obsm["X_latent"], plain.obsm["X_latent"])
+    np.testing.assert_array_equal(a.uns["simulation"]["W"], plain.uns["simulation"]["W"])
+    assert plain.X is None and "n_genes" not in plain.uns["simulation"]
+    # the time course is in the counts: the genes that load most on progress rise over time
+    sim = a.uns["simulation"]
+    assert sim["loadings"].shape == (3, 300) and sim["baseline"].shape == (300,)
+    rising = np.argsort(sim["loadings"][0])[-20:]
+    t = a.obs["time"].to_numpy()
+    share = np.asarray(x[:, rising].sum(axis=1)).ravel() / np.asarray(x.sum(axis=1)).ravel()
+    means = [share[t == s].mean() for s in range(4)]
+    assert all(np.diff(means) > 0), means
+    with pytest.raises(ValueError, match="n_genes"):
+        trajflow.datasets.simulate(n_genes=1)

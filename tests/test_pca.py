@@ -175,3 +175,29 @@ def test_predict_expression_maps_through_automatic_pca():
         tf.tl.predict_expression(adata, model, times=[1.0], genes=genes, mapping="pca")
     tf.tl.predict_expression(adata, model, times=[1.0], genes=genes)
     assert adata.uns["trajflow_expression"]["mapping"] == "knn"
+
+
+def test_sparse_counts_pca_never_densifies_and_matches_the_dense_pca(monkeypatch):
+    """The automatic PCA of a CSR counts matrix (2,100 genes: the HVG path too) never makes the
+    gene matrix dense, and gives the PCA of the same counts stored dense."""
+    counts = tf.datasets.simulate(n_times=3, n_cells=60, seed=1, n_genes=2100)
+    dense = counts.copy()
+    dense.X = counts.X.toarray()
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"densified a {self.shape} sparse matrix")
+
+    with monkeypatch.context() as m:
+        for cls in (sparse._base._spbase, sparse._compressed._cs_matrix):
+            m.setattr(cls, "toarray", refuse)
+            m.setattr(cls, "todense", refuse)
+        ensure_pca(counts, n_comps=20)
+    assert sparse.isspmatrix_csr(counts.X)
+    ensure_pca(dense, n_comps=20)
+    assert (
+        counts.uns["trajflow_pca"]["log_normalised"] and counts.var["highly_variable"].sum() == 2000
+    )
+    np.testing.assert_array_equal(counts.var["highly_variable"], dense.var["highly_variable"])
+    a, b = counts.obsm["X_pca"], dense.obsm["X_pca"]
+    signs = np.sign(np.sum(a * b, axis=0))  # a component's sign is arbitrary
+    np.testing.assert_allclose(a, b * signs, rtol=1e-3, atol=1e-3 * np.abs(b).max())
