@@ -12,6 +12,8 @@ from scipy import sparse
 SIM_LATENT_DIMS = 3
 #: Median counts per cell of :func:`simulate`'s counts (``n_genes``); log-normal, sd 0.3 in log.
 SIM_MEDIAN_COUNTS = 1_000
+#: Means above this are drawn by numpy's Poisson sampler, not by inverting the CDF.
+LARGE_MEAN = 30.0
 #: Cells per block when drawing counts: bounds the dense ``(block, n_genes)`` means in memory.
 _COUNT_BLOCK = 8_192
 
@@ -196,15 +198,21 @@ def _poisson_by_inversion(
     rows, cols = np.nonzero(u >= np.exp(-mu))  # zero where u < P(0)
     u, m = u[rows, cols].astype(np.float64), mu[rows, cols].astype(np.float64)
     k = np.ones(len(u), dtype=np.int64)
+    # Large means go to numpy's sampler: inversion would walk about m steps, and beyond m ~ 745
+    # exp(-m) underflows to 0 so the CDF never passes u (the walk never ended).
+    big = m > LARGE_MEAN
+    k[big] = rng.poisson(m[big])
     p = np.exp(-m) * m  # P(1)
     cdf = p + np.exp(-m)
-    active = np.flatnonzero(u >= cdf)
+    active = np.flatnonzero((u >= cdf) & ~big)
     while active.size:  # the few larger counts: step up the CDF until it passes u
         k[active] += 1
         p[active] *= m[active] / k[active]
         cdf[active] += p[active]
-        active = active[u[active] >= cdf[active]]
-    return rows, cols, k
+        # p == 0: the float CDF has stopped growing below u (u within rounding of 1): stop
+        active = active[(u[active] >= cdf[active]) & (p[active] > 0)]
+    keep = k > 0  # a large-mean draw of 0 (probability below e^-30) is not stored
+    return rows[keep], cols[keep], k[keep]
 
 
 def simulated_velocity(adata: ad.AnnData, latent: np.ndarray, time: float) -> np.ndarray:
