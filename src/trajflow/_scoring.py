@@ -25,6 +25,7 @@ import numpy as np
 from scipy.spatial.distance import pdist
 
 from ._anndata import Standardizer
+from ._neighbors import kneighbors
 from ._timecourse import subsample_indices
 from .metrics import energy_distance, mmd, wasserstein
 
@@ -230,7 +231,7 @@ class Support:
         reference = reference[subsample_indices(len(reference), MAX_SUPPORT_REFERENCE, rng)]
         if len(reference) < 2:
             return cls(reference=reference, threshold=float("inf"))
-        own = _nearest_distances(reference, reference, k=2)[:, 1]  # the nearest *other* cell
+        own = kneighbors(reference, reference, 2)[0][:, 1]  # the nearest *other* cell
         scale = float(np.quantile(own, SUPPORT_QUANTILE))
         return cls(reference=reference, threshold=factor * max(scale, 1e-12))
 
@@ -240,12 +241,4 @@ class Support:
         cells = np.asarray(cells, dtype=np.float64)
         if not np.isfinite(self.threshold):
             return np.zeros(len(cells))
-        return _nearest_distances(cells, self.reference, k=1)[:, 0] / self.threshold
-
-
-def _nearest_distances(cells: np.ndarray, reference: np.ndarray, *, k: int) -> np.ndarray:
-    # scikit-learn's brute-force search runs on BLAS blocks: fast at 10-50 dims, bounded memory
-    from sklearn.neighbors import NearestNeighbors
-
-    index = NearestNeighbors(n_neighbors=k).fit(reference)
-    return index.kneighbors(cells, return_distance=True)[0]
+        return kneighbors(cells, self.reference, 1)[0][:, 0] / self.threshold

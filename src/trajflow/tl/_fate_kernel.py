@@ -169,6 +169,8 @@ def fate_transitions(
     targets = model.scaler.transform(x_to)
     out = sparse.csr_matrix((len(x_from), len(x_to)))
     for s in range(n_samples):
+        # model.push, not tl's rk4 carry: the kernel's calibration (kernel_share, the direct
+        # widening) was measured on the fit's own integrator
         ends = model.push(x_from, source_time=t_from, times=t_to, sde=sde, seed=seed + s)
         out = out + calibrated_assign(
             model.scaler.transform(ends),
