@@ -22,6 +22,7 @@ from trajflow.core import (
     optimise,
     straight_path,
 )
+from trajflow.core.objectives import within_spread
 from trajflow.core.plans import SINKHORN_TOL, scaled_sinkhorn_plan
 
 
@@ -159,6 +160,24 @@ def test_restoring_offset_is_shed_along_the_path():
     assert torch.allclose(at[0][1], x1 - x0 - e) and torch.allclose(at[1][1], x1 - x0 - e)
     with pytest.raises(ValueError, match="restore must be >= 0, and 0 unless path='straight'"):
         PairwiseObjective([x0, x1], [0.0, 1.0], [None], path="bridge", sigma=1.0, restore=0.3)
+
+
+def test_restoring_offset_follows_the_spread_within_time_points():
+    """The offset's width per dimension is the populations' own spread within each time point
+    (mean square 1, so ``restore`` stays its root-mean-square width): dimension 1 moves far
+    between the times but is narrow within them, so it gets the narrow offset."""
+    g = gen()
+    a = torch.randn(4000, 2, generator=g) * torch.tensor([2.0, 0.5])
+    b = torch.randn(4000, 2, generator=g) * torch.tensor([2.0, 0.5]) + torch.tensor([0.0, 30.0])
+    w = within_spread([a, b])
+    assert torch.allclose(w.pow(2).mean(), torch.tensor(1.0))
+    assert torch.allclose(w, torch.tensor([4.0, 0.25]).div(2.125).sqrt(), rtol=0.05)
+    objective = PairwiseObjective([a, b], [0.0, 1.0], [None], restore=0.3)
+    assert torch.equal(objective._restore_scale, w)
+    # a dimension constant within every time point gets none; all-constant: isotropic
+    flat = within_spread([torch.stack([torch.randn(50, generator=g), torch.zeros(50)], 1)])
+    assert flat[1] == 0 and flat[0] > 0
+    assert torch.equal(within_spread([torch.ones(5, 3), torch.zeros(5, 3)]), torch.ones(3))
 
 
 def test_integrators_on_constant_field():

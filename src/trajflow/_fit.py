@@ -162,8 +162,10 @@ def fit_trajectories(
         learns to bring cells that drift off the data back onto the next time point. Without
         it, cells pushed across several time points can leave the data (every day-0 cell of
         EB-50 pushed to day 4: 16% off the observed cells' support). ``None`` (default): the
-        method's (0.3 for ``ot-cfm``, 0 for the others); 0 turns it off. In the scaled units the
-        network trains in, like ``sigma``; refused for methods without straight paths.
+        method's (0.3 for ``ot-cfm``, 0 for the others); 0 turns it off. Its root-mean-square
+        width over the dimensions, in the scaled units the network trains in (like ``sigma``);
+        per dimension it follows the cells' spread within their time points, so narrow
+        directions get a narrow offset. Refused for methods without straight paths.
     n_steps, batch_size, lr, weight_decay, lr_schedule
         Optimisation: AdamW steps, pairs drawn per pair of time points per step, learning rate,
         weight decay, and ``"constant"`` or ``"cosine"`` learning-rate decay.

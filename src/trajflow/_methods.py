@@ -171,7 +171,7 @@ register_method(
         default_sigma=0.1,
         reference="Tong et al. 2023 (TMLR), OT-CFM: exact optimal-transport couplings",
         # pulls cells pushed across several time points back onto the data (issue 26: EB-50
-        # day 0 -> 4, 16.4% off the support without, <1% with; benchmarks/support.py)
+        # day 0 -> 4, 16-18% off the support without, 0% with on seeds 0-2; benchmarks/support.py)
         default_restore=0.3,
     ),
 )

@@ -73,8 +73,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         type=_args.non_negative_float,
         default=None,
         help="straight-path methods: width of the offset added to each training pair's source "
-        "cell and shed along its path, so cells that drift off the data are brought back; in "
-        "training units; 0 turns it off (default: the method's, 0.3 for ot-cfm, 0 otherwise)",
+        "cell and shed along its path, so cells that drift off the data are brought back; "
+        "root-mean-square over the dimensions in training units, shaped per dimension like the "
+        "cells' spread within time points; 0 turns it off (default: the method's, 0.3 for "
+        "ot-cfm, 0 otherwise)",
     )
     model.add_argument(
         "--growth-key",
