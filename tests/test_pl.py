@@ -258,28 +258,35 @@ def test_holdout_from_model_and_from_prediction(held_model, adata, tmp_path):
     _assert_unchanged(adata, snap)
 
 
-def test_holdout_title_is_the_benchmark_score(held_model, adata):
+def test_holdout_title_is_the_benchmark_score(adata):
     """pl.holdout quotes the benchmark's score: the energy in its title is leave_one_out's for
-    the same model (the fit leave_one_out makes is held_model's: same data, settings and seed)
-    and held-out time."""
-    table = leave_one_out(
-        adata,
-        methods=("ot-cfm",),
-        seeds=(0,),
-        n_dims=held_model.n_dims,
-        holdout_times=[1.0],
-        baselines=False,
-        fit_kwargs={"n_steps": N_STEPS},
-        device="cpu",
-        progress=False,
-    )
-    energy = float(table.set_index("method").loc["ot-cfm", "energy"])
-    rep = adata.obsm["X_pca"][:, : held_model.n_dims]
-    observed = rep[adata.obs["time"].to_numpy() == 1.0]
-    predicted = held_model.predict(1.0).obsm["X_pca"]
-    assert score_prediction(predicted, observed, reference=rep)["energy"] == energy
-    title = pl.holdout(adata, held_model, time=1.0)._suptitle.get_text()
-    assert re.search(r"energy = (-?[0-9.]+)", title).group(1) == f"{energy:.3f}"
+    the same model (the fit leave_one_out makes: same data, settings and seed) and held-out
+    time, also where the neighbouring time points differ in size (the prediction draws as many
+    cells as the previous time point has, in both); and for the paper protocol."""
+    keep = (adata.obs["time"].to_numpy() != 0.0) | (np.arange(adata.n_obs) % 2 == 0)
+    uneven = adata[keep].copy()  # 40 cells at time 0, 80 at time 2
+    kw = {"n_steps": N_STEPS, "device": "cpu", "progress": False}
+    model = trajflow.fit_trajectories(uneven, holdout=1.0, **kw)
+    rep = uneven.obsm["X_pca"][:, : model.n_dims]
+    observed = rep[uneven.obs["time"].to_numpy() == 1.0]
+    for protocol, metric in (("user", "energy"), ("paper", "w1_all")):
+        table = leave_one_out(
+            uneven, methods=("ot-cfm",), seeds=(0,), n_dims=model.n_dims, holdout_times=[1.0],
+            baselines=False, protocol=protocol, fit_kwargs={"n_steps": N_STEPS}, device="cpu",
+            progress=False,
+        )  # fmt: skip
+        score = float(table.set_index("method").loc["ot-cfm", metric])
+        if protocol == "user":
+            predicted = model.predict(1.0, n_cells=40).obsm["X_pca"]
+            assert score_prediction(predicted, observed, reference=rep)["energy"] == score
+            title = pl.holdout(uneven, model, time=1.0)._suptitle.get_text()
+            assert re.search(r"energy = (-?[0-9.]+)", title).group(1) == f"{score:.3f}"
+        else:  # the paper protocol's model is its own fit (whitened dims)
+            paper = trajflow.fit_trajectories(
+                uneven, holdout=1.0, scaling="per-dimension", n_dims=model.n_dims, **kw
+            )
+            title = pl.holdout(uneven, paper, time=1.0, protocol="paper")._suptitle.get_text()
+            assert re.search(r"W1 = (-?[0-9.]+)", title).group(1) == f"{score:.3f}"
 
 
 def test_scatter_background_is_shared_plumbing(adata):

@@ -265,6 +265,23 @@ def noise_floor(x: np.ndarray, *, n_repeats: int = 10, seed: int = 0) -> tuple[f
     return float(np.mean(values)), float(np.std(values))
 
 
+def holdout_predict_args(
+    trained_times: Sequence[float], time: float, n_previous: int, *, protocol: str = "user"
+) -> dict[str, Any]:
+    """The ``predict`` arguments of the prediction :func:`leave_one_out` scores at ``time``.
+
+    ``protocol="paper"``: every cell of the previous trained time point pushed forward (as
+    published); ``"user"``: ``predict``'s default (both neighbours), drawing as many cells as the
+    previous time point has (``n_previous``), so every candidate meets the same matched size.
+    :func:`trajflow.pl.holdout` predicts with the same arguments, so its title and the
+    benchmark's table give the same scores for the same model.
+    """
+    before = [t for t in trained_times if t < time]
+    if get_protocol(protocol).from_previous and before:
+        return {"source_time": before[-1]}
+    return {"n_cells": n_previous}
+
+
 def _interior_times(times: Sequence[float]) -> list[float]:
     return list(times[1:-1])
 
@@ -476,10 +493,10 @@ def leave_one_out(
                         **fit_kwargs,
                     )
                     fit_seconds = _time.perf_counter() - t0
-                    if spec.from_previous:  # the published protocol: previous cells pushed
-                        pred = model.predict(hold, source_time=t_prev)
-                    else:  # predict's default (both neighbours), at least |previous| cells
-                        pred = model.predict(hold, n_cells=len(z_prev))
+                    pred = model.predict(
+                        hold,
+                        **holdout_predict_args(model.times, hold, len(z_prev), protocol=protocol),
+                    )
                     predicted = model.representation(pred)
                     add(
                         method, space.transform(predicted), fit_seconds=fit_seconds,

@@ -21,7 +21,14 @@ from .._consumers import adata_first
 from .._outputs import SOURCE_TIME_KEY, prediction_positions
 from .._scoring import METRIC_LABELS, METRICS, STATIC_OT, verdict
 from .._timecourse import same_time
-from ..benchmark import get_protocol, held_out_table, ot_interpolation, scoring_space
+from ..benchmark import (
+    get_protocol,
+    held_out_table,
+    holdout_predict_args,
+    ot_interpolation,
+    scoring_space,
+)
+from . import _arguments
 from ._arguments import check_unplaceable, model_or_prediction, prediction_keys
 from ._axes import finish, new_axes, point_size, style_embedding_axes
 from ._background import scatter_background
@@ -357,9 +364,12 @@ def holdout(
     adata
         The observed cells, including those at ``time``. Not modified.
     model_or_prediction
-        A fitted :class:`~trajflow.TrajectoryModel` (every cell of the previous trained time point
-        is pushed to ``time``, as in the benchmark), or the AnnData that
-        :meth:`~trajflow.TrajectoryModel.predict` returned.
+        A fitted :class:`~trajflow.TrajectoryModel` (predicting ``time`` as
+        :func:`trajflow.benchmark.leave_one_out` does for the ``protocol``: ``predict``'s default
+        from both neighbours with as many cells as the previous time point has, or, for
+        ``"paper"``, every cell of the previous time point pushed forward; so the title's scores
+        are the benchmark's), or the AnnData that :meth:`~trajflow.TrajectoryModel.predict`
+        returned.
     time
         Held-out time. Default: the model's first held-out time point.
     basis, components, n_neighbors
@@ -376,7 +386,8 @@ def holdout(
         0-based representation dimensions for the marginal panels. Default: the first
         ``min(n_dims, 6)``.
     source_time, seed
-        Passed to :meth:`~trajflow.TrajectoryModel.predict` (with a model).
+        Passed to :meth:`~trajflow.TrajectoryModel.predict` (with a model); a ``source_time``
+        pushes every cell of that time point instead of the benchmark's prediction.
     protocol
         The scoring space of :func:`trajflow.benchmark.leave_one_out`'s ``protocol``.
     time_key, use_rep
@@ -397,11 +408,24 @@ def holdout(
         adata, model_or_prediction, "trajflow.pl.holdout", prediction=True
     )
     check_unplaceable(unplaceable)
+    n_cells = None
+    model, _ = _arguments.model_or_prediction(model_or_prediction)  # the name is shadowed here
+    at = time if time is not None or model is None or not model.holdout else model.holdout[0]
+    if model is not None and source_time is None and at is not None:
+        # the prediction leave_one_out scores, so the title and its table agree
+        observed = parse_times(adata, model.time_key)
+        before = [t for t in model.times if t < float(at)]
+        n_previous = int(same_time(observed, before[-1]).sum()) if before else 0
+        if n_previous:
+            predict_args = holdout_predict_args(
+                model.times, float(at), n_previous, protocol=protocol
+            )
+            source_time, n_cells = predict_args.get("source_time"), predict_args.get("n_cells")
     pred, time, time_key, use_rep, trained, _ = _resolve_prediction(
         model_or_prediction,
         time=time,
         source_time=source_time,
-        n_cells=None,
+        n_cells=n_cells,
         seed=seed,
         time_key=time_key,
         use_rep=use_rep,
