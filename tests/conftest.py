@@ -3,6 +3,7 @@ that need it skip cleanly when it is absent."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -25,15 +26,32 @@ def shared_file(name: str) -> Path:
     return path
 
 
-@pytest.fixture
-def one_thread():
+@contextlib.contextmanager
+def _one_torch_thread():
     """Tiny networks: one torch thread is fastest and avoids oversubscribing a shared CPU."""
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for one test."""
+    with _one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """One torch thread for a whole module, its module-scoped fits included (use through
+    ``pytestmark = pytest.mark.usefixtures("one_thread_module")``)."""
+    with _one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="session")

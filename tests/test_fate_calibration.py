@@ -6,19 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 import trajflow as tf
 
 FAST = {"n_steps": 300, "progress": False, "solver_steps": 40}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # tiny networks: one torch thread
 
 
 @pytest.fixture(scope="module")

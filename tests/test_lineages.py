@@ -10,7 +10,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from matplotlib.colors import to_rgba
 
 import trajflow as tf
@@ -19,12 +18,7 @@ FAST = {"n_steps": 300, "progress": False, "solver_steps": 40}
 TIMES = np.linspace(0, 3, 13)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # tiny networks: one torch thread
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,7 @@ from trajflow.core import VelocityNet
 from trajflow.core.integrate import blockwise
 from trajflow.tl._carry import bulk_solver, carry
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # tiny networks: one torch thread
 
 
 @pytest.fixture

@@ -74,13 +74,7 @@ def two_growth_rates(seed: int = 0) -> ad.AnnData:
     return adata
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny networks train several times faster on one thread on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # tiny networks: one torch thread
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from scipy import sparse
 
 import trajflow as tf
@@ -14,12 +13,7 @@ import trajflow as tf
 FAST = {"n_steps": 600, "progress": False, "solver_steps": 40}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")  # tiny networks: one torch thread
 
 
 @pytest.fixture(scope="module")
