@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from torchdiffeq import odeint
 
 Field = Callable[[Tensor, Tensor], Tensor]  # (x, t) -> dx/dt
 
@@ -59,6 +58,9 @@ def integrate_ode(
     Fixed-step solvers take ``n_steps`` steps over the whole span of ``t_grid`` (which may
     decrease, to integrate backwards); adaptive solvers use ``rtol``/``atol``.
     """
+    # deferred: torchdiffeq imports scipy.integrate, a tenth of `import trajflow`'s time
+    from torchdiffeq import odeint
+
     _check_solver(solver, n_steps)
     span = float(t_grid[-1] - t_grid[0])
     if span == 0:
