@@ -359,3 +359,21 @@ def test_pl_uses_tl_only_through_its_public_face():
     for level, module, names in _imports(src / "_consumers.py"):
         reached = {module.split(".")[0]} if module else set(names)
         assert not (level == 1 and reached & {"tl", "pl"}), f"_consumers imports {module}"
+
+
+def test_import_trajflow_leaves_the_heavy_dependencies_for_first_use():
+    """``import trajflow`` loads neither POT (and the scikit-learn it pulls in), scipy's
+    integrators (through torchdiffeq), the plotting stack nor scanpy: each comes on first use
+    (issue 26: ``import trajflow`` took 7.6 s on a loaded machine)."""
+    heavy = (
+        "ot",
+        "sklearn",
+        "torchdiffeq",
+        "scipy.integrate",
+        "trajflow.pl",
+        "matplotlib",
+        "scanpy",
+    )
+    code = f"import sys, trajflow; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
