@@ -92,3 +92,31 @@ def test_a_small_lineage_keeps_its_share_of_the_fate_mass(course):
     for s in (0, 1, 2):
         share = probs[t == s, 0].mean()
         assert 0.07 < share < 0.13, (s, share)
+
+
+def test_balance_is_sinkhorn_on_the_kernels_support():
+    """balance scales the sparse kernel as dense Sinkhorn on the same support does: the
+    result is the dense iteration's to rounding, and once rows are normalised every column
+    receives the same mass (within tol)."""
+    from trajflow._neighbors import kneighbors
+    from trajflow.tl._fate_kernel import balance
+
+    rng = np.random.default_rng(0)
+    ends, targets = rng.normal(size=(300, 3)), rng.normal(size=(80, 3))
+    dist, idx = kneighbors(ends, targets, 40)
+    w = np.exp(-0.5 * (dist / np.median(dist, axis=1, keepdims=True)) ** 2)
+    tol, target = 1e-4, 300 / 80
+    out = balance(w, idx, 80, tol=tol, n_iter=2000)
+    dense = np.zeros((300, 80))
+    np.put_along_axis(dense, idx, w, axis=1)
+    assert (dense.sum(axis=0) > 0).all()  # every column reached
+    v = np.ones(80)
+    for _ in range(2000):  # the textbook iteration, dense, with the same stopping rule
+        col = v * (dense.T @ (1.0 / (dense @ v)))
+        if np.max(np.abs(col / target - 1)) < tol:
+            break
+        v *= target / col
+    np.testing.assert_allclose(out, np.take_along_axis(dense * v, idx, axis=1), rtol=1e-9)
+    scaled = out / out.sum(axis=1, keepdims=True)
+    mass = np.bincount(idx.ravel(), weights=scaled.ravel(), minlength=80)
+    np.testing.assert_allclose(mass, target, rtol=tol)
