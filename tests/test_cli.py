@@ -623,9 +623,12 @@ def test_cli_predict_sde(tmp_path, capsys, one_thread):
     assert main([*predict, "--time", "1.5", "2", "--seed", "4"]) == 0
     pred = ad.read_h5ad(out)
     assert pred.n_obs == 40 and pred.uns["trajflow"]["sde"]
-    # Forward only: a time before its source is refused before anything runs.
-    assert main([*predict, "--time", "1", "--source-time", "2", "--overwrite"]) == 2
-    assert "--sde integrates forward only, but --time 1" in _one_error_line(capsys)
+    # A time before its source: the reverse-time SDE pulls the cells back.
+    assert main([*predict, "--time", "1", "--source-time", "2", "--overwrite"]) == 0
+    back = ad.read_h5ad(out)
+    assert (
+        back.n_obs == 20 and back.obs["source_time"].eq(2.0).all() and back.uns["trajflow"]["sde"]
+    )
 
 
 def test_cli_predict_failed_write_keeps_the_old_file(tiny_model, tmp_path, capsys, monkeypatch):

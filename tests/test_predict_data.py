@@ -64,7 +64,7 @@ def test_each_time_equals_its_single_prediction(model):
         mask = (both.obs["time"] == t).to_numpy()
         np.testing.assert_array_equal(both.obsm["X_pca"][mask], alone.obsm["X_pca"])
         assert list(both.obs_names[mask]) == list(alone.obs_names)
-    sde = model.predict(np.array([1.5, 2.0]), sde=True, seed=4)  # forward only: 20 each
+    sde = model.predict(np.array([1.5, 2.0]), sde=True, seed=4)  # 20 each
     alone = model.predict(2.0, sde=True, seed=4)
     np.testing.assert_array_equal(sde.obsm["X_pca"][20:], alone.obsm["X_pca"])
 
@@ -112,10 +112,13 @@ def test_explicit_source_time_pushes_only_from_it(model, data):
     np.testing.assert_allclose(
         model.push(src, source_time=1.0, times=1.5), pred.obsm["X_pca"], atol=1e-5
     )
-    # a trained time point, the ends and an SDE keep their one source
+    # a trained time point and the ends keep their one source; the SDE draws from both
+    # neighbours too (the later ones through its reverse-time SDE)
     assert model.predict(1.0).obs["source_time"].eq(0.0).all()
     assert model.predict(0.0).obs["source_time"].eq(0.0).all()
-    assert model.predict(1.5, sde=True).obs["source_time"].eq(1.0).all()
+    sde = model.predict(1.5, sde=True, seed=2)
+    assert sde.obs["source_time"].value_counts().to_dict() == {1.0: 10, 2.0: 10}
+    assert sde.uns["trajflow"]["sde"] and sde.uns["trajflow"]["backward_source_time"] == 2.0
 
 
 def test_two_sided_prediction_is_seeded_and_sized(model):
@@ -172,9 +175,19 @@ def test_bad_times_name_the_argument(model, time, exc, match):
         model.predict(time)
 
 
-def test_sde_backwards_is_refused_before_integrating(model):
-    with pytest.raises(ValueError, match="sde=True integrates forward only"):
-        model.predict([0.5, 1.5], source_time=1.0, sde=True)
+def test_sde_runs_backwards_in_reverse_time(model, data):
+    """sde=True pulls cells back through the reverse-time SDE: seeded, and (unlike the ODE)
+    spread by its noise."""
+    back = model.predict([0.5, 1.5], source_time=1.0, sde=True, seed=3)
+    again = model.predict([0.5, 1.5], source_time=1.0, sde=True, seed=3)
+    np.testing.assert_array_equal(back.obsm["X_pca"], again.obsm["X_pca"])
+    assert np.isfinite(back.obsm["X_pca"]).all() and back.obs["source_time"].eq(1.0).all()
+    x1 = data.obsm["X_pca"][data.obs["time"].to_numpy() == 1.0]
+    ode = model.push(x1, source_time=1.0, times=0.5)
+    sde = model.push(x1, source_time=1.0, times=0.5, sde=True, seed=3)
+    assert not np.allclose(ode, sde)
+    paths = model.trajectories(source_time=2.0, end_time=0.0, n_points=3, sde=True, seed=1)
+    assert paths.paths.shape[:2] == (20, 3)
     with pytest.warns(trajflow.ExtrapolationWarning, match="time=3"):
         model.predict([1.0, 3.0], n_cells=2)
 

@@ -1,8 +1,8 @@
 """How a fitted model integrates cells: its checked integrator options and the one ODE / SDE solve.
 
 :class:`~trajflow.TrajectoryModel`'s verbs (``push``, ``predict``, ``trajectories``) check their
-options with :func:`integration_options`, refuse a backwards SDE with :func:`check_forward`, and
-integrate standardised cells through observed times with :func:`integrate_cells`.
+options with :func:`integration_options` and integrate standardised cells through observed times
+with :func:`integrate_cells` (the ODE, or the SDE forward or backward in time).
 """
 
 from __future__ import annotations
@@ -57,29 +57,18 @@ def integration_options(
     return Integrator(sde=sde, seed=seed, solver=solver, n_steps=n_steps)
 
 
-def check_forward(sde: bool, pairs: list[tuple[float, float]], *, what: str) -> None:
-    """Refuse an SDE asked to run backwards: ``pairs`` are (target time, its source time)."""
-    if not sde:
-        return
-    backwards = [t for t, src in pairs if t < src]
-    if backwards:
-        sources = sorted({src for t, src in pairs if t < src})
-        raise ValueError(
-            f"sde=True integrates forward only, but {what} {_times(backwards)} comes before "
-            f"source_time {_times(sources)}; use sde=False to pull cells back."
-        )
-
-
-def _times(values: list[float]) -> str:
-    return ", ".join(f"{v:g}" for v in values)
-
-
 def _drift(
-    velocity_net: VelocityNet, score_net: VelocityNet | None, sigma: float, sde: bool
+    velocity_net: VelocityNet,
+    score_net: VelocityNet | None,
+    sigma: float,
+    sde: bool,
+    backward: bool = False,
 ) -> Callable[[Tensor, Tensor], Tensor]:
     if not sde:
         return blockwise(lambda x, t: velocity_net(x, t))
-    half_g2 = 0.5 * sigma**2
+    # the SDE's drift is the probability-flow velocity plus sigma^2/2 times the score; run
+    # backward in time, the reverse-time SDE's drift subtracts it (Anderson 1982)
+    half_g2 = (-0.5 if backward else 0.5) * sigma**2
     return blockwise(lambda x, t: velocity_net(x, t) + half_g2 * score_net(x, t))
 
 
@@ -108,7 +97,7 @@ def integrate_cells(
         taus = np.concatenate([[tau_from], taus])
     grid = torch.as_tensor(taus, dtype=torch.float32, device=device)
     x = torch.as_tensor(np.asarray(z0, dtype=np.float32), device=device)
-    drift = _drift(velocity_net, score_net, sigma, options.sde)
+    drift = _drift(velocity_net, score_net, sigma, options.sde, backward=taus[-1] < taus[0])
     if options.sde:
         gen = torch.Generator(device=device).manual_seed(options.seed)
         out = integrate_sde(drift, sigma, x, grid, n_steps=options.n_steps, generator=gen)

@@ -15,7 +15,7 @@ from anndata import AnnData
 
 from ._anndata import Standardizer, get_representation, representation_width
 from ._clock import Clock
-from ._integration import Integrator, check_forward, integrate_cells, integration_options
+from ._integration import Integrator, integrate_cells, integration_options
 from ._outputs import prediction_anndata
 from ._scoring import Support
 from ._settings import user_stacklevel
@@ -239,10 +239,8 @@ class TrajectoryModel:
         k = self._cells.times.index(match_time(time, self._cells.times, what="source_time"))
         return self._cells.populations[k], self._cells.cell_names[k]
 
-    def _plan(self, time: float, source_time: float | None, sde: bool) -> SourcePlan:
-        return plan_sources(
-            self.times, time, source_time=source_time, sde=sde
-        )  # fmt: skip
+    def _plan(self, time: float, source_time: float | None) -> SourcePlan:
+        return plan_sources(self.times, time, source_time=source_time)
 
     def _planned_cells(
         self, plan: SourcePlan, n_cells: int | None, opts: Integrator
@@ -309,10 +307,10 @@ class TrajectoryModel:
             The time the cells are at, in the units of ``obs[time_key]``.
         times
             One time, or several (in any order, each reached along one integration); times
-            earlier than ``source_time`` integrate backwards (ODE only).
+            earlier than ``source_time`` integrate backwards.
         sde
             Sample the SDE instead of the ODE (models that learn a score only; see
-            :attr:`learns_score`); forward in time only.
+            :attr:`learns_score`); backwards, its reverse-time SDE.
         seed
             Seed of the SDE noise.
         solver, n_steps
@@ -330,14 +328,12 @@ class TrajectoryModel:
             When ``source_time`` or an entry of ``times`` is not a number.
         ValueError
             When ``x`` does not have ``n_dims`` columns or is not finite, a time is not finite,
-            ``times`` is empty, or ``sde=True`` would integrate backwards or the model learned
-            no score.
+            ``times`` is empty, or ``sde=True`` and the model learned no score.
         """
         src = self._time(source_time, "source_time")
         single = not isinstance(times, Sequence | np.ndarray)
         grid = np.asarray([self._time(times, "times")] if single else self._time_grid(times))
         opts = self._integrator(sde, seed, solver, n_steps)
-        check_forward(opts.sde, [(float(t), src) for t in grid], what="times")
         z0 = self.scaler.transform(self._as_cells(x))
         # One integration through the sorted grid, read back in the caller's order.
         order = np.argsort(grid, kind="stable")
@@ -388,8 +384,8 @@ class TrajectoryModel:
         closes more of static OT's distance to a perfect prediction than pushing ``a`` alone
         (benchmarks/README.md). Every other time has one source: a trained time point is
         predicted from the nearest earlier one, a time outside the trained range from the
-        nearest end, an SDE (forward only) from ``a``, and an explicit ``source_time`` from
-        that time point alone.
+        nearest end, and an explicit ``source_time`` from that time point alone (the SDE
+        alike: forward, and backward in reverse time).
 
         Parameters
         ----------
@@ -409,8 +405,10 @@ class TrajectoryModel:
             ``n = round((n_a + n_b) / 2)``, of which ``round(n / 2)`` from ``b``.
         sde
             Sample the SDE instead of the ODE (only for ``method="sb-cfm"``, which learns a
-            score; forward only, so from one source); the default ODE is the probability-flow
-            ODE of the same marginals.
+            score; cells pushed backward follow its reverse-time SDE); the default ODE is the
+            probability-flow ODE of the same marginals. The SDE's spread is the process's own:
+            on the shared courses its predictions are less under-dispersed than the ODE's
+            (benchmarks/README.md).
         seed
             Seed for subsampling and SDE noise.
         solver, n_steps
@@ -456,7 +454,7 @@ class TrajectoryModel:
             or another argument has the wrong type.
         ValueError
             When ``time`` is an empty sequence or not finite, ``source_time`` is not a trained
-            time point, or ``sde=True`` would have to integrate backwards.
+            time point, or ``sde=True`` and the model learned no score.
         """
         if isinstance(time, np.ndarray) and time.ndim == 0:
             time = time.item()
@@ -472,10 +470,7 @@ class TrajectoryModel:
             source_time = self._time(source_time, "source_time")
         n_cells = check_optional_int("n_cells", n_cells)
         opts = self._integrator(sde, seed, solver, n_steps)
-        plans = [self._plan(t, source_time, opts.sde) for t in times]
-        check_forward(
-            opts.sde, [(t, p.forward) for t, p in zip(times, plans, strict=True)], what="time"
-        )
+        plans = [self._plan(t, source_time) for t in times]
         xs, srcs, names, support = [], [], [], []
         for t, plan in zip(times, plans, strict=True):
             z, src, cells = self._planned_cells(plan, n_cells, opts)
@@ -530,7 +525,7 @@ class TrajectoryModel:
     ) -> Trajectories:
         """Per-cell paths from ``source_time`` to ``end_time`` on evenly spaced times.
 
-        ``end_time`` may be earlier than ``source_time`` to integrate backwards (ODE only).
+        ``end_time`` may be earlier than ``source_time`` to integrate backwards.
         The result converts with :meth:`Trajectories.to_df` (long format) and
         :meth:`Trajectories.to_anndata` (one observation per cell and time point).
 
@@ -549,7 +544,7 @@ class TrajectoryModel:
             replacement when more than the population). Default: every source cell once.
         sde
             Sample the SDE instead of the ODE (models that learn a score only; see
-            :attr:`learns_score`); forward in time only.
+            :attr:`learns_score`); backwards, its reverse-time SDE.
         seed
             Seed for subsampling and SDE noise.
         solver, n_steps
@@ -568,7 +563,7 @@ class TrajectoryModel:
             When a time is not a number, or another argument has the wrong type.
         ValueError
             When ``source_time`` is not a trained time point, ``n_points`` is below 2, or
-            ``sde=True`` would integrate backwards or the model learned no score.
+            ``sde=True`` and the model learned no score.
         """
         source_time = (
             self.times[0] if source_time is None else self._time(source_time, "source_time")
@@ -577,7 +572,6 @@ class TrajectoryModel:
         n_points = check_int("n_points", n_points, minimum=2)
         n_cells = check_optional_int("n_cells", n_cells)
         opts = self._integrator(sde, seed, solver, n_steps)
-        check_forward(opts.sde, [(end_time, source_time)], what="end_time")
         src, z0, names = self._source_cells(source_time, end_time, n_cells, opts.seed)
         grid = np.linspace(src, end_time, n_points)
         z = self._flow(z0, src, grid, opts)

@@ -72,13 +72,12 @@ def plan_sources(
     time: float,
     *,
     source_time: float | None,
-    sde: bool,
 ) -> SourcePlan:
     """The sources of a prediction at ``time`` from a model trained at ``times`` (sorted).
 
     Two sources (the trained time points around ``time``, :data:`BACKWARD_SHARE` pushed
-    backward) when ``time`` lies strictly between two trained time points, no
-    ``source_time`` is given and the ODE is integrated; otherwise the one source ``predict``
+    backward) when ``time`` lies strictly between two trained time points and no
+    ``source_time`` is given (the ODE, or the SDE forward and in reverse time); otherwise the one source ``predict``
     has always used: ``source_time``, else the nearest strictly earlier trained time point (the
     first one at or before it).
     """
@@ -89,7 +88,7 @@ def plan_sources(
         return SourcePlan(time=time, forward=float(source_time))
     if not earlier:
         return SourcePlan(time=time, forward=float(times[0]))
-    if sde or not later or any(same_time(t, time, tol=tol) for t in times):
+    if not later or any(same_time(t, time, tol=tol) for t in times):
         return SourcePlan(time=time, forward=float(earlier[-1]))
     return SourcePlan(
         time=time,

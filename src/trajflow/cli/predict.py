@@ -63,7 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--sde",
         action="store_true",
         help=f"sample the SDE instead of the ODE; only for models that learned a score "
-        f"(--method {_args.score_methods()}); forward in time only",
+        f"(--method {_args.score_methods()}); cells pulled back follow its reverse-time SDE",
     )
     pred.add_argument(
         "--n-cells",
@@ -137,15 +137,6 @@ def _check_request(args: argparse.Namespace, model: Any) -> float | None:
                 f"--source-time {source:g} is not a time point {args.model} was trained on "
                 f"({_times_text(model.times)})"
             ) from None
-    if args.sde:
-        backwards = [
-            t for t in args.time if t < (model.source_time_for(t) if source is None else source)
-        ]
-        if backwards:
-            raise CLIError(
-                f"--sde integrates forward only, but --time {_times_text(backwards)} comes before "
-                "its source time; drop --sde to pull cells back with the ODE"
-            )
     return source
 
 

@@ -84,24 +84,29 @@ def integrate_sde(
     n_steps: int = 100,
     generator: torch.Generator,
 ) -> Tensor:
-    """Euler-Maruyama for ``dx = drift(x, t) dt + diffusion dW`` (forward in time only).
+    """Euler-Maruyama for ``dx = drift(x, t) dt + diffusion dW``, forward or backward in time.
 
     Takes ``n_steps`` equal steps over the span of ``t_grid`` (at least one between consecutive
-    grid points) and returns the states at ``t_grid``, shape ``(len(t_grid), n, d)``.
+    grid points) and returns the states at ``t_grid``, shape ``(len(t_grid), n, d)``. On a
+    decreasing ``t_grid`` the steps run backward (``dt < 0``, noise of variance ``|dt|``): the
+    reverse-time SDE, whose drift the caller passes (for a process with probability-flow
+    velocity ``v`` and score ``s``, forward drift ``v + diffusion^2 / 2 s``, reverse drift
+    ``v - diffusion^2 / 2 s``; Anderson 1982).
     """
     if not isinstance(n_steps, int) or n_steps < 1:
         raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}.")
-    if float(t_grid[-1]) < float(t_grid[0]):
-        raise ValueError("SDE sampling runs forward in time only; use the ODE to go backwards.")
-    total = float(t_grid[-1] - t_grid[0])
+    steps = (t_grid[1:] - t_grid[:-1]).tolist()
+    if any(d > 0 for d in steps) and any(d < 0 for d in steps):
+        raise ValueError("t_grid must be monotonic: SDE sampling runs one way at a time.")
+    total = abs(float(t_grid[-1] - t_grid[0]))
     out = [x0]
     x = x0
     for a, b in zip(t_grid[:-1].tolist(), t_grid[1:].tolist(), strict=True):
-        k = max(1, round(n_steps * (b - a) / total)) if total > 0 else 1
+        k = max(1, round(n_steps * abs(b - a) / total)) if total > 0 else 1
         dt = (b - a) / k
         for m in range(k):
             t = torch.tensor(a + m * dt, dtype=x.dtype, device=x.device)
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x = x + drift(x, t) * dt + diffusion * (dt**0.5) * noise
+            x = x + drift(x, t) * dt + diffusion * (abs(dt) ** 0.5) * noise
         out.append(x)
     return torch.stack(out)

@@ -109,7 +109,7 @@ def flow_transitions(
     n_neighbors
         Observed cells that share each carried cell (:func:`soft_assign`).
     sde
-        Sample the SDE (forward only) instead of the ODE.
+        Sample the SDE instead of the ODE (backward in time: its reverse-time SDE).
     n_samples
         Pushes averaged per cell, seeded ``seed``, ``seed + 1``, ...
     seed
@@ -420,7 +420,7 @@ def cell_transition(
     forward
         Direction of the question, see above.
     n_neighbors, sde, n_samples, seed
-        As in :func:`couplings` (with ``forward=False`` the default is the ODE).
+        As in :func:`couplings`.
     key_added
         Also store the table and its settings in ``adata.uns[key_added]`` (``None``: return
         only).
@@ -469,13 +469,9 @@ def cell_transition(
             f"uns[{key_added!r}]",
             "pass key_added=None to only return the table",
         )
-    # Backwards is the ODE's job (the SDE runs forward only): the default follows the direction.
-    sde = (model.learns_score and forward) if sde is None else bool(sde)
+    # a model with a score is sampled as its SDE both ways (backward: the reverse-time SDE)
+    sde = model.learns_score if sde is None else bool(sde)
     n_samples = _check_samples(n_samples, sde)
-    if not forward and sde:
-        raise ValueError(
-            "forward=False runs the flow backwards, which the SDE cannot; pass sde=False."
-        )
     obs_t = parse_times(adata, model.time_key)
     src = observed_time(source_time, obs_t, what="source_time", time_key=model.time_key)
     tgt = observed_time(target_time, obs_t, what="target_time", time_key=model.time_key)
