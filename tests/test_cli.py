@@ -227,6 +227,13 @@ def test_cli_fit_refuses_taken_out_before_training(small_h5ad, tmp_path, capsys,
     # --overwrite only replaces a saved model, never an arbitrary folder or a file.
     assert main([*fit, str(taken), "--overwrite"]) == 2
     assert "not a trajflow model directory" in _one_error_line(capsys)
+    # ... nor another tool's folder that happens to hold a config.json
+    foreign = tmp_path / "other_tool"
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"learning_rate": 0.1}')
+    assert main([*fit, str(foreign), "--overwrite"]) == 2
+    assert "not a trajflow model directory" in _one_error_line(capsys)
+    assert (foreign / "config.json").read_text() == '{"learning_rate": 0.1}'
     assert main([*fit, str(small_h5ad), "--overwrite"]) == 2
     assert "is a file, not a model directory" in _one_error_line(capsys)
     assert main([*fit, str(small_h5ad / "model")]) == 2
@@ -456,7 +463,7 @@ def test_cli_fit_checks_paths_before_reading(tmp_path, capsys, no_training):
     # An earlier checkpoint: resume it, start over with --overwrite, or go elsewhere.
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
-    (ckpt / "config.json").write_text("{}")
+    (ckpt / "config.json").write_text('{"format_version": 1}')
     (ckpt / "trainer_state.pt").write_text("")
     assert main([*fit, "--checkpoint-dir", str(ckpt)]) == 2
     line = _one_error_line(capsys)
@@ -509,7 +516,7 @@ def test_cli_interrupted_fit_writes_nothing(small_h5ad, tiny_model, tmp_path, ca
     assert main(argv) == 130
     assert capsys.readouterr().err == message + "\n"  # no checkpoint was written yet
     ckpt.mkdir()
-    (ckpt / "config.json").write_text("{}")
+    (ckpt / "config.json").write_text('{"format_version": 1}')
     (ckpt / "trainer_state.pt").write_text("")
     assert main([*argv, "--resume-from", str(ckpt)]) == 130
     assert capsys.readouterr().err == (

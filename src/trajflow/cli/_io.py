@@ -10,6 +10,7 @@ from typing import Any
 
 import anndata as ad
 
+from .._folders import is_model_folder
 from ._errors import CLIError, message
 
 
@@ -122,8 +123,9 @@ def check_out(out: Path, *, overwrite: bool, kind: str, flag: str = "--out") -> 
         raise CLIError(
             f"{out} already exists; pass --overwrite to replace it or choose another {flag}"
         )
-    if kind == "dir" and any(out.iterdir()) and not (out / "config.json").is_file():
-        # Replacing a directory deletes it: only do that to a saved model.
+    if kind == "dir" and any(out.iterdir()) and not is_model_folder(out):
+        # Replacing a directory deletes it: only a folder trajflow saved (the library's own
+        # test, so a folder of another tool's config.json is refused here, before training)
         raise CLIError(f"refusing to replace {out}: it is not a trajflow model directory")
 
 
