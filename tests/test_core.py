@@ -173,7 +173,7 @@ def test_restoring_offset_follows_the_spread_within_time_points():
     assert torch.allclose(w.pow(2).mean(), torch.tensor(1.0))
     assert torch.allclose(w, torch.tensor([4.0, 0.25]).div(2.125).sqrt(), rtol=0.05)
     objective = PairwiseObjective([a, b], [0.0, 1.0], [None], restore=0.3)
-    assert torch.equal(objective._restore_scale, w)
+    assert torch.equal(objective._restore_width, 0.3 * w)
     # a dimension constant within every time point gets none; all-constant: isotropic
     flat = within_spread([torch.stack([torch.randn(50, generator=g), torch.zeros(50)], 1)])
     assert flat[1] == 0 and flat[0] > 0

@@ -77,9 +77,9 @@ def plan_sources(
 
     Two sources (the trained time points around ``time``, :data:`BACKWARD_SHARE` pushed
     backward) when ``time`` lies strictly between two trained time points and no
-    ``source_time`` is given (the ODE, or the SDE forward and in reverse time); otherwise the one source ``predict``
-    has always used: ``source_time``, else the nearest strictly earlier trained time point (the
-    first one at or before it).
+    ``source_time`` is given (the ODE, or the SDE forward and in reverse time); otherwise the
+    one source ``predict`` has always used: ``source_time``, else the nearest strictly earlier
+    trained time point (the first one at or before it).
     """
     tol = time_tolerance(times)
     earlier = [t for t in times if t < time and not same_time(t, time, tol=tol)]

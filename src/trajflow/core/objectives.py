@@ -147,8 +147,10 @@ class PairwiseObjective:
         self.populations, self.couplings, self.bends = list(populations), list(couplings), bends
         self.path, self.sigma, self.batch_size = path, float(sigma), batch_size
         self.restore = float(restore)
-        # the offset's shape per dimension (computed once: the populations never change)
-        self._restore_scale = within_spread(self.populations) if self.restore > 0 else None
+        # the offset's width per dimension (computed once: the populations never change)
+        self._restore_width = (
+            self.restore * within_spread(self.populations) if self.restore > 0 else None
+        )
         self.learns_score = path == "bridge"
         self._banks = [c for c in self.couplings if isinstance(c, StreamingBank)]
         self._streams: Executor | None = None
@@ -308,8 +310,9 @@ class PairwiseObjective:
         if self.path == "straight":
             offset = None
             if self.restore > 0:
-                offset = torch.randn(n, dim, generator=generator, device=device)
-                offset = offset * (self.restore * self._restore_scale)
+                offset = self._restore_width * torch.randn(
+                    n, dim, generator=generator, device=device
+                )
             xs, us = straight_path(x0, x1, s, self.sigma, noise, bend, offset)
         else:
             xs, us, lam = bridge_path(x0, x1, s, self._pair_sigma, noise)

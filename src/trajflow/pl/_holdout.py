@@ -28,8 +28,8 @@ from ..benchmark import (
     ot_interpolation,
     scoring_space,
 )
-from . import _arguments
-from ._arguments import check_unplaceable, model_or_prediction, prediction_keys
+from ._arguments import check_unplaceable, prediction_keys
+from ._arguments import model_or_prediction as split_model_or_prediction
 from ._axes import finish, new_axes, point_size, style_embedding_axes
 from ._background import scatter_background
 from ._colors import (
@@ -55,6 +55,19 @@ if TYPE_CHECKING:
     from .._model import TrajectoryModel
 
 
+def _model_time(model: TrajectoryModel, time: float | None, default_to_holdout: bool) -> float:
+    """The time a model predicts: ``time``, else (``default_to_holdout``) its first held-out
+    time point."""
+    if time is not None:
+        return time
+    if default_to_holdout and model.holdout:
+        return model.holdout[0]
+    raise ValueError(
+        "Pass time=: the time point to predict"
+        + (" (the model has no held-out time point to default to)." if default_to_holdout else ".")
+    )
+
+
 def _resolve_prediction(
     obj: TrajectoryModel | AnnData,
     *,
@@ -68,20 +81,9 @@ def _resolve_prediction(
 ) -> tuple[AnnData, float, str, str, list[float] | None, TrajectoryModel | None]:
     """``(prediction, time, time_key, use_rep, trained_times, model)`` from a model or a
     prediction AnnData."""
-    model, pred = model_or_prediction(obj)
+    model, pred = split_model_or_prediction(obj)
     if model is not None:
-        if time is None:
-            if default_to_holdout and model.holdout:
-                time = model.holdout[0]
-            else:
-                raise ValueError(
-                    "Pass time=: the time point to predict"
-                    + (
-                        " (the model has no held-out time point to default to)."
-                        if default_to_holdout
-                        else "."
-                    )
-                )
+        time = _model_time(model, time, default_to_holdout)
         pred = model.predict(float(time), source_time=source_time, n_cells=n_cells, seed=seed)
         return pred, float(time), model.time_key, model.use_rep, model.times, model
     time_key, use_rep = prediction_keys(pred, time_key, use_rep)
@@ -409,16 +411,16 @@ def holdout(
     )
     check_unplaceable(unplaceable)
     n_cells = None
-    model, _ = _arguments.model_or_prediction(model_or_prediction)  # the name is shadowed here
-    at = time if time is not None or model is None or not model.holdout else model.holdout[0]
-    if model is not None and source_time is None and at is not None:
+    model, _ = split_model_or_prediction(model_or_prediction)
+    if model is not None and source_time is None:
         # the prediction leave_one_out scores, so the title and its table agree
+        time = _model_time(model, time, default_to_holdout=True)
+        before = [t for t in model.times if t < float(time)]
         observed = parse_times(adata, model.time_key)
-        before = [t for t in model.times if t < float(at)]
         n_previous = int(same_time(observed, before[-1]).sum()) if before else 0
         if n_previous:
             predict_args = holdout_predict_args(
-                model.times, float(at), n_previous, protocol=protocol
+                model.times, float(time), n_previous, protocol=protocol
             )
             source_time, n_cells = predict_args.get("source_time"), predict_args.get("n_cells")
     pred, time, time_key, use_rep, trained, _ = _resolve_prediction(
