@@ -40,6 +40,57 @@ def test_kneighbors_equal_brute_force(k):
     np.testing.assert_allclose(dist, sk_dist, rtol=1e-10)
 
 
+@pytest.mark.parametrize("k", [1, 7, 60])
+def test_torch_search_equals_brute_force(small_blocks, k):
+    """The search a CUDA model runs, here on the CPU: the same neighbours, in order."""
+    rng = np.random.default_rng(2)
+    query, reference = rng.normal(size=(203, 12)), rng.normal(size=(60, 12)) * 2 + 0.5
+    dist, idx = _neighbors.torch_kneighbors(query, reference, k, device="cpu")
+    full = cdist(query, reference)
+    order = np.argsort(full, axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(idx, order)
+    np.testing.assert_allclose(dist, np.take_along_axis(full, order, axis=1), rtol=1e-10)
+
+
+def test_kneighbors_searches_on_a_cuda_device_by_torch(monkeypatch):
+    calls = []
+    search = _neighbors.torch_kneighbors
+
+    def spy(query, reference, k, *, device):
+        calls.append(device)
+        return search(query, reference, k, device="cpu")
+
+    monkeypatch.setattr(_neighbors, "torch_kneighbors", spy)
+    rng = np.random.default_rng(3)
+    query, reference = rng.normal(size=(20, 4)), rng.normal(size=(30, 4))
+    for device in ("cuda", "cuda:1", torch.device("cuda", 0)):
+        idx = kneighbors(query, reference, 5, return_distance=False, device=device)
+        np.testing.assert_array_equal(idx, kneighbors(query, reference, 5, return_distance=False))
+    assert calls == ["cuda", "cuda:1", torch.device("cuda", 0)]
+    kneighbors(query, reference, 5, device=torch.device("cpu"))  # a CPU keeps scikit-learn's
+    assert len(calls) == 3
+
+
+def test_the_tools_search_on_the_models_device(monkeypatch):
+    seen = []
+    search = _neighbors.kneighbors
+
+    def spy(*args, device=None, **kwargs):
+        seen.append(device)
+        return search(*args, device=device, **kwargs)
+
+    from trajflow.tl import _ancestors, _fate_kernel, _transitions
+
+    for module in (_ancestors, _fate_kernel, _transitions):
+        monkeypatch.setattr(module, "kneighbors", spy)
+    adata = tf.datasets.simulate(n_times=3, n_cells=60, n_dims=4)
+    model = tf.fit_trajectories(adata, n_steps=20, progress=False)
+    tf.tl.couplings(adata, model)
+    tf.tl.fate_probabilities(adata, model, groupby="fate")
+    tf.tl.ancestors(adata, model, cells=adata.obs["time"].to_numpy() == 2, target_time=0)
+    assert len(seen) >= 3 and all(d == model.device for d in seen)
+
+
 def test_kneighbors_refuses_k_beyond_the_reference():
     with pytest.raises(ValueError, match="k must be between 1 and the 3 reference points"):
         kneighbors(np.zeros((2, 2)), np.zeros((3, 2)), 4)

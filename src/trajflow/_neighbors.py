@@ -9,6 +9,8 @@ cells per time point).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 #: Entries of one block of distances (float64: 64 MB).
@@ -49,14 +51,17 @@ def kneighbors(
     k: int,
     *,
     return_distance: bool = True,
+    device: Any = None,
 ) -> tuple[np.ndarray, np.ndarray] | np.ndarray:
     """The ``k`` nearest reference points of every query point (exact, Euclidean).
 
-    scikit-learn's search (``NearestNeighbors``, ``algorithm="auto"``: a k-d tree up to 15
-    dimensions, its blocked brute force above, chunked to its working memory). A torch search
-    (float64 matrix product and top-k per block) was measured against it on this project's
-    2-core machine, 20,000 x 20,000 cells x 30 dims, k=30: 26.8 s against scikit-learn's 13.2 s
-    (float32: 16.4 s, and 0.01% of neighbours wrong); scipy's cKDTree took minutes at 30 dims.
+    On a CPU: scikit-learn's search (``NearestNeighbors``, ``algorithm="auto"``: a k-d tree up
+    to 15 dimensions, its blocked brute force above, chunked to its working memory). Measured
+    against it on this project's 2-core machine, one thread, 50,000 x 50,000 cells x 30 dims,
+    k=30 (benchmarks/README.md): a torch search (matrix product + top-k per block, the code
+    below) 15.5 s in float32 and 28-31 s in float64 against scikit-learn's 11.1 s; scipy's
+    cKDTree took minutes at 30 dims. On a CUDA ``device`` (the model's) the torch search runs
+    there instead, in float64, so it finds the neighbours scikit-learn finds.
 
     Parameters
     ----------
@@ -66,15 +71,45 @@ def kneighbors(
         Neighbours per query point, ``1 <= k <= m``.
     return_distance
         Also return the distances.
+    device
+        Where to search: a CUDA device runs the torch search there; anything else (``None``,
+        a CPU) scikit-learn's.
 
     Returns
     -------
     ``(distances, indices)``, each ``(n, k)`` and ascending (or the indices alone), as
     ``NearestNeighbors.kneighbors``.
     """
-    from sklearn.neighbors import NearestNeighbors
-
     if not 1 <= k <= len(reference):
         raise ValueError(f"k must be between 1 and the {len(reference)} reference points, got {k}.")
+    if device is not None and getattr(device, "type", str(device).split(":")[0]) == "cuda":
+        dist, idx = torch_kneighbors(query, reference, k, device=device)
+        return (dist, idx) if return_distance else idx
+    from sklearn.neighbors import NearestNeighbors
+
     index = NearestNeighbors(n_neighbors=k).fit(reference)
     return index.kneighbors(query, return_distance=return_distance)
+
+
+def torch_kneighbors(
+    query: np.ndarray, reference: np.ndarray, k: int, *, device: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`kneighbors` by torch on ``device``: float64 squared distances from one matrix
+    product per block of query rows (``|b|^2 - 2 q.b``, the query's own norm added after the
+    top-k, which it does not change), at most :data:`BLOCK_ENTRIES` entries per block."""
+    import torch
+
+    ref = torch.as_tensor(np.asarray(reference, dtype=np.float64), device=device)
+    ref_sq = (ref * ref).sum(dim=1)
+    queries = np.asarray(query, dtype=np.float64)
+    dist = np.empty((len(queries), k))
+    idx = np.empty((len(queries), k), dtype=np.int64)
+    step = _block_rows(len(ref))
+    for start in range(0, len(queries), step):
+        block = torch.as_tensor(queries[start : start + step], device=device)
+        sq = torch.addmm(ref_sq[None, :], block, ref.T, alpha=-2.0)
+        top, where = torch.topk(sq, k, dim=1, largest=False, sorted=True)
+        top = (top + (block * block).sum(dim=1, keepdim=True)).clamp_min_(0.0).sqrt_()
+        dist[start : start + step] = top.cpu().numpy()
+        idx[start : start + step] = where.cpu().numpy()
+    return dist, idx

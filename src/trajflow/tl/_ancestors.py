@@ -228,7 +228,7 @@ def _trace(
     at_tgt = np.flatnonzero(same_time(obs_t, tgt))
     z_tgt = model.scaler.transform(x_all[at_tgt])
     k = min(n_neighbors, len(at_tgt))
-    idx = kneighbors(back, z_tgt, k, return_distance=False)
+    idx = kneighbors(back, z_tgt, k, return_distance=False, device=model.device)
     prob = np.bincount(idx.ravel(), minlength=len(at_tgt)) / idx.size
     # Gaussian KDE with Scott's rule on the pulled-back points.
     n, d = back.shape

@@ -328,6 +328,7 @@ def _path_weights(
             n_neighbors=30,
             share=KERNEL_SHARE,
             balanced=is_balanced(model),
+            device=model.device,
         )
         at_knots.append(np.asarray(move @ probs[there]))
     ks = np.asarray(knots, dtype=float)
@@ -587,7 +588,9 @@ def predict_expression(
         expr_genes = expr_genes.tocsr() if sparse.issparse(expr_genes) else np.asarray(expr_genes)
 
         def to_expression(x: np.ndarray) -> np.ndarray:
-            idx = kneighbors(model.scaler.transform(x), z_all, k, return_distance=False)
+            idx = kneighbors(
+                model.scaler.transform(x), z_all, k, return_distance=False, device=model.device
+            )
             rows = np.repeat(np.arange(len(x)), k)
             w = sparse.csr_matrix(
                 (np.full(idx.size, 1.0 / k), (rows, idx.ravel())), shape=(len(x), adata.n_obs)

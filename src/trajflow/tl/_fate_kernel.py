@@ -21,7 +21,7 @@ spread grows with the square root of time.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import sparse
@@ -58,6 +58,7 @@ def calibrated_assign(
     widen: float = 1.0,
     balanced: bool = True,
     seed: int = 0,
+    device: Any = None,
 ) -> sparse.csr_matrix:
     """Row-stochastic ``(len(ends), len(targets))``: each end point spread over the targets.
 
@@ -80,6 +81,8 @@ def calibrated_assign(
         for a flow fitted without growth; else each row is only normalised.
     seed
         Seed of the reference subset when ``m > MAX_REFERENCE``.
+    device
+        Where the neighbours are searched (the model's device; on CUDA, by torch there).
 
     Returns
     -------
@@ -91,7 +94,7 @@ def calibrated_assign(
     if m > MAX_REFERENCE:
         ref = np.sort(np.random.default_rng(seed).choice(m, size=MAX_REFERENCE, replace=False))
     inside, reach = kernel_sizes(len(ref), n_neighbors, share, widen)
-    dist, idx = kneighbors(ends, targets[ref], reach)
+    dist, idx = kneighbors(ends, targets[ref], reach, device=device)
     h = widen * np.median(dist[:, :inside], axis=1, keepdims=True)
     h = np.where(h > 1e-12, h, 1.0)
     w = np.exp(-0.5 * (dist / h) ** 2)
@@ -185,5 +188,6 @@ def fate_transitions(
             widen=widen,
             balanced=balanced,
             seed=seed,
+            device=model.device,
         )
     return (out / n_samples).tocsr()

@@ -47,7 +47,9 @@ def _check_samples(n_samples: int | None, sde: bool) -> int:
     return int(n_samples)
 
 
-def soft_assign(ends: np.ndarray, targets: np.ndarray, k: int) -> sparse.csr_matrix:
+def soft_assign(
+    ends: np.ndarray, targets: np.ndarray, k: int, *, device: Any = None
+) -> sparse.csr_matrix:
     """Row-stochastic ``(len(ends), len(targets))``: each end point spread over its ``k``
     nearest targets with Gaussian weights.
 
@@ -64,13 +66,15 @@ def soft_assign(ends: np.ndarray, targets: np.ndarray, k: int) -> sparse.csr_mat
     k
         Targets that share each point (at most ``m``); found exactly
         (:func:`trajflow._neighbors.kneighbors`).
+    device
+        Where the neighbours are searched (the model's device; on CUDA, by torch there).
 
     Returns
     -------
     scipy.sparse.csr_matrix
         Shape ``(n, m)``, ``k`` entries per row, rows summing to 1.
     """
-    dist, idx = kneighbors(ends, targets, k)
+    dist, idx = kneighbors(ends, targets, k, device=device)
     h = np.median(dist, axis=1, keepdims=True)
     h = np.where(h > 1e-12, h, 1.0)
     w = np.exp(-0.5 * (dist / h) ** 2)
@@ -125,7 +129,7 @@ def flow_transitions(
     out = sparse.csr_matrix((len(x_from), len(x_to)))
     for s in range(n_samples):
         ends = carry(model, x_from, source_time=t_from, times=t_to, sde=sde, seed=seed + s)
-        out = out + soft_assign(model.scaler.transform(ends), targets, k)
+        out = out + soft_assign(model.scaler.transform(ends), targets, k, device=model.device)
     return (out / n_samples).tocsr()
 
 
