@@ -9,6 +9,7 @@ import torch
 from trajflow.core import (
     IndependentCoupling,
     MinibatchOTCoupling,
+    MixtureObjective,
     PairwiseObjective,
     PlanCoupling,
     TrainConfig,
@@ -432,3 +433,24 @@ def test_sde_on_a_decreasing_grid_is_the_reverse_time_sde():
     assert (wrong[2].var(0) > 2.5).all()  # the forward drift run backwards only adds noise
     with pytest.raises(ValueError, match="monotonic"):
         integrate_sde(reverse, g, x1, torch.tensor([0.0, 1.0, 0.5]), generator=gen)
+
+
+def test_a_mixture_of_objectives_weights_their_losses():
+    pops = [torch.randn(40, 3, generator=gen(1)), torch.randn(50, 3, generator=gen(2)) + 2.0]
+    times = [0.0, 1.0]
+    coupling = build_coupling("exact", pops[0], pops[1])
+    straight = PairwiseObjective(pops, times, [coupling], batch_size=16)
+    wide = PairwiseObjective(pops, times, [coupling], sigma=0.5, batch_size=16)
+    net = VelocityNet(3, hidden=8)
+    mixture = MixtureObjective([straight, wide], [3.0, 1.0])
+    assert mixture.weights == [0.75, 0.25] and mixture.static
+    g = gen(7)  # the parts draw one after the other from the same generator
+    apart = 0.75 * straight.loss(net, g) + 0.25 * wide.loss(net, g)
+    torch.testing.assert_close(mixture.loss(net, gen(7)), apart)
+    with pytest.raises(ValueError, match="at least two objectives"):
+        MixtureObjective([straight])
+    with pytest.raises(ValueError, match="one positive number per part"):
+        MixtureObjective([straight, wide], [1.0, 0.0])
+    bridge = PairwiseObjective(pops, times, [coupling], path="bridge", sigma=1.0, batch_size=16)
+    with pytest.raises(ValueError, match="cannot train a score"):
+        MixtureObjective([straight, bridge])

@@ -15,7 +15,7 @@ from trajflow.core.paths import spline_tangent_matrix, spline_weights
 from trajflow.core.strategy import build_chain_sampler
 from trajflow.metrics import wasserstein
 
-NEW_METHODS = ("mmfm", "mmfm-hermite", "ot-mfm", "mmfm-metric")
+NEW_METHODS = ("mmfm", "mmfm-hermite", "ot-mfm", "mmfm-metric", "ot-cfm-hermite")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -114,6 +114,21 @@ def test_spline_paths_beat_straight_lines_on_a_curve():
     # the chord between 45 and 135 degrees runs 0.59 inside the arc; the spline follows the arc
     assert scores["ot-cfm"] > 0.2
     assert scores["mmfm"] < 0.5 * scores["ot-cfm"]
+
+
+def test_mixed_paths_carry_cells_between_the_chord_and_the_arc():
+    """``ot-cfm-hermite`` trains on a mixture of straight lines and Hermite splines: its held-out
+    cloud lies between the chord (ot-cfm, radius ~1.41 at mid-gap) and the arc (radius 2)."""
+    adata = arc_gaussians()
+    radius = {}
+    for method in ("ot-cfm", "mmfm-hermite", "ot-cfm-hermite"):
+        model = trajflow.fit_trajectories(
+            adata, method=method, holdout=2.0, n_steps=300, batch_size=64, seed=0, progress=False
+        )
+        pred = model.predict(2.0, source_time=1.0).obsm["X_pca"]
+        radius[method] = float(np.linalg.norm(pred, axis=1).mean())
+    assert radius["ot-cfm"] < 1.7 and radius["mmfm-hermite"] > 1.78, radius
+    assert radius["ot-cfm"] + 0.05 < radius["ot-cfm-hermite"] < radius["mmfm-hermite"] - 0.05, radius
 
 
 def test_two_time_points_reduce_to_straight_paths():

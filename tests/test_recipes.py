@@ -63,6 +63,9 @@ def test_a_registered_method_fits_predicts_and_saves(scratch_method, tmp_path):
         ({"coupling": "entropic", "path": "spline"}, "need coupling='exact'"),
         ({"path": "bridge", "default_sigma": 0.0}, "default_sigma"),
         ({"ema": 1.0}, "ema must be in"),
+        ({"straight_share": 0.5}, "straight_share must be in"),  # not a spline
+        ({"path": "spline", "straight_share": 1.0}, "straight_share must be in"),
+        ({"path": "spline", "default_restore": 0.3}, "default_restore must be"),
     ],
 )
 def test_register_method_refuses_parts_that_do_not_fit(scratch_method, fields, match):
@@ -80,7 +83,9 @@ def test_learns_score_follows_the_path():
         "mmfm",
         "mmfm-hermite",
         "mmfm-metric",
+        "ot-cfm-hermite",
     }
+    assert {m for m, s in METHODS.items() if s.straight_share} == {"ot-cfm-hermite"}
 
 
 @pytest.mark.parametrize("method", ["mmfm", "mmfm-metric"])
@@ -103,6 +108,9 @@ def test_multi_marginal_methods_resume_from_a_checkpoint(tmp_path, method):
     [
         ("mmfm", {"growth_key": "growth"}, "growth_key= cannot work with method='mmfm'"),
         ("mmfm-hermite", {"unbalanced": 1.0}, "fixed exact OT plan"),
+        ("ot-cfm-hermite", {"growth_key": "growth"}, "chains through all time points"),
+        ("ot-cfm-hermite", {"coupling": "minibatch"}, "fixed exact OT plan"),
+        ("mmfm-hermite", {"restore": 0.3}, "restore= needs straight paths"),
         ("mmfm-metric", {"coupling": "minibatch"}, "fixed exact OT plan"),
         ("ot-mfm", {"unbalanced": 1.0}, "fixed exact OT plan"),
         ("i-cfm", {"unbalanced": 1.0}, "needs an OT coupling"),

@@ -30,7 +30,7 @@ from .couplings import (
 from .device import resolve_device
 from .integrate import integrate_ode, integrate_sde
 from .network import VelocityNet
-from .objectives import ChainObjective, Objective, PairwiseObjective
+from .objectives import ChainObjective, MixtureObjective, Objective, PairwiseObjective
 from .paths import bridge_path, spline_path, straight_path
 from .plans import entropic_ot_plan, exact_ot_plan
 from .strategy import COUPLINGS, build_chain_sampler, build_coupling
@@ -44,6 +44,7 @@ __all__ = [
     "Coupling",
     "IndependentCoupling",
     "MinibatchOTCoupling",
+    "MixtureObjective",
     "Objective",
     "PairwiseObjective",
     "PlanCoupling",

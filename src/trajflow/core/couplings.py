@@ -230,6 +230,13 @@ class ChainSampler:
         empty = torch.zeros(n, 0, dtype=torch.long, device=self.device)
         return torch.stack(out, dim=1), torch.stack(links, dim=1) if links else empty
 
+    @property
+    def couplings(self) -> list[PlanCoupling]:
+        """The links as couplings of consecutive populations: what a pairwise objective on the
+        same exact plans draws from (when every subset is its whole population, as
+        :func:`~trajflow.core.strategy.build_chain_sampler` builds them)."""
+        return list(self._links)
+
     def link_pairs(self, k: int) -> tuple[Tensor, Tensor]:
         """Population indices ``(i, j)`` of every support pair of plan ``k``."""
         rows, cols = self._links[k].support_pairs()

@@ -406,3 +406,66 @@ class ChainObjective:
             ut = ut + du / self._spans
         t = self._starts + s * self._spans
         return (velocity_net(xt, t) - ut).pow(2).mean()
+
+
+class MixtureObjective:
+    """Conditional flow matching on a mixture of probability paths: each step's loss is the
+    weighted mean of several objectives' losses, each on its own draw.
+
+    The flow-matching loss is linear in the distribution of conditional paths, so the field
+    that minimises the mixture's loss is the one whose flow carries the mixture of the parts'
+    marginal paths. Where the parts agree (at the training time points, which every part
+    interpolates) it carries the data; between them it carries a population spread over what
+    each kind of path predicts: one network for what pooling the predictions of separately
+    fitted networks gives (issue 24, benchmarks/README.md).
+
+    Parameters
+    ----------
+    parts
+        Objectives over the same populations and times; none may learn a score (a mixture of
+        scores would need the parts' densities).
+    weights
+        Each part's weight in the loss (positive; normalised to sum 1). Default: equal.
+    """
+
+    learns_score = False
+
+    def __init__(self, parts: Sequence[Objective], weights: Sequence[float] | None = None):
+        if len(parts) < 2:
+            raise ValueError(f"A mixture needs at least two objectives, got {len(parts)}.")
+        if any(getattr(p, "learns_score", False) for p in parts):
+            raise ValueError("A mixture cannot train a score network; pass objectives without one.")
+        weights = [1.0] * len(parts) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(parts) or not all(w > 0 for w in weights):
+            raise ValueError(f"weights must be one positive number per part, got {weights}.")
+        self.parts = list(parts)
+        self.weights = [w / sum(weights) for w in weights]
+
+    @property
+    def static(self) -> bool:
+        """Whether every part does the same device work at every step (see
+        :attr:`PairwiseObjective.static`)."""
+        return all(getattr(p, "static", True) for p in self.parts)
+
+    def skip_to(self, step: int) -> None:
+        """Continue every part as if ``step`` steps had been taken (a resumed fit)."""
+        for part in self.parts:
+            if hasattr(part, "skip_to"):
+                part.skip_to(step)
+
+    def close(self) -> None:
+        """Stop every part's background solves."""
+        for part in self.parts:
+            if hasattr(part, "close"):
+                part.close()
+
+    def loss(
+        self,
+        velocity_net: nn.Module,
+        generator: torch.Generator,
+        score_net: nn.Module | None = None,
+    ) -> Tensor:
+        return sum(
+            w * part.loss(velocity_net, generator, score_net)
+            for w, part in zip(self.weights, self.parts, strict=True)
+        )
