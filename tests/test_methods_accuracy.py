@@ -128,7 +128,9 @@ def test_mixed_paths_carry_cells_between_the_chord_and_the_arc():
         pred = model.predict(2.0, source_time=1.0).obsm["X_pca"]
         radius[method] = float(np.linalg.norm(pred, axis=1).mean())
     assert radius["ot-cfm"] < 1.7 and radius["mmfm-hermite"] > 1.78, radius
-    assert radius["ot-cfm"] + 0.05 < radius["ot-cfm-hermite"] < radius["mmfm-hermite"] - 0.05, radius
+    assert radius["ot-cfm"] + 0.05 < radius["ot-cfm-hermite"] < radius["mmfm-hermite"] - 0.05, (
+        radius
+    )
 
 
 def test_two_time_points_reduce_to_straight_paths():
