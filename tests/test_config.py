@@ -142,7 +142,7 @@ def test_model_saved_before_fitconfig_loads_and_resumes(tmp_path):
     with pytest.raises(ValueError, match="scaling: checkpoint 'per-dimension' vs now 'global'"):
         trajflow.fit_trajectories(adata, **{**kw, "scaling": "global"}, resume_from=old)
     with pytest.raises(ValueError, match="restore: checkpoint 0.0 vs now 0.3"):
-        trajflow.fit_trajectories(adata, **{**kw, "restore": None}, resume_from=old)
+        trajflow.fit_trajectories(adata, **{**kw, "restore": 0.3}, resume_from=old)
 
 
 # ------------------------------------------------------------------ option names

@@ -217,18 +217,26 @@ def test_use_rep_x_predictions_are_genes_in_x(tmp_path):
 
 
 def test_restore_brings_cells_that_drift_off_the_data_back():
-    """ot-cfm's default restoring offset (0.3) teaches the field to carry a cell lying off the
-    data back toward the next population; without it (restore=0) the cell keeps its offset."""
+    """ot-cfm's restoring offset (0.3, its default from 5 dimensions on) teaches the field to
+    carry a cell lying off the data back toward the next population; without it (restore=0)
+    the cell keeps its offset."""
     adata = moving_gaussians(dim=2, n_per_time=100)  # moves along x; y sd 0.5
     off = np.array([[0.0, 2.0], [0.0, -2.0]])  # 4 sd off the population at time 0
     kw = {"n_steps": 300, "progress": False}
     y = {}
-    for restore in (None, 0.0):
+    for restore in (0.3, 0.0):
         model = trajflow.fit_trajectories(adata, restore=restore, **kw)
         y[restore] = np.abs(model.push(off, source_time=0.0, times=1.0)[:, 1])
     assert model.config["restore"] == 0.0
-    assert trajflow.fit_trajectories(adata, n_steps=1, progress=False).config["restore"] == 0.3
-    assert (y[0.0] > 1.6).all() and (y[None] < 0.8 * y[0.0]).all()
+    # the default offset applies from 5 dimensions on (in 2 it blurs the populations)
+    assert trajflow.fit_trajectories(adata, n_steps=1, progress=False).config["restore"] == 0.0
+    five = moving_gaussians(dim=5, n_per_time=20)
+    assert trajflow.fit_trajectories(five, n_steps=1, progress=False).config["restore"] == 0.3
+    assert (
+        trajflow.fit_trajectories(five, n_dims=4, n_steps=1, progress=False).config["restore"]
+        == 0.0
+    )
+    assert (y[0.0] > 1.6).all() and (y[0.3] < 0.8 * y[0.0]).all()
     for method in ("sb-cfm", "mmfm"):
         with pytest.raises(
             ValueError, match=f"restore= needs straight paths, but method='{method}'"

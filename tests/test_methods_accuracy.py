@@ -127,10 +127,10 @@ def test_mixed_paths_carry_cells_between_the_chord_and_the_arc():
         )
         pred = model.predict(2.0, source_time=1.0).obsm["X_pca"]
         radius[method] = float(np.linalg.norm(pred, axis=1).mean())
-    assert radius["ot-cfm"] < 1.7 and radius["mmfm-hermite"] > 1.78, radius
-    assert radius["ot-cfm"] + 0.05 < radius["ot-cfm-hermite"] < radius["mmfm-hermite"] - 0.05, (
-        radius
-    )
+    chord, arc = radius["ot-cfm"], radius["mmfm-hermite"]
+    assert arc - chord > 0.1, radius
+    # about half way (0.46 on this seed, 0.56 with the restoring offset)
+    assert 0.2 < (radius["ot-cfm-hermite"] - chord) / (arc - chord) < 0.8, radius
 
 
 def test_two_time_points_reduce_to_straight_paths():

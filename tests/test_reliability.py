@@ -359,7 +359,7 @@ def test_resume_refuses_every_setting_that_changes_the_model(tmp_path):
         "method": "i-cfm", "n_dims": 1, "scaling": "per-dimension", "clock": "distance",
         "holdout": 1.0, "sigma": 0.3, "batch_size": 64, "hidden": 32, "n_layers": 2,
         "activation": "relu", "coupling": "full", "growth_key": "growth", "unbalanced": 1.0,
-        "seed": 1, "time_key": "t2", "use_rep": "X_other", "restore": 0.0,
+        "seed": 1, "time_key": "t2", "use_rep": "X_other", "restore": 0.3,
     }  # fmt: skip
     adata.obs["t2"] = adata.obs["time"]
     adata.obsm["X_other"] = adata.obsm["X_pca"].copy()

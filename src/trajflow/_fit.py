@@ -24,7 +24,14 @@ from ._anndata import Standardizer, check_anndata, time_course
 from ._checkpoint import check_checkpoint_dir, checkpointer, load_checkpoint, with_history
 from ._clock import CLOCKS, auto_clock_reason, fit_clock
 from ._config import FitConfig
-from ._methods import build_objective, check_method_options, check_restore, get_method
+from ._methods import (
+    RESTORE_MIN_DIMS,
+    build_objective,
+    check_method_options,
+    check_restore,
+    default_restore,
+    get_method,
+)
 from ._model import TrajectoryModel
 from ._settings import settings
 from ._timecourse import TimeCourse, match_time
@@ -160,15 +167,18 @@ def fit_trajectories(
         observed time points (default 1.0); the entropic OT regularisation of a pair spanning
         ``d`` units is ``2 sigma^2 d``. In the scaled units the network trains in (``scaling``).
     restore
-        Straight-path methods (``ot-cfm``, ``i-cfm``, ``ot-mfm``): the width of a Gaussian offset
-        added to the source cell of every training pair and shed along its path, so the field
-        learns to bring cells that drift off the data back onto the next time point. Without
-        it, cells pushed across several time points can leave the data (every day-0 cell of
-        EB-50 pushed to day 4: 16% off the observed cells' support). ``None`` (default): the
-        method's (0.3 for ``ot-cfm``, 0 for the others); 0 turns it off. Its root-mean-square
-        width over the dimensions, in the scaled units the network trains in (like ``sigma``);
-        per dimension it follows the cells' spread within their time points, so narrow
-        directions get a narrow offset. Refused for methods without straight paths.
+        Methods with straight paths (``ot-cfm``, ``i-cfm``, ``ot-mfm``, ``ot-cfm-hermite``):
+        the width of a Gaussian offset added to the source cell of every training pair and
+        shed along its path, so the field learns to bring cells that drift off the data back
+        onto the next time point. Without it, cells pushed across several time points can
+        leave the data (every day-0 cell of EB-50 pushed to day 4: 16% off the observed cells'
+        support). ``None`` (default): the method's (0.3 for ``ot-cfm`` and ``ot-cfm-hermite``,
+        0 for the others) on 5 or more dimensions, none on fewer, where the data fill the
+        space and the offset would blur the populations (Weinreb's 2-dim course: W1 0.582 ->
+        0.676); 0 turns it off. Its root-mean-square width over the dimensions, in the scaled
+        units the network trains in (like ``sigma``); per dimension it follows the cells'
+        spread within their time points, so narrow directions get a narrow offset. Refused for
+        methods without straight paths.
     n_steps, batch_size, lr, weight_decay, lr_schedule
         Optimisation: AdamW steps, pairs drawn per pair of time points per step, learning rate,
         weight decay, and ``"constant"`` or ``"cosine"`` learning-rate decay.
@@ -286,6 +296,14 @@ def fit_trajectories(
             else f"one global scale {scaler.scale[0]:.3g} (scaling='global')",
         )  # fmt: skip
         z_pops = [scaler.transform(p).astype(np.float32) for p in train.populations]
+        if opt.restore is None:
+            opt = replace(opt, restore=default_restore(opt.method, course.n_dims))
+            if spec.default_restore and not opt.restore:
+                logger.info(
+                    "no restoring offset: %s's default (restore=%g) applies from %d dimensions "
+                    "on; pass restore= to set one",
+                    opt.method, spec.default_restore, RESTORE_MIN_DIMS,
+                )  # fmt: skip
         cells = TimeCourse(times=train.times, populations=z_pops, cell_names=train.cell_names)
 
         # ---- the clock: one unit of flow time = the mean spacing of all observed time points

@@ -76,7 +76,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "cell and shed along its path, so cells that drift off the data are brought back; "
         "root-mean-square over the dimensions in training units, shaped per dimension like the "
         "cells' spread within time points; 0 turns it off (default: the method's, 0.3 for "
-        "ot-cfm, 0 otherwise)",
+        "ot-cfm and ot-cfm-hermite, 0 otherwise; none below 5 dimensions)",
     )
     model.add_argument(
         "--growth-key",
