@@ -43,7 +43,7 @@ def arc_gaussians(
     return adata
 
 
-@pytest.mark.parametrize("kind", ["natural", "hermite"])
+@pytest.mark.parametrize("kind", ["natural", "hermite", "catmull-rom"])
 def test_spline_weights_interpolate_and_differentiate(kind):
     knots = np.array([0.0, 2.0, 3.0, 4.5])
     tangents = spline_tangent_matrix(knots, kind)
@@ -70,6 +70,21 @@ def test_spline_weights_interpolate_and_differentiate(kind):
         ref = CubicSpline(knots, yk, bc_type="natural")
         np.testing.assert_allclose(w.numpy() @ yk, ref(t), atol=1e-10)
         np.testing.assert_allclose(dw.numpy() @ yk, ref(t, 1), atol=1e-10)
+
+
+def test_tangent_rules_on_uneven_gaps():
+    """On knots 0, 2, 7 (Klein's days with day 4 held out) the parabola's tangent at 2 weighs the
+    short first step 5:2 and its end tangent at 7 extrapolates the parabola; Catmull-Rom's
+    tangent at 2 is the chord from 0 to 7 and its ends are the end secants."""
+    knots = [0.0, 2.0, 7.0]
+    y = np.array([0.0, 4.0, 5.0])  # fast first step, slow second
+    hermite = spline_tangent_matrix(knots, "hermite").numpy() @ y
+    catmull = spline_tangent_matrix(knots, "catmull-rom").numpy() @ y
+    np.testing.assert_allclose(catmull, [2.0, 5.0 / 7.0, 0.2])
+    np.testing.assert_allclose(hermite[1], (5 * 2.0 + 2 * 0.2) / 7)
+    assert hermite[2] < 0  # the parabola turns back at the end: the overshoot Catmull-Rom avoids
+    with pytest.raises(ValueError, match="catmull-rom"):
+        spline_tangent_matrix(knots, "akima")
 
 
 def test_chain_sampler_links_follow_the_plans():

@@ -31,11 +31,12 @@ from .core.bank import STREAM_RAMP
 from .core.bends import support_bends
 from .core.couplings import Coupling
 from .core.parallel import parallel_map
+from .core.paths import SPLINE_KINDS
 from .core.strategy import CouplingStrategy, resolve_strategy
 
 COUPLINGS = ("independent", "exact", "entropic")
 PATHS = ("straight", "bridge", "spline")
-SPLINES = ("natural", "hermite")
+SPLINES = SPLINE_KINDS
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class MethodSpec:
     reference
         Where the method comes from (free text, e.g. the paper).
     spline
-        For ``path="spline"``: the tangent rule, ``"natural"`` (default) or ``"hermite"``.
+        For ``path="spline"``: the tangent rule, ``"natural"`` (default), ``"hermite"`` or
+        ``"catmull-rom"`` (:func:`~trajflow.core.paths.spline_tangent_matrix`).
     ema
         Decay of an exponential moving average of the weights kept during training and used as
         the final weights, in ``[0, 1)``. Default 0: none.
@@ -76,9 +78,10 @@ class MethodSpec:
         pair's source cell and shed along its path, so the field learns to bring cells that
         drift off the data back onto it. Default 0: none.
     straight_share
-        For ``path="spline"``: the share of each step's loss on straight paths between the
-        pairs of the same exact plans (OT-CFM's paths, with ``restore``), in ``[0, 1)``; the
-        rest is on the splines (:class:`~trajflow.core.MixtureObjective`). The flow then
+        For ``path="spline"``: the share of each step's loss and batch on straight paths
+        between the pairs of the same exact plans (OT-CFM's paths, with ``restore``), in
+        ``[0, 1)``; the rest is on the splines (:class:`~trajflow.core.MixtureObjective`), so a
+        step costs what a one-path step costs. The flow then
         carries a mixture of both kinds of path between the time points. Default 0: splines
         only.
     """
@@ -458,19 +461,25 @@ def build_objective(
     tensors = [torch.as_tensor(p, device=device) for p in populations]
     if spec.multi_marginal:
         sampler = build_chain_sampler(tensors, generator=gen)
+        # a mixture splits each step's batch between its parts by their shares, so a step
+        # costs what one method's step costs
+        line_batch = round(batch_size * spec.straight_share)
+        if spec.straight_share:
+            line_batch = min(max(line_batch, 1), batch_size - 1)
+        chain_batch = batch_size - line_batch
         bends = None
         if spec.bend:
             links = [sampler.link_pairs(k) for k in range(len(tensors) - 1)]
             bends = support_bends(tensors, links, eps=spec.bend_eps, generator=gen)
         chains = ChainObjective(
-            tensors, taus, sampler, spline=spec.spline, sigma=sigma, batch_size=batch_size,
+            tensors, taus, sampler, spline=spec.spline, sigma=sigma, batch_size=chain_batch,
             bends=bends,
         )  # fmt: skip
         if not spec.straight_share:
             return chains
         # straight lines between the pairs of the chains' own plans (no second solve)
         lines = PairwiseObjective(
-            tensors, taus, sampler.couplings, sigma=sigma, batch_size=batch_size, restore=restore
+            tensors, taus, sampler.couplings, sigma=sigma, batch_size=line_batch, restore=restore
         )
         return MixtureObjective([chains, lines], [1 - spec.straight_share, spec.straight_share])
 

@@ -19,8 +19,9 @@ Every spline is a cubic Hermite spline through the chain at the knot times, with
 are a fixed linear map of the chain points, so a point on the path and its velocity are both
 *linear* in the chain, with weights that depend only on the time. Two tangent rules:
 ``"natural"`` (the C2 natural cubic spline, zero curvature at both ends; every tangent depends
-on the whole chain) and ``"hermite"`` (local quadratic tangents, the derivative of the parabola
-through three consecutive points, one-sided at the ends, as in a non-uniform Catmull-Rom spline).
+on the whole chain), ``"hermite"`` (local quadratic tangents, the derivative of the parabola
+through three consecutive points, one-sided at the ends) and ``"catmull-rom"`` (the chord
+through both neighbours, the end secants at the ends, as in a non-uniform Catmull-Rom spline).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-SplineKind = Literal["natural", "hermite"]
+SplineKind = Literal["natural", "hermite", "catmull-rom"]
+SPLINE_KINDS = ("natural", "hermite", "catmull-rom")
 
 # Keeps the bridge's 1/sqrt(s(1-s)) terms finite at the end points.
 _S_EPS = 1e-4
@@ -99,8 +101,9 @@ def spline_tangent_matrix(knots: Sequence[float], kind: SplineKind = "natural") 
     knots
         ``K >= 2`` strictly increasing times.
     kind
-        ``"natural"`` (C2 natural cubic spline) or ``"hermite"`` (local three-point parabola
-        tangents). With two knots both are the straight line.
+        ``"natural"`` (C2 natural cubic spline), ``"hermite"`` (local three-point parabola
+        tangents) or ``"catmull-rom"`` (the chord through both neighbours). With two knots each
+        is the straight line.
 
     Returns
     -------
@@ -110,8 +113,8 @@ def spline_tangent_matrix(knots: Sequence[float], kind: SplineKind = "natural") 
     k = len(t)
     if k < 2 or np.any(np.diff(t) <= 0):
         raise ValueError(f"knots must be at least 2 strictly increasing times, got {list(knots)}.")
-    if kind not in ("natural", "hermite"):
-        raise ValueError(f"Unknown spline kind {kind!r}; use 'natural' or 'hermite'.")
+    if kind not in SPLINE_KINDS:
+        raise ValueError(f"Unknown spline kind {kind!r}; use one of {SPLINE_KINDS}.")
     h = np.diff(t)
     # secant slopes d_j = (y_{j+1} - y_j) / h_j as a (K-1, K) linear map of y
     secant = np.zeros((k - 1, k))
@@ -127,6 +130,15 @@ def spline_tangent_matrix(knots: Sequence[float], kind: SplineKind = "natural") 
         a[0] = secant[0] - h[0] * c0
         cn = (secant[-1] - secant[-2]) / (h[-2] + h[-1])
         a[-1] = secant[-1] + h[-1] * cn
+        return torch.as_tensor(a)
+    if kind == "catmull-rom":
+        # the chord over both neighbours: a long gap's slope weighs as much as its length, so a
+        # fast short step does not fling the curve past a slow long one (the parabola's
+        # tangent weighs the short step more); the end tangents are the end secants
+        a = np.zeros((k, k))
+        a[0], a[-1] = secant[0], secant[-1]
+        for j in range(1, k - 1):
+            a[j] = (h[j - 1] * secant[j - 1] + h[j] * secant[j]) / (h[j - 1] + h[j])
         return torch.as_tensor(a)
     # natural cubic spline in Hermite form: T m = R y
     tmat = np.zeros((k, k))
