@@ -120,17 +120,26 @@ def sim_and_model():
     return adata, model
 
 
-def test_the_tools_solve_closer_to_the_flow_than_the_fits_euler(sim_and_model):
-    """rk4 in a twelfth of the steps (:func:`bulk_solver`) lands nearer the fine solve than the
-    fit's Euler, over one gap and over three."""
+def test_auto_solves_closer_to_the_flow_than_euler_for_the_model_and_the_tools(sim_and_model):
+    """The default ``solver="auto"`` (rk4 in a twelfth of the steps) lands nearer the fine solve
+    than 100 Euler steps, over one gap and over three; the tools push a model fitted with the old
+    Euler default by ``"auto"`` (:func:`bulk_solver`) and a default model as it is."""
     adata, model = sim_and_model
-    assert bulk_solver(model, sde=False) == {"solver": "rk4", "n_steps": 9}
-    assert bulk_solver(model, sde=True) == {}
+    assert model.config["solver"] == "auto"
+    assert bulk_solver(model, sde=False) == {}
+    old = tf.TrajectoryModel.__new__(tf.TrajectoryModel)
+    old.config = {**model.config, "solver": "euler"}
+    assert bulk_solver(old, sde=False) == {"solver": "auto"}
+    assert bulk_solver(old, sde=True) == {}
     x0 = adata.obsm["X_pca"][adata.obs["time"].to_numpy() == 0]
     for end in (1, 3):
         fine = model.push(x0, source_time=0, times=end, solver="rk4", n_steps=400)
-        euler = model.push(x0, source_time=0, times=end)
+        euler = model.push(x0, source_time=0, times=end, solver="euler")
         tools = carry(model, x0, source_time=0, times=end)
+        np.testing.assert_array_equal(tools, model.push(x0, source_time=0, times=end))
+        np.testing.assert_allclose(
+            tools, model.push(x0, source_time=0, times=end, solver="rk4", n_steps=9), atol=1e-5
+        )
         err_euler = np.linalg.norm(euler - fine, axis=1).mean()
         err_tools = np.linalg.norm(tools - fine, axis=1).mean()
         assert err_tools < err_euler, (end, err_tools, err_euler)

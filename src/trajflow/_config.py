@@ -67,7 +67,7 @@ class FitConfig:
     coupling: Literal["auto", "full", "bank", "minibatch"] = field(default="auto", metadata=_MATCH)
     growth_key: str | None = field(default=None, metadata=_MATCH)
     unbalanced: float | None = field(default=None, metadata=_MATCH)
-    solver: str = field(default="euler", metadata=_CALL)
+    solver: str = field(default="auto", metadata=_CALL)
     solver_steps: int = field(default=100, metadata=_CALL)
     device: str | torch.device = field(default="auto", metadata=_RUN)
     threads: int | Literal["auto"] | None = field(default="auto", metadata=_RUN)

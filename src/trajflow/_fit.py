@@ -55,7 +55,7 @@ from .core import (
 )
 from .core.device import cpu_threads
 from .core.distributed import data_parallel
-from .core.integrate import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS
+from .core.integrate import SOLVERS
 from .core.network import ACTIVATIONS
 from .core.placement import place
 
@@ -88,7 +88,7 @@ def fit_trajectories(
     coupling: Literal["auto", "full", "bank", "minibatch"] = "auto",
     growth_key: str | None = None,
     unbalanced: float | None = None,
-    solver: str = "euler",
+    solver: str = "auto",
     solver_steps: int = 100,
     device: str | torch.device = "auto",
     threads: int | Literal["auto"] | None = "auto",
@@ -208,8 +208,12 @@ def fit_trajectories(
         OT coupling (``ot-cfm``: entropic regularisation
         :data:`~trajflow.core.plans.UNBALANCED_EXACT_REG`; ``sb-cfm``: its own).
     solver, solver_steps
-        How predictions are integrated: a torchdiffeq method (``"euler"``, ``"rk4"``,
-        ``"dopri5"``...) and, for fixed-step methods, the number of steps over a prediction's span.
+        How predictions are integrated: ``"auto"`` (default: classic Runge-Kutta in a twelfth of
+        ``solver_steps``, 9 steps for the default 100, its steps ending on every output time;
+        closer to the exact flow than 100 Euler steps in a third of the network evaluations,
+        :data:`~trajflow.core.integrate.AUTO_SOLVER`) or a torchdiffeq method (``"euler"``,
+        ``"rk4"``, ``"dopri5"``...), and the number of steps over a prediction's span (Euler
+        steps under ``"auto"``). SDE samples always take ``solver_steps`` Euler-Maruyama steps.
     device
         ``"auto"``: the CPU for networks up to 4x the default size (their training step is
         launch-bound on a GPU: 2.8 ms per step on an H100 against 0.99 ms on two CPU cores for
@@ -413,7 +417,7 @@ def _checked(given: FitConfig) -> FitConfig:
     unbalanced = given.unbalanced
     if unbalanced is not None:
         unbalanced = check_float("unbalanced", unbalanced, minimum=0, strict=True)
-    check_choice("solver", given.solver, FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS)
+    check_choice("solver", given.solver, SOLVERS)
     solver_steps = check_int("solver_steps", given.solver_steps)
     seed, progress = check_seed(given.seed), check_bool("progress", given.progress)
     checkpoint_every = check_int("checkpoint_every", given.checkpoint_every)

@@ -18,7 +18,7 @@ from torch import Tensor
 from ._clock import Clock
 from ._validate import check_bool, check_choice, check_optional_int, check_seed
 from .core import VelocityNet, integrate_ode, integrate_sde
-from .core.integrate import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS, blockwise
+from .core.integrate import SOLVERS, blockwise
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def integration_options(
             "fit with method='sb-cfm' or use sde=False."
         )
     if solver is not None:
-        check_choice("solver", solver, FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS)
+        check_choice("solver", solver, SOLVERS)
     n_steps = check_optional_int("n_steps", n_steps)
     solver = config["solver"] if solver is None else solver
     n_steps = int(config["solver_steps"]) if n_steps is None else n_steps

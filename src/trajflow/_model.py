@@ -314,7 +314,8 @@ class TrajectoryModel:
         seed
             Seed of the SDE noise.
         solver, n_steps
-            Override the integrator chosen at fit time.
+            Override the integrator chosen at fit time (``"auto"`` or a torchdiffeq method
+            name, steps over the span).
 
         Returns
         -------
@@ -412,8 +413,8 @@ class TrajectoryModel:
         seed
             Seed for subsampling and SDE noise.
         solver, n_steps
-            Override the integrator chosen at fit time (a torchdiffeq method name, steps over
-            the span).
+            Override the integrator chosen at fit time (``"auto"`` or a torchdiffeq method
+            name, steps over the span).
 
         Returns
         -------
@@ -548,8 +549,8 @@ class TrajectoryModel:
         seed
             Seed for subsampling and SDE noise.
         solver, n_steps
-            Override the integrator chosen at fit time (a torchdiffeq method name, steps over
-            the span).
+            Override the integrator chosen at fit time (``"auto"`` or a torchdiffeq method
+            name, steps over the span).
 
         Returns
         -------

@@ -132,9 +132,9 @@ def score_methods() -> str:
 
 
 def solvers() -> tuple[str, ...]:
-    from ..core.integrate import ADAPTIVE_SOLVERS, FIXED_STEP_SOLVERS
+    from ..core.integrate import SOLVERS
 
-    return FIXED_STEP_SOLVERS + ADAPTIVE_SOLVERS
+    return SOLVERS
 
 
 # --- argument groups -------------------------------------------------------------------------

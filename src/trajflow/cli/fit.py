@@ -105,7 +105,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         type=_args.positive_int,
         default=defaults["solver_steps"],
         metavar="N",
-        help="steps of a fixed-step solver over a prediction's span",
+        help="steps of a fixed-step solver over a prediction's span (Euler steps under 'auto')",
     )
     model.add_argument(
         "--seed",

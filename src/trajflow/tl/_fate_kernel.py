@@ -177,8 +177,8 @@ def fate_transitions(
     targets = model.scaler.transform(x_to)
     out = sparse.csr_matrix((len(x_from), len(x_to)))
     for s in range(n_samples):
-        # tl's bulk integrator (rk4, closer to the exact flow than the fit's Euler in a third
-        # of the evaluations); the kernel's calibration holds with it (benchmarks/README.md)
+        # tl's bulk integrator (solver "auto": rk4, closer to the exact flow than Euler in a
+        # third of the evaluations); the kernel's calibration holds with it (benchmarks/README.md)
         ends = carry(model, x_from, source_time=t_from, times=t_to, sde=sde, seed=seed + s)
         out = out + calibrated_assign(
             model.scaler.transform(ends),

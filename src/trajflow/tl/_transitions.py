@@ -99,7 +99,7 @@ def flow_transitions(
 
     ``t_to`` may be earlier (the flow run backwards). Neighbours are found in the model's
     standardised space; SDE draws are averaged. The ODE is solved as the tools solve it
-    (:func:`~trajflow.tl._carry.carry`: rk4 in a twelfth of an Euler model's steps).
+    (:func:`~trajflow.tl._carry.carry`: ``solver="auto"``, rk4 in a twelfth of the steps).
 
     Parameters
     ----------
