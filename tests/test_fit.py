@@ -301,3 +301,9 @@ def test_standardizer_moments_match_numpy_across_blocks():
     np.testing.assert_allclose(fit.scale, [*x.std(0)[:2], 1.0], rtol=1e-9)  # constant: 1
     one = Standardizer.fit(x, per_dimension=False).scale
     np.testing.assert_allclose(one, np.sqrt(x.var(0).mean()), rtol=1e-9)
+    z = fit.transform(x[:50])
+    back = fit.inverse_transform(z)  # a new array, z untouched
+    np.testing.assert_allclose(back, x[:50], rtol=1e-12)
+    same = fit.inverse_transform(z, copy=False)  # written into z: the same values to the bit
+    assert same is z
+    np.testing.assert_array_equal(same, back)

@@ -342,7 +342,7 @@ class TrajectoryModel:
         for part in (order[grid[order] >= src], order[grid[order] < src][::-1]):
             if len(part):
                 z[part] = self._flow(z0, src, grid[part], opts)
-        out = self.scaler.inverse_transform(z)
+        out = self.scaler.inverse_transform(z, copy=False)  # z is ours
         return out[0] if single else out
 
     def _time_grid(self, times: Sequence[float]) -> list[float]:
@@ -475,7 +475,7 @@ class TrajectoryModel:
         xs, srcs, names, support = [], [], [], []
         for t, plan in zip(times, plans, strict=True):
             z, src, cells = self._planned_cells(plan, n_cells, opts)
-            xs.append(self.scaler.inverse_transform(z))
+            xs.append(self.scaler.inverse_transform(z, copy=False))
             srcs.append(src)
             names.append(cells)
             support.append(self.support_for(t).distance(xs[-1]))
@@ -576,7 +576,7 @@ class TrajectoryModel:
         src, z0, names = self._source_cells(source_time, end_time, n_cells, opts.seed)
         grid = np.linspace(src, end_time, n_points)
         z = self._flow(z0, src, grid, opts)
-        paths = self.scaler.inverse_transform(z).transpose(1, 0, 2)
+        paths = self.scaler.inverse_transform(z, copy=False).transpose(1, 0, 2)  # z is ours
         return Trajectories(
             times=grid,
             paths=paths,
