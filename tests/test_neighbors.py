@@ -52,6 +52,17 @@ def test_torch_search_equals_brute_force(small_blocks, k):
     np.testing.assert_allclose(dist, np.take_along_axis(full, order, axis=1), rtol=1e-10)
 
 
+def test_nearest_distances_equal_brute_force(small_blocks):
+    """The support measure's search (float32 products, the nearest point's distance then in
+    float64): the exact distances, far from the origin too, and 0 for a reference point."""
+    rng = np.random.default_rng(3)
+    query = rng.normal(size=(203, 12)) * 3 + 200.0
+    reference = rng.normal(size=(60, 12)) * 2 + 200.5
+    got = _neighbors.nearest_distances(query, reference)
+    np.testing.assert_allclose(got, cdist(query, reference).min(axis=1), rtol=1e-10)
+    assert (_neighbors.nearest_distances(reference, reference) == 0).all()
+
+
 def test_kneighbors_searches_on_a_cuda_device_by_torch(monkeypatch):
     calls = []
     search = _neighbors.torch_kneighbors

@@ -25,7 +25,7 @@ import numpy as np
 from scipy.spatial.distance import pdist
 
 from ._anndata import Standardizer
-from ._neighbors import kneighbors
+from ._neighbors import kneighbors, nearest_distances
 from ._timecourse import subsample_indices
 from .metrics import energy_distance, mmd, wasserstein
 
@@ -241,4 +241,4 @@ class Support:
         cells = np.asarray(cells, dtype=np.float64)
         if not np.isfinite(self.threshold):
             return np.zeros(len(cells))
-        return kneighbors(cells, self.reference, 1)[0][:, 0] / self.threshold
+        return nearest_distances(cells, self.reference) / self.threshold
