@@ -10,6 +10,7 @@ cells per time point).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -92,6 +93,24 @@ def kneighbors(
     return index.kneighbors(query, return_distance=return_distance)
 
 
+def _partial_sq_distances(
+    queries: np.ndarray, reference: np.ndarray, *, dtype: Any, device: Any, centre: Any = 0.0
+) -> Iterator[tuple[slice, Any, Any]]:
+    """Per block of at most :data:`BLOCK_ENTRIES` distances: the query rows, the block (torch,
+    ``dtype`` on ``device``) and its squared distances to every reference point less the
+    query's own squared norm (``|r|^2 - 2 q.r``, one matrix product), which no ordering along
+    a row depends on. Both sides are shifted by ``centre`` first."""
+    import torch
+
+    ref = torch.as_tensor(reference - centre, dtype=dtype, device=device)
+    ref_sq = (ref * ref).sum(dim=1)
+    step = _block_rows(len(ref))
+    for start in range(0, len(queries), step):
+        rows = slice(start, start + step)
+        block = torch.as_tensor(queries[rows] - centre, dtype=dtype, device=device)
+        yield rows, block, torch.addmm(ref_sq[None, :], block, ref.T, alpha=-2.0)
+
+
 def nearest_distances(
     query: np.ndarray, reference: np.ndarray, *, device: Any = None
 ) -> np.ndarray:
@@ -108,19 +127,14 @@ def nearest_distances(
     import torch
 
     reference = np.asarray(reference, dtype=np.float64)
-    centre = reference.mean(axis=0)
-    ref = torch.as_tensor(reference - centre, dtype=torch.float32, device=device)
-    ref_sq = (ref * ref).sum(dim=1)
     queries = np.asarray(query, dtype=np.float64)
     out = np.empty(len(queries))
-    step = _block_rows(len(ref))
-    for start in range(0, len(queries), step):
-        block = torch.as_tensor(
-            queries[start : start + step] - centre, dtype=torch.float32, device=device
-        )
-        nearest = torch.addmm(ref_sq[None, :], block, ref.T, alpha=-2.0).argmin(dim=1)
-        rows = queries[start : start + step]
-        out[start : start + step] = np.linalg.norm(rows - reference[nearest.cpu().numpy()], axis=1)
+    blocks = _partial_sq_distances(
+        queries, reference, dtype=torch.float32, device=device, centre=reference.mean(axis=0)
+    )
+    for rows, _, sq in blocks:
+        nearest = sq.argmin(dim=1).cpu().numpy()
+        out[rows] = np.linalg.norm(queries[rows] - reference[nearest], axis=1)
     return out
 
 
@@ -132,17 +146,15 @@ def torch_kneighbors(
     top-k, which it does not change), at most :data:`BLOCK_ENTRIES` entries per block."""
     import torch
 
-    ref = torch.as_tensor(np.asarray(reference, dtype=np.float64), device=device)
-    ref_sq = (ref * ref).sum(dim=1)
     queries = np.asarray(query, dtype=np.float64)
     dist = np.empty((len(queries), k))
     idx = np.empty((len(queries), k), dtype=np.int64)
-    step = _block_rows(len(ref))
-    for start in range(0, len(queries), step):
-        block = torch.as_tensor(queries[start : start + step], device=device)
-        sq = torch.addmm(ref_sq[None, :], block, ref.T, alpha=-2.0)
+    reference = np.asarray(reference, dtype=np.float64)
+    for rows, block, sq in _partial_sq_distances(
+        queries, reference, dtype=torch.float64, device=device
+    ):
         top, where = torch.topk(sq, k, dim=1, largest=False, sorted=True)
         top = (top + (block * block).sum(dim=1, keepdim=True)).clamp_min_(0.0).sqrt_()
-        dist[start : start + step] = top.cpu().numpy()
-        idx[start : start + step] = where.cpu().numpy()
+        dist[rows] = top.cpu().numpy()
+        idx[rows] = where.cpu().numpy()
     return dist, idx
