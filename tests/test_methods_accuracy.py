@@ -238,3 +238,20 @@ def test_ot_mfm_trains_on_every_cell_and_rejects_what_it_cannot_do():
     for kwargs in ({"unbalanced": 1.0}, {"coupling": "minibatch"}):
         with pytest.raises(ValueError, match="fixed exact OT plan"):
             trajflow.fit_trajectories(small, method="ot-mfm", n_steps=5, **kwargs)
+
+
+@pytest.mark.parametrize(("batch_size", "parts"), [(128, (64, 64)), (3, (1, 2)), (1, (1, 1))])
+def test_a_mixture_splits_its_batch_between_its_parts(batch_size, parts):
+    """Each part of ``ot-cfm-hermite`` draws its share of the batch (at least one draw each), so
+    a step costs what one method's step costs."""
+    from trajflow._methods import build_objective, get_method
+
+    rng = np.random.default_rng(0)
+    pops = [(rng.normal(size=(20, 3)) + k).astype(np.float32) for k in range(3)]
+    objective = build_objective(
+        get_method("ot-cfm-hermite"), pops, [0.0, 1.0, 2.0], [0.0, 1.0, 2.0],
+        sigma=0.1, batch_size=batch_size, restore=0.3,
+    )  # fmt: skip
+    chains, lines = objective.parts
+    assert (chains.batch_size, lines.batch_size) == parts
+    assert objective.loss(VelocityNet(3), torch.Generator().manual_seed(0)) > 0

@@ -36,7 +36,6 @@ from .core.strategy import CouplingStrategy, resolve_strategy
 
 COUPLINGS = ("independent", "exact", "entropic")
 PATHS = ("straight", "bridge", "spline")
-SPLINES = SPLINE_KINDS
 
 
 @dataclass(frozen=True)
@@ -158,8 +157,8 @@ def register_method(name: str, spec: MethodSpec, *, overwrite: bool = False) -> 
         problems.append(f"coupling must be one of {COUPLINGS}, got {spec.coupling!r}")
     if spec.path not in PATHS:
         problems.append(f"path must be one of {PATHS}, got {spec.path!r}")
-    if spec.path == "spline" and spec.spline not in SPLINES:
-        problems.append(f"spline must be one of {SPLINES}, got {spec.spline!r}")
+    if spec.path == "spline" and spec.spline not in SPLINE_KINDS:
+        problems.append(f"spline must be one of {SPLINE_KINDS}, got {spec.spline!r}")
     if spec.fixed_plan and spec.coupling != "exact":
         problems.append("bent and spline paths need coupling='exact' (one fixed plan per pair)")
     if spec.bend and spec.path == "bridge":
@@ -461,12 +460,10 @@ def build_objective(
     tensors = [torch.as_tensor(p, device=device) for p in populations]
     if spec.multi_marginal:
         sampler = build_chain_sampler(tensors, generator=gen)
-        # a mixture splits each step's batch between its parts by their shares, so a step
-        # costs what one method's step costs
-        line_batch = round(batch_size * spec.straight_share)
-        if spec.straight_share:
-            line_batch = min(max(line_batch, 1), batch_size - 1)
-        chain_batch = batch_size - line_batch
+        # a mixture splits each step's batch between its parts by their shares (at least one
+        # draw each), so a step costs what one method's step costs
+        line_batch = max(1, round(batch_size * spec.straight_share))
+        chain_batch = max(1, batch_size - line_batch) if spec.straight_share else batch_size
         bends = None
         if spec.bend:
             links = [sampler.link_pairs(k) for k in range(len(tensors) - 1)]
